@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from downloads_app import services
+from downloads_app.models import ApiKey, DownloadTask
+
+
+@admin.register(DownloadTask)
+class DownloadTaskAdmin(admin.ModelAdmin):
+    list_display = (
+        "pk",
+        "filename",
+        "folder_type",
+        "sub_folder",
+        "platform",
+        "status",
+        "percent",
+        "created_at",
+    )
+    list_filter = ("status", "platform", "folder_type")
+    search_fields = ("filename", "title", "source_url")
+    readonly_fields = (
+        "owner",
+        "heartbeat_at",
+        "validator",
+        "sha256",
+        "downloaded_size",
+        "bps",
+        "started_at",
+        "finished_at",
+    )
+    exclude = ("info",)
+    actions = ["pause", "resume", "cancel"]
+
+    def _apply(self, request: HttpRequest, queryset: QuerySet[DownloadTask], action, verb: str) -> None:  # type: ignore[no-untyped-def]
+        for task in queryset:
+            action(task=task)
+        messages.success(request, f"{verb} {queryset.count()} task(s).")
+
+    @admin.action(description="Pause selected downloads")
+    def pause(self, request: HttpRequest, queryset: QuerySet[DownloadTask]) -> None:
+        self._apply(request, queryset, services.download_pause, "Paused")
+
+    @admin.action(description="Resume selected downloads")
+    def resume(self, request: HttpRequest, queryset: QuerySet[DownloadTask]) -> None:
+        self._apply(request, queryset, services.download_resume, "Resumed")
+
+    @admin.action(description="Cancel selected downloads (deletes their partial files)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[DownloadTask]) -> None:
+        self._apply(request, queryset, services.download_cancel, "Cancelled")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are shown masked; a new key is typed in full and never displayed again."""
+
+    list_display = ("service", "masked", "updated_at")
+    fields = ("service", "key")
+
+    def get_form(self, request, obj=None, **kwargs):  # type: ignore[no-untyped-def]
+        from django import forms
+
+        form = super().get_form(request, obj, **kwargs)
+        form.base_fields["key"].widget = forms.PasswordInput(
+            render_value=False, attrs={"autocomplete": "off"}
+        )
+        form.base_fields["key"].help_text = (
+            f"Currently {obj.masked}. Type a new key to replace it." if obj else ""
+        )
+        return form

@@ -1,0 +1,101 @@
+"""The JSON API of downloads under /model-manager/ (the seed plugin's contract)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import PurePosixPath
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from downloads_app import selectors, services
+from downloads_app.engine import HttpError
+from downloads_app.events import task_data
+from downloads_app.models import DownloadTask
+from downloads_app.sources import SourceError
+from mmsite.api import ApiError, api_ok, api_view, json_body
+
+
+def _resolution(url: str):  # type: ignore[no-untyped-def]
+    if not url:
+        raise ApiError("Give the link of a model page or file.")
+    try:
+        return selectors.resolution_get(url)
+    except SourceError as exc:
+        raise ApiError(str(exc), status=422) from None
+    except HttpError as exc:
+        raise ApiError(f"The address answered HTTP {exc.status}.", status=502) from None
+
+
+@require_GET
+@api_view
+def tasks(request: HttpRequest) -> HttpResponse:
+    return api_ok([task_data(t) for t in selectors.tasks()])
+
+
+@require_GET
+@api_view
+def model_info(request: HttpRequest) -> HttpResponse:
+    resolution = _resolution(request.GET.get("model-page", "").strip())
+    return api_ok(asdict(resolution))
+
+
+@require_POST
+@api_view
+def create(request: HttpRequest) -> HttpResponse:
+    """`downloadUrl, type, pathIndex, fullname[, subFolder]`: the file at downloadUrl (a model page picks
+    its primary file) saved as `fullname` (which may carry the subfolder, as in the seed)."""
+    data = json_body(request) if request.content_type == "application/json" else request.POST.dict()
+    resolution = _resolution(str(data.get("downloadUrl", "")).strip())
+    fullname = PurePosixPath(str(data.get("fullname", "")).strip().lstrip("/"))
+    parent = fullname.parent.as_posix()
+    sub_folder = str(data.get("subFolder", "") or ("" if parent == "." else parent))
+    try:
+        path_index = int(data.get("pathIndex", 0))
+    except (TypeError, ValueError):
+        raise ApiError("pathIndex must be a number.") from None
+    version = resolution.version()
+    remote = resolution.file(version)
+    try:
+        destination = services.check_destination(
+            folder_type=str(data.get("type") or resolution.folder_type),
+            path_index=path_index,
+            sub_folder=sub_folder,
+            filename=fullname.name or remote.name,
+        )
+    except services.DownloadRequestError as exc:
+        raise ApiError(str(exc)) from None
+    task = services.download_create(
+        resolution=resolution, version=version, remote=remote, destination=destination
+    )
+    return api_ok(task_data(task), status=201)
+
+
+@require_http_methods(["PUT", "DELETE"])
+@api_view
+def task(request: HttpRequest, task_id: int) -> HttpResponse:
+    found = get_object_or_404(DownloadTask, pk=task_id)
+    if request.method == "DELETE":
+        services.download_delete(task=found)
+        return api_ok({"taskId": task_id})
+    status = json_body(request).get("status")
+    actions = {
+        "pause": services.download_pause,
+        "resume": services.download_resume,
+        "cancel": services.download_cancel,
+    }
+    if status not in actions:
+        raise ApiError('status must be "pause", "resume" or "cancel".')
+    return api_ok(task_data(actions[status](task=found)))
+
+
+@require_POST
+@api_view
+def setting(request: HttpRequest) -> HttpResponse:
+    data = json_body(request)
+    try:
+        key = services.api_key_set(service=str(data.get("key", "")), value=str(data.get("value", "")))
+    except services.DownloadRequestError as exc:
+        raise ApiError(str(exc)) from None
+    return api_ok({"key": data.get("key"), "value": key.masked if key else ""})

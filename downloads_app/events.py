@@ -1,0 +1,53 @@
+"""What browsers hear about downloads: the seed's JSON events and the task row fragment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from downloads_app.models import DownloadTask
+from mmsite.events import publish
+
+
+def task_data(task: DownloadTask) -> dict[str, Any]:
+    return {
+        "taskId": task.pk,
+        "fullname": task.relative_path,
+        "type": task.folder_type,
+        "pathIndex": task.path_index,
+        "status": task.status,
+        "downloadedSize": task.downloaded_size,
+        "totalSize": task.total_size,
+        "progress": task.percent,
+        "bps": task.bps,
+        "error": task.error,
+        "platform": task.platform,
+    }
+
+
+def render_task_row(task: DownloadTask, *, oob: str = "") -> str:
+    return render_to_string("downloads_app/task_row.html", {"task": task, "oob": oob})
+
+
+def publish_task(task: DownloadTask, event: str) -> None:
+    fragment = render_task_row(
+        task, oob="afterbegin:#download-tasks" if event == "create_download_task" else ""
+    )
+    if event == "complete_download_task":
+        fragment += render_to_string(
+            "downloads_app/toast.html", {"level": "success", "message": f"Downloaded {task.filename}."}
+        )
+    elif event == "error_download_task":
+        fragment += render_to_string(
+            "downloads_app/toast.html", {"level": "error", "message": f"{task.filename}: {task.error}"}
+        )
+    publish(event, task_data(task), fragment)
+
+
+def publish_deleted(task_id: int) -> None:
+    publish(
+        "delete_download_task",
+        {"taskId": task_id},
+        f'<div id="download-task-{task_id}" hx-swap-oob="delete"></div>',
+    )

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from django.db import models
+
+from mmsite.models import WorkerTask
+
+
+class Platform(models.TextChoices):
+    CIVITAI = "civitai", "Civitai"
+    HUGGINGFACE = "huggingface", "Hugging Face"
+    DIRECT = "direct", "Direct link"
+
+
+class DownloadTask(WorkerTask):
+    """One file to download into a model folder. The row is the truth; the worker only runs it."""
+
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    source_url = models.URLField(max_length=2000, help_text="The page or link the user gave.")
+    download_url = models.URLField(max_length=2000)
+    title = models.CharField(max_length=300, blank=True)
+    version_name = models.CharField(max_length=200, blank=True)
+    folder_type = models.CharField(max_length=64)
+    path_index = models.PositiveSmallIntegerField(default=0)
+    sub_folder = models.CharField(max_length=1024, blank=True)
+    filename = models.CharField(max_length=255)
+    expected_sha256 = models.CharField(max_length=64, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    total_size = models.BigIntegerField(null=True, blank=True)
+    downloaded_size = models.BigIntegerField(default=0)
+    bps = models.BigIntegerField(default=0, help_text="Bytes per second, smoothed over about 5 s.")
+    validator = models.CharField(max_length=300, blank=True, help_text="ETag or Last-Modified of the part.")
+    preview_url = models.URLField(max_length=2000, blank=True)
+    description_html = models.TextField(blank=True)
+    info = models.JSONField(default=dict, blank=True)
+    save_preview = models.BooleanField(default=True)
+    save_description = models.BooleanField(default=True)
+    save_info = models.BooleanField(default=True)
+    notice = models.CharField(max_length=500, blank=True, help_text="A note that does not fail the task.")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.relative_path} ({self.status})"
+
+    @property
+    def relative_path(self) -> str:
+        return f"{self.sub_folder}/{self.filename}" if self.sub_folder else self.filename
+
+    @property
+    def percent(self) -> int:
+        if self.status == "done":
+            return 100
+        if not self.total_size:
+            return 0
+        return min(100, int(self.downloaded_size * 100 / self.total_size))
+
+    @property
+    def eta_seconds(self) -> int | None:
+        if self.status != "running" or not self.bps or not self.total_size:
+            return None
+        return max(0, int((self.total_size - self.downloaded_size) / self.bps))
+
+
+class ApiKey(models.Model):
+    """A Civitai or Hugging Face key. Sent only to that service's own host, never shown back in full."""
+
+    class Service(models.TextChoices):
+        CIVITAI = "civitai", "Civitai"
+        HUGGINGFACE = "huggingface", "Hugging Face"
+
+    service = models.CharField(max_length=16, choices=Service.choices, unique=True)
+    key = models.CharField(max_length=500)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.get_service_display()} key {self.masked}"
+
+    @property
+    def masked(self) -> str:
+        return mask_key(self.key)
+
+
+def mask_key(key: str) -> str:
+    return "••••" + key[-4:] if len(key) > 8 else "••••"

@@ -1,0 +1,65 @@
+"""Reads of downloads for the pages and the API."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from django.core.cache import cache
+
+from downloads_app import services
+from downloads_app.events import render_task_row
+from downloads_app.models import ApiKey, DownloadTask
+from downloads_app.sources import Resolution, resolve
+from mmsite.models import TaskStatus
+from models_app.roots import UnknownRoot, get_roots
+
+RESOLUTION_TTL = 600
+
+
+def tasks() -> list[DownloadTask]:
+    return list(DownloadTask.objects.order_by("-created_at", "-pk")[:500])
+
+
+def unfinished_rows_fragment() -> str:
+    """The rows that may have changed while a page's socket was away."""
+    unfinished = DownloadTask.objects.exclude(status__in=[TaskStatus.DONE, TaskStatus.CANCELLED])
+    return "".join(render_task_row(task) for task in unfinished[:200])
+
+
+def resolution_get(url: str) -> Resolution:
+    """Resolves a link, remembered for ten minutes per link and keys (picking a version or a folder
+    re-renders the form without asking the service again)."""
+    keys = services.keys()
+    cache_key = (
+        "resolution:" + hashlib.sha256(f"{url}|{keys.civitai}|{keys.huggingface}".encode()).hexdigest()
+    )
+    found = cache.get(cache_key)
+    if found is None:
+        found = resolve(url, endpoints=services.endpoints(), keys=keys)
+        cache.set(cache_key, found, RESOLUTION_TTL)
+    return found
+
+
+def existing_sub_folders(folder_type: str, path_index: int, *, depth: int = 3, limit: int = 300) -> list[str]:
+    """Folders already inside a model root, to offer as subfolders."""
+    try:
+        root = get_roots().get(folder_type, path_index)
+    except UnknownRoot:
+        return []
+    found: list[str] = []
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        relative = Path(dirpath).relative_to(root)
+        if len(relative.parts) >= depth:
+            dirnames[:] = []
+        if relative.parts:
+            found.append(relative.as_posix())
+        if len(found) >= limit:
+            break
+    return found
+
+
+def api_keys() -> dict[str, ApiKey]:
+    return {key.service: key for key in ApiKey.objects.all()}

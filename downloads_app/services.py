@@ -1,0 +1,220 @@
+"""Writes of downloads: create, pause, resume, cancel, retry, delete, keys. No HTTP here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from downloads_app.events import publish_deleted, publish_task
+from downloads_app.models import ApiKey, DownloadTask, Platform
+from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution
+from mmsite.models import TaskStatus
+from mmsite.worker import wake_workers
+from models_app.roots import (
+    MODEL_EXTENSIONS,
+    PathOutsideRoot,
+    UnknownRoot,
+    clean_relative_path,
+    get_roots,
+    resolve_model_path,
+)
+
+
+class DownloadRequestError(ValueError):
+    """A message for the user about what they asked for (name, folder, clash…)."""
+
+
+def endpoints() -> Endpoints:
+    return Endpoints(civitai=settings.MM_CIVITAI_URL, huggingface=settings.HF_ENDPOINT)
+
+
+def keys() -> Keys:
+    stored = dict(ApiKey.objects.values_list("service", "key"))
+    return Keys(civitai=stored.get("civitai", ""), huggingface=stored.get("huggingface", ""))
+
+
+def api_key_set(*, service: str, value: str) -> ApiKey | None:
+    """Stores a key (an empty value removes it)."""
+    if service not in ApiKey.Service.values:
+        raise DownloadRequestError(f"Unknown service {service!r}: use civitai or huggingface.")
+    value = value.strip()
+    if not value:
+        ApiKey.objects.filter(service=service).delete()
+        return None
+    if len(value) > 500 or re.search(r"\s", value):
+        raise DownloadRequestError("A key is one word without spaces.")
+    key, _ = ApiKey.objects.update_or_create(service=service, defaults={"key": value})
+    return key
+
+
+@dataclass(frozen=True)
+class Destination:
+    folder_type: str
+    path_index: int
+    sub_folder: str
+    filename: str
+
+    @property
+    def folder(self) -> Path:
+        return (
+            resolve_model_path(self.folder_type, self.path_index, self.sub_folder)
+            if self.sub_folder
+            else get_roots().get(self.folder_type, self.path_index)
+        )
+
+    @property
+    def path(self) -> Path:
+        return self.folder / self.filename
+
+
+def check_destination(*, folder_type: str, path_index: int, sub_folder: str, filename: str) -> Destination:
+    """Refuses names and folders that would leave the model roots, clash or not be a model."""
+    try:
+        get_roots().get(folder_type, path_index)
+    except UnknownRoot:
+        raise DownloadRequestError(f"There is no {folder_type} folder number {path_index}.") from None
+    sub_folder = sub_folder.strip().strip("/")
+    if sub_folder:
+        try:
+            sub_folder = clean_relative_path(sub_folder)
+        except PathOutsideRoot:
+            raise DownloadRequestError(
+                "The subfolder must stay inside the model folder (no “..”, no leading /)."
+            ) from None
+        if any(part.startswith(".") for part in sub_folder.split("/")):
+            raise DownloadRequestError("Subfolder names may not start with a dot.")
+    filename = filename.strip()
+    if (
+        not filename
+        or "/" in filename
+        or "\\" in filename
+        or filename in {".", ".."}
+        or filename.startswith(".")
+    ):
+        raise DownloadRequestError("The file name may not contain / or \\ or start with a dot.")
+    if len(filename.encode()) > 240:
+        raise DownloadRequestError("The file name is too long.")
+    if Path(filename).suffix.lower() not in MODEL_EXTENSIONS:
+        raise DownloadRequestError(
+            f"The file name must end in a model extension ({', '.join(sorted(MODEL_EXTENSIONS))})."
+        )
+    destination = Destination(folder_type, path_index, sub_folder, filename)
+    try:
+        final = destination.path
+    except PathOutsideRoot:
+        raise DownloadRequestError("The subfolder must stay inside the model folder.") from None
+    if final.exists():
+        raise DownloadRequestError(
+            f"{destination.sub_folder + '/' if sub_folder else ''}{filename} already exists in that folder."
+        )
+    clash = DownloadTask.objects.filter(
+        folder_type=folder_type, path_index=path_index, sub_folder=sub_folder, filename=filename
+    ).exclude(status__in=[TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.FAILED])
+    if clash.exists():
+        raise DownloadRequestError("Another download already goes to that file name.")
+    return destination
+
+
+def download_create(
+    *,
+    resolution: Resolution,
+    version: RemoteVersion,
+    remote: RemoteFile,
+    destination: Destination,
+    save_preview: bool = True,
+    save_description: bool = True,
+    save_info: bool = True,
+) -> DownloadTask:
+    with transaction.atomic():
+        task = DownloadTask.objects.create(
+            platform=resolution.platform,
+            source_url=resolution.url
+            if resolution.url.startswith("http")
+            else (version.page_url or remote.download_url),
+            download_url=remote.download_url,
+            title=resolution.title,
+            version_name=version.name if resolution.platform == Platform.CIVITAI else "",
+            folder_type=destination.folder_type,
+            path_index=destination.path_index,
+            sub_folder=destination.sub_folder,
+            filename=destination.filename,
+            expected_sha256=remote.sha256,
+            total_size=remote.size,
+            preview_url=version.preview_url if save_preview else "",
+            description_html=resolution.description_html_of(version) if save_description else "",
+            info=version.info if save_info and resolution.platform == Platform.CIVITAI else {},
+            save_preview=save_preview and bool(version.preview_url),
+            save_description=save_description,
+            save_info=save_info and resolution.platform == Platform.CIVITAI,
+        )
+    publish_task(task, "create_download_task")
+    wake_workers()
+    return task
+
+
+def _part_path(task: DownloadTask) -> Path | None:
+    try:
+        return Destination(task.folder_type, task.path_index, task.sub_folder, task.filename + ".part").path
+    except (PathOutsideRoot, UnknownRoot):
+        return None
+
+
+def delete_part(task: DownloadTask) -> None:
+    if (part := _part_path(task)) is not None:
+        part.unlink(missing_ok=True)
+
+
+def download_pause(*, task: DownloadTask) -> DownloadTask:
+    if task.status == TaskStatus.QUEUED:
+        DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.QUEUED).update(
+            status=TaskStatus.PAUSED, bps=0
+        )
+    elif task.status == TaskStatus.RUNNING:
+        DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.RUNNING).update(requested="pause")
+    return _refreshed(task)
+
+
+def download_resume(*, task: DownloadTask) -> DownloadTask:
+    """Queues a paused, failed or cancelled task again; it continues from its part file."""
+    if task.status in (TaskStatus.PAUSED, TaskStatus.FAILED, TaskStatus.CANCELLED):
+        DownloadTask.objects.filter(pk=task.pk, status=task.status).update(
+            status=TaskStatus.QUEUED, requested="", error="", notice="", finished_at=None
+        )
+        wake_workers()
+    elif task.status == TaskStatus.RUNNING and task.requested == "pause":
+        DownloadTask.objects.filter(pk=task.pk).update(requested="")
+    return _refreshed(task)
+
+
+def download_cancel(*, task: DownloadTask) -> DownloadTask:
+    """Stops the task and deletes its part; the row stays so it can be retried or deleted."""
+    if task.status == TaskStatus.RUNNING:
+        DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.RUNNING).update(requested="cancel")
+    elif task.status in (TaskStatus.QUEUED, TaskStatus.PAUSED, TaskStatus.FAILED):
+        updated = DownloadTask.objects.filter(pk=task.pk, status=task.status).update(
+            status=TaskStatus.CANCELLED, bps=0, downloaded_size=0, validator=""
+        )
+        if updated:
+            delete_part(task)
+    return _refreshed(task)
+
+
+def download_delete(*, task: DownloadTask) -> None:
+    """Removes the task and its part. A running task is asked to stop; the worker removes it."""
+    if task.status == TaskStatus.RUNNING and DownloadTask.objects.filter(
+        pk=task.pk, status=TaskStatus.RUNNING
+    ).update(requested="delete"):
+        return
+    delete_part(task)
+    DownloadTask.objects.filter(pk=task.pk).delete()
+    publish_deleted(task.pk)
+
+
+def _refreshed(task: DownloadTask) -> DownloadTask:
+    task.refresh_from_db()
+    publish_task(task, "update_download_task")
+    return task

@@ -1,0 +1,237 @@
+"""Downloads as worker jobs: the engine does the bytes; this keeps the row, the events and the sidecars."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from typing import Protocol
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+
+from downloads_app import services
+from downloads_app.engine import (
+    DiskFull,
+    DownloadError,
+    DownloadJob,
+    DownloadResult,
+    Engine,
+    HttpError,
+    ResumeState,
+    Stopped,
+)
+from downloads_app.events import publish_deleted, publish_task
+from downloads_app.models import DownloadTask
+from downloads_app.sources import auth_for, explain
+from mmsite.events import Throttle
+from mmsite.models import TaskStatus
+from mmsite.worker import JobKind, TaskContext
+from models_app.hashing import hash_key
+from models_app.markdown import sanitize_html
+from models_app.models import HashCache
+from models_app.previews import PreviewError, save_preview, write_atomically
+from models_app.roots import PathOutsideRoot, UnknownRoot
+from models_app.services import scan_start
+
+logger = logging.getLogger("mm.downloads")
+
+SPEED_WINDOW = 5.0
+PROGRESS_FIELDS = ["downloaded_size", "total_size", "bps", "validator", "expected_sha256"]
+
+
+class ProgressReporter:
+    """Keeps the row and the browsers up to date: at most one event a second, the speed smoothed over
+    about five seconds, and the resume validator saved the moment it is known (a crash right after
+    must still resume, not restart)."""
+
+    def __init__(self, task: DownloadTask, job: DownloadJob, ctx: DownloadContext) -> None:
+        self.task = task
+        self.job = job
+        self.ctx = ctx
+        self.throttle = Throttle(settings.MM_PROGRESS_INTERVAL)
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[0][0] > SPEED_WINDOW:
+            self.samples.popleft()
+        first_time, first_done = self.samples[0]
+        if now - first_time >= 0.5:
+            self.task.bps = int((done - first_done) / (now - first_time))
+        self.task.downloaded_size = done
+        self.task.total_size = total
+        validator_changed = self.job.state.validator != self.task.validator
+        self.task.validator = self.job.state.validator
+        self.task.expected_sha256 = self.job.expected_sha256
+        if self.throttle.ready(force=validator_changed):
+            self.save()
+            self.ctx.publish_task(self.task, "update_download_task")
+
+    def save(self) -> None:
+        DownloadTask.objects.filter(pk=self.task.pk).update(
+            **{name: getattr(self.task, name) for name in PROGRESS_FIELDS}
+        )
+
+
+class DownloadContext(Protocol):
+    """Where a running download reports to: the worker (events to browsers) or the `download` command."""
+
+    owner: str
+
+    def requested(self) -> str: ...
+
+    def publish_task(self, task: DownloadTask, event: str) -> None: ...
+
+
+class WorkerDownloadContext:
+    def __init__(self, ctx: TaskContext) -> None:
+        self.ctx = ctx
+        self.owner = ctx.worker.owner
+
+    def requested(self) -> str:
+        return self.ctx.requested()
+
+    def publish_task(self, task: DownloadTask, event: str) -> None:
+        publish_task(task, event)
+
+
+def new_engine() -> Engine:
+    return Engine(stall_timeout=settings.MM_STALL_TIMEOUT, max_attempts=settings.MM_DOWNLOAD_ATTEMPTS)
+
+
+def run_download_task(task: DownloadTask, worker_ctx: TaskContext) -> None:
+    download_task_run(task, WorkerDownloadContext(worker_ctx))
+
+
+def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
+    """Runs a claimed task to a final state (done, failed, paused, cancelled or back in the queue)."""
+    try:
+        destination = services.Destination(task.folder_type, task.path_index, task.sub_folder, task.filename)
+        folder = destination.folder
+    except (PathOutsideRoot, UnknownRoot) as exc:
+        return _finish(task, ctx, TaskStatus.FAILED, f"The target folder is no longer configured: {exc}")
+    job = DownloadJob(
+        url=task.download_url,
+        dest_dir=folder,
+        filename=task.filename,
+        expected_sha256=task.expected_sha256,
+        expected_size=task.total_size,
+        auth=auth_for(task.platform, endpoints=services.endpoints(), keys=services.keys()),
+        state=ResumeState(validator=task.validator, total=task.total_size),
+    )
+    reporter = ProgressReporter(task, job, ctx)
+    task.error, task.notice, task.started_at = "", "", task.started_at or timezone.now()
+    DownloadTask.objects.filter(pk=task.pk).update(error="", notice="", started_at=task.started_at)
+    ctx.publish_task(task, "update_download_task")
+
+    def on_retry(error: DownloadError, delay: float) -> None:
+        task.notice = f"{error} — retrying in {delay:.0f} s"
+        task.bps = 0
+        DownloadTask.objects.filter(pk=task.pk).update(notice=task.notice[:500], bps=0)
+        ctx.publish_task(task, "update_download_task")
+
+    try:
+        result = new_engine().download(
+            job, on_progress=reporter, should_stop=ctx.requested, on_retry=on_retry
+        )
+    except Stopped as stop:
+        reporter.save()
+        return _stopped(task, ctx, stop.reason)
+    except DiskFull as exc:
+        reporter.save()
+        return _finish(task, ctx, TaskStatus.PAUSED, str(exc))
+    except HttpError as exc:
+        return _finish(
+            task, ctx, TaskStatus.FAILED, explain(exc, platform=task.platform, keys=services.keys())
+        )
+    except DownloadError as exc:
+        reporter.save()
+        return _finish(task, ctx, TaskStatus.FAILED, str(exc))
+    task.sha256 = result.sha256
+    _remember_hash(result)
+    task.downloaded_size = task.total_size = result.size
+    task.notice = _save_sidecars(task, result)
+    _finish(task, ctx, TaskStatus.DONE, "")
+    scan_start()  # the new model appears in the library
+
+
+def _remember_hash(result: DownloadResult) -> None:
+    """The SHA256 computed on the way in: the library never reads this file again to hash it."""
+    device, inode, size, mtime_ns = hash_key(result.path.stat())
+    HashCache.objects.update_or_create(
+        device=device, inode=inode, size=size, mtime_ns=mtime_ns, defaults={"sha256": result.sha256}
+    )
+
+
+def _stopped(task: DownloadTask, ctx: DownloadContext, reason: str) -> None:
+    if reason == "shutdown":
+        # The server is stopping (or another worker took over): leave the row to be resumed.
+        DownloadTask.objects.filter(pk=task.pk, owner=ctx.owner).update(
+            status=TaskStatus.QUEUED, owner="", bps=0
+        )
+        return
+    if reason in ("cancel", "delete"):
+        services.delete_part(task)
+        if reason == "delete" or not DownloadTask.objects.filter(pk=task.pk).exists():
+            DownloadTask.objects.filter(pk=task.pk).delete()
+            publish_deleted(task.pk)
+            return
+        task.downloaded_size, task.validator = 0, ""
+        return _finish(task, ctx, TaskStatus.CANCELLED, "")
+    _finish(task, ctx, TaskStatus.PAUSED, "")
+
+
+def _finish(task: DownloadTask, ctx: DownloadContext, status: str, error: str) -> None:
+    task.status, task.error, task.requested, task.bps = status, error, "", 0
+    if status in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED):
+        task.finished_at = timezone.now()
+    task.owner = ""
+    task.save(
+        update_fields=[
+            "status", "error", "requested", "bps", "finished_at", "owner", "sha256", "notice",
+            "downloaded_size", "total_size", "validator", "expected_sha256",
+        ]
+    )  # fmt: skip
+    event = {
+        TaskStatus.DONE: "complete_download_task",
+        TaskStatus.FAILED: "error_download_task",
+    }.get(status, "update_download_task")
+    if status == TaskStatus.PAUSED and error:
+        event = "error_download_task"
+    ctx.publish_task(task, event)
+
+
+def _save_sidecars(task: DownloadTask, result: DownloadResult) -> str:
+    """Writes the preview, description and Civitai info the user asked for; a failure here is a note
+    on the task, never a failed download."""
+    notes = []
+    base = result.path.with_suffix("")
+    if task.save_info and task.info:
+        write_atomically(
+            base.parent / (base.name + ".civitai.info"), json.dumps(task.info, indent=2).encode()
+        )
+    if task.save_description and task.description_html:
+        clean = sanitize_html(task.description_html)
+        write_atomically(base.parent / (base.name + ".md"), clean.encode())
+    if task.save_preview and task.preview_url:
+        try:
+            response = requests.get(
+                task.preview_url, timeout=(10, 30), headers={"User-Agent": "ModelManager/0.1"}
+            )
+            response.raise_for_status()
+            save_preview(response.content, result.path)
+        except (requests.RequestException, PreviewError) as exc:
+            notes.append(f"The preview image could not be saved: {exc}")
+    return " ".join(notes)[:500]
+
+
+DOWNLOAD_JOB = JobKind(
+    name="download",
+    model=DownloadTask,
+    run=run_download_task,
+    capacity=lambda: settings.MM_DOWNLOAD_CONCURRENCY,
+)

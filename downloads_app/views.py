@@ -1,0 +1,193 @@
+"""Downloads pages: the task list, the create dialog, the settings page. Thin: services do the work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from downloads_app import selectors, services
+from downloads_app.engine import HttpError
+from downloads_app.models import ApiKey, DownloadTask
+from downloads_app.sources import Resolution, SourceError
+from mmsite.preferences import preferences_set
+from mmsite.toasts import with_toast
+from models_app.markdown import sanitize_html
+from models_app.roots import get_roots
+
+ACTIONS = {
+    "pause": services.download_pause,
+    "resume": services.download_resume,
+    "retry": services.download_resume,
+    "cancel": services.download_cancel,
+}
+
+
+@require_GET
+def downloads(request: HttpRequest) -> HttpResponse:
+    return render(request, "downloads_app/downloads.html", {"tasks": selectors.tasks()})
+
+
+@require_GET
+def download_new(request: HttpRequest) -> HttpResponse:
+    return render(request, "downloads_app/new_dialog.html#url_step", {"url": request.GET.get("url", "")})
+
+
+@dataclass
+class Choice:
+    """What the user picked in the dialog, with defaults from the resolution."""
+
+    url: str
+    version: str
+    file: str
+    folder_type: str
+    path_index: int
+    sub_folder: str
+    filename: str
+    save_preview: bool
+    save_description: bool
+    save_info: bool
+
+    @classmethod
+    def from_request(cls, request: HttpRequest, resolution: Resolution) -> Choice:
+        data = request.POST if request.method == "POST" else request.GET
+        version = resolution.version(data.get("version"))
+        remote = resolution.file(
+            version, data.get("file") if data.get("version", version.id) == version.id else None
+        )
+        trigger = request.htmx.trigger_name if request.htmx else None  # type: ignore[attr-defined]
+        folder_types = get_roots().types()
+        folder_type = (
+            data.get("folder_type") or resolution.folder_type or (folder_types[0] if folder_types else "")
+        )
+        try:
+            path_index = int(data.get("path_index", "0"))
+        except ValueError:
+            path_index = 0
+        if trigger == "folder_type":
+            path_index = 0
+        first_render = "filename" not in data
+        filename = remote.name if first_render or trigger in {"version", "file"} else data.get("filename", "")
+        return cls(
+            url=resolution.url,
+            version=version.id,
+            file=remote.id,
+            folder_type=folder_type,
+            path_index=path_index,
+            sub_folder=data.get("sub_folder", ""),
+            filename=filename,
+            save_preview=first_render or data.get("save_preview") == "on",
+            save_description=first_render or data.get("save_description") == "on",
+            save_info=first_render or data.get("save_info") == "on",
+        )
+
+
+def _choose_step(
+    request: HttpRequest, resolution: Resolution, choice: Choice, error: str = ""
+) -> HttpResponse:
+    version = resolution.version(choice.version)
+    context = {
+        "resolution": resolution,
+        "version": version,
+        "description": sanitize_html(resolution.description_html_of(version)),
+        "remote": resolution.file(version, choice.file),
+        "choice": choice,
+        "roots": get_roots().folders,
+        "sub_folders": selectors.existing_sub_folders(choice.folder_type, choice.path_index),
+        "error": error,
+    }
+    return render(request, "downloads_app/new_dialog.html#choose_step", context)
+
+
+def _resolve_or_error(request: HttpRequest, url: str) -> Resolution | HttpResponse:
+    try:
+        return selectors.resolution_get(url)
+    except SourceError as exc:
+        error = str(exc)
+    except HttpError as exc:
+        error = f"The address answered HTTP {exc.status}."
+    return render(request, "downloads_app/new_dialog.html#url_step", {"url": url, "error": error})
+
+
+@require_http_methods(["GET", "POST"])
+def download_choose(request: HttpRequest) -> HttpResponse:
+    """Step 2: resolve the link, then pick version, file, folder and name (re-rendered on each change)."""
+    url = (request.POST.get("url") or request.GET.get("url") or "").strip()
+    resolution = _resolve_or_error(request, url)
+    if isinstance(resolution, HttpResponse):
+        return resolution
+    return _choose_step(request, resolution, Choice.from_request(request, resolution))
+
+
+@require_POST
+def download_create(request: HttpRequest) -> HttpResponse:
+    resolution = _resolve_or_error(request, request.POST.get("url", "").strip())
+    if isinstance(resolution, HttpResponse):
+        return resolution
+    choice = Choice.from_request(request, resolution)
+    try:
+        destination = services.check_destination(
+            folder_type=choice.folder_type,
+            path_index=choice.path_index,
+            sub_folder=choice.sub_folder,
+            filename=choice.filename,
+        )
+    except services.DownloadRequestError as exc:
+        return _choose_step(request, resolution, choice, str(exc))
+    version = resolution.version(choice.version)
+    task = services.download_create(
+        resolution=resolution,
+        version=version,
+        remote=resolution.file(version, choice.file),
+        destination=destination,
+        save_preview=choice.save_preview,
+        save_description=choice.save_description,
+        save_info=choice.save_info,
+    )
+    response = render(request, "downloads_app/new_dialog.html#created", {"task": task})
+    response["HX-Retarget"] = "#dialog"
+    return with_toast(response, f"Download of {task.filename} queued.")
+
+
+@require_POST
+def download_action(request: HttpRequest, task_id: int, action: str) -> HttpResponse:
+    task = get_object_or_404(DownloadTask, pk=task_id)
+    if action == "delete":
+        services.download_delete(task=task)
+        return with_toast(HttpResponse(""), f"{task.filename} removed from the list.", level="info")
+    if action not in ACTIONS:
+        return HttpResponse(f"Unknown action {action!r}.", status=400)
+    task = ACTIONS[action](task=task)
+    return render(request, "downloads_app/task_row.html", {"task": task})
+
+
+@require_http_methods(["GET", "POST"])
+def settings_page(request: HttpRequest) -> HttpResponse:
+    error = ""
+    saved = ""
+    if request.method == "POST" and "show_nsfw" in request.POST:
+        chosen = preferences_set(user=request.user, show_nsfw=request.POST["show_nsfw"] == "on")  # type: ignore[arg-type]
+        response = render(request, "downloads_app/settings.html#display")
+        return with_toast(response, "NSFW previews are now " + ("shown." if chosen.show_nsfw else "blurred."))
+    if request.method == "POST":
+        service = request.POST.get("service", "")
+        try:
+            services.api_key_set(service=service, value=request.POST.get("key", ""))
+        except services.DownloadRequestError as exc:
+            error = str(exc)
+        else:
+            saved = service
+    context = {
+        "keys": selectors.api_keys(),
+        "services": ApiKey.Service.choices,
+        "error": error,
+        "saved": saved,
+    }
+    template = "downloads_app/settings.html#keys" if request.htmx else "downloads_app/settings.html"  # type: ignore[attr-defined]
+    response = render(request, template, context)
+    if saved:
+        label = dict(ApiKey.Service.choices)[saved]
+        return with_toast(response, f"{label} key {'saved' if saved in context['keys'] else 'removed'}.")
+    return response

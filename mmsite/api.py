@@ -1,0 +1,58 @@
+"""The JSON API's envelope: `{"success": bool, "data"?: …, "error"?: str}` (DESIGN.md §10)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from models_app.roots import PathOutsideRoot, UnknownRoot
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def api_ok(data: Any = None, *, status: int = 200) -> JsonResponse:
+    body: dict[str, Any] = {"success": True}
+    if data is not None:
+        body["data"] = data
+    return JsonResponse(body, status=status)
+
+
+def api_error(message: str, *, status: int = 400) -> JsonResponse:
+    return JsonResponse({"success": False, "error": message}, status=status)
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    try:
+        data = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError("The request body must be a JSON object.")
+    return data
+
+
+def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Turns the errors a request can cause into the envelope with a fitting status."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except ApiError as exc:
+            return api_error(str(exc), status=exc.status)
+        except PathOutsideRoot as exc:
+            return api_error(str(exc), status=400)
+        except UnknownRoot as exc:
+            return api_error(str(exc), status=404)
+
+    return wrapper

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def issue(self, *, user: models.Model, name: str = "") -> tuple[ApiToken, str]:
+        """Creates a token and returns it with its plain text, which is shown once and never stored."""
+        plain = "mm_" + secrets.token_urlsafe(32)
+        token = self.create(user=user, name=name, digest=hash_token(plain), prefix=plain[:7])
+        return token, plain
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API; only its SHA256 is kept."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+
+class UserPreferences(models.Model):
+    """What a user chose to see, kept with the account so it follows them to every browser."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
+    )
+    show_nsfw = models.BooleanField(default=False, help_text="Show NSFW previews instead of blurring them.")
+
+    class Meta:
+        verbose_name_plural = "user preferences"
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user}"
+
+
+class TaskStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+
+
+class WorkerTask(models.Model):
+    """A row that a worker claims and runs (DESIGN.md §2: the database is the queue).
+
+    `owner` and `heartbeat_at` tell which worker runs it and whether that worker is alive; `requested`
+    carries pause or cancel requests from any web process to the running worker.
+    """
+
+    status = models.CharField(
+        max_length=12, choices=TaskStatus.choices, default=TaskStatus.QUEUED, db_index=True
+    )
+    requested = models.CharField(max_length=12, blank=True)
+    owner = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES

@@ -1,0 +1,26 @@
+"""Per-user display preferences: read for every page, written from the Settings page."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
+
+from mmsite.models import UserPreferences
+
+
+def preferences_get(user: AbstractBaseUser | AnonymousUser) -> UserPreferences:
+    """The user's saved preferences, or the defaults (unsaved) when they never changed any."""
+    if not user.is_authenticated:
+        return UserPreferences()
+    return UserPreferences.objects.filter(user=user).first() or UserPreferences(user=user)  # type: ignore[misc]
+
+
+def preferences_set(*, user: AbstractBaseUser, show_nsfw: bool) -> UserPreferences:
+    preferences, _ = UserPreferences.objects.update_or_create(user=user, defaults={"show_nsfw": show_nsfw})
+    return preferences
+
+
+def preferences(request: HttpRequest) -> dict[str, object]:
+    """Context processor: `preferences` in every template, read only when a template uses it."""
+    return {"preferences": SimpleLazyObject(lambda: preferences_get(request.user))}

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import auth
+from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.forms import UserCreationForm
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from mmsite import setup as first_run
+from mmsite.api import api_error
+from mmsite.auth import is_api_request
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    auth.logout(request)
+    return redirect("login")
+
+
+class AdminCreationForm(UserCreationForm):
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username",)
+        widgets = {"username": forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"})}
+
+
+@login_not_required
+def setup(request: HttpRequest, token: str) -> HttpResponse:
+    if not first_run.check_setup_token(token):
+        return render(request, "registration/setup_invalid.html", status=404)
+    form = AdminCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            user = form.save(commit=False)
+            user.is_staff = user.is_superuser = True
+            user.save()
+        first_run.finish_setup()
+        auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("library")
+    return render(request, "registration/setup.html", {"form": form})
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if is_api_request(request):
+        return api_error("Not found.", status=404)
+    return render(request, "404.html", {"message": str(exception) if exception else ""}, status=404)

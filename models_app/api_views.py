@@ -1,0 +1,184 @@
+"""The JSON API of the library under /model-manager/ (the seed plugin's contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParser
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from mmsite.api import ApiError, api_ok, api_view, json_body
+from models_app import selectors, services
+from models_app.models import ModelFile
+from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
+from models_app.roots import get_roots
+from models_app.tasks import scan_task_data
+
+
+def preview_url(model: ModelFile) -> str | None:
+    if not model.preview:
+        return None
+    args = [model.folder_type, model.path_index, model.relative_path]
+    if model.preview_is_video:
+        return reverse("model_sidecar", args=args) + f"?name={model.preview}"
+    return reverse("model_thumbnail", args=args) + f"?v={model.mtime_ns}-{model.sidecar_signature[:8]}"
+
+
+def model_summary(model: ModelFile) -> dict[str, Any]:
+    return {
+        "type": model.folder_type,
+        "pathIndex": model.path_index,
+        "subFolder": model.sub_folder,
+        "basename": model.name,
+        "extension": model.extension,
+        "fullname": model.relative_path,
+        "sizeBytes": model.size,
+        "createdAt": model.created_at.timestamp(),
+        "updatedAt": model.modified_at.timestamp(),
+        "preview": preview_url(model),
+        "baseModel": model.base_model,
+        "description": model.description,
+    }
+
+
+def model_details(model: ModelFile) -> dict[str, Any]:
+    return {
+        **model_summary(model),
+        "isFolder": model.is_dir,
+        "sha256": model.sha256,
+        "trainedWords": model.trained_words,
+        "tags": model.tags,
+        "notes": model.notes,
+        "civitai": {
+            "modelId": model.civitai_model_id,
+            "versionId": model.civitai_version_id,
+            "name": model.civitai_name,
+            "nsfwLevel": model.nsfw_level,
+        },
+        "metadata": model.metadata,
+        "headerError": model.header_error,
+        "sidecars": model.sidecars,
+    }
+
+
+@require_GET
+@api_view
+def folders(request: HttpRequest) -> HttpResponse:
+    return api_ok(
+        {folder_type: [str(p) for p in paths] for folder_type, paths in get_roots().folders.items()}
+    )
+
+
+@require_GET
+@api_view
+def models_of_type(request: HttpRequest, folder_type: str) -> HttpResponse:
+    if (
+        folder_type not in get_roots().folders
+        and not ModelFile.objects.filter(folder_type=folder_type).exists()
+    ):
+        raise ApiError(f"Unknown model type {folder_type!r}.", status=404)
+    models = ModelFile.objects.filter(folder_type=folder_type).order_by("path_index", "relative_path")
+    return api_ok([model_summary(m) for m in models])
+
+
+@require_POST
+@api_view
+def scan(request: HttpRequest) -> HttpResponse:
+    mode = json_body(request).get("mode", "diff")
+    try:
+        task, created = services.scan_start(mode=str(mode))
+    except ValueError as exc:
+        raise ApiError(str(exc)) from None
+    return api_ok({**scan_task_data(task), "created": created}, status=202 if created else 200)
+
+
+def _model_or_error(folder_type: str, path_index: int, relative_path: str) -> ModelFile:
+    get_roots().get(folder_type, path_index)  # unknown type or index: 404
+    found = selectors.model_get(folder_type, path_index, relative_path)
+    if found is None:
+        raise ApiError("Model not found.", status=404)
+    return found
+
+
+def _put_data(request: HttpRequest) -> tuple[dict[str, Any], Any]:
+    """JSON, or multipart (Django parses multipart for POST only, so PUT bodies are parsed here)."""
+    if request.content_type == "multipart/form-data":
+        # The request itself is the stream: reading request.body would refuse images over 2.5 MB.
+        data, files = MultiPartParser(
+            request.META, request, request.upload_handlers, request.encoding
+        ).parse()
+        return data.dict(), files.get("previewFile")
+    return json_body(request), None
+
+
+@require_http_methods(["GET", "PUT", "DELETE"])
+@api_view
+def model(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
+    found = _model_or_error(folder_type, path_index, relative_path)
+    if request.method == "GET":
+        return api_ok(model_details(found))
+    if request.method == "DELETE":
+        try:
+            item = services.model_trash(model=found)
+        except services.ModelEditError as exc:
+            raise ApiError(str(exc), status=409) from None
+        return api_ok({"trashed": item.files, "trashId": item.pk})
+    data, upload = _put_data(request)
+    try:
+        if "description" in data:
+            found = services.description_set(model=found, text=str(data["description"]))
+        if upload is not None:
+            if upload.size and upload.size > MAX_PREVIEW_BYTES:
+                raise PreviewError("The image is larger than 20 MB.")
+            found = services.preview_set(model=found, data=upload.read())
+        if {"type", "pathIndex", "fullname"} & set(data):
+            fullname = str(data.get("fullname") or found.relative_path)
+            sub_folder, _, name = fullname.strip("/").rpartition("/")
+            found = services.model_move(
+                model=found,
+                folder_type=str(data.get("type") or found.folder_type),
+                path_index=int(data.get("pathIndex", found.path_index)),
+                sub_folder=sub_folder,
+                name=name,
+            )
+    except (services.ModelEditError, PreviewError) as exc:
+        raise ApiError(str(exc)) from None
+    except (TypeError, ValueError):
+        raise ApiError("pathIndex must be a number.") from None
+    return api_ok(model_details(found))
+
+
+@require_GET
+@api_view
+def preview(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
+    found = _model_or_error(folder_type, path_index, relative_path)
+    if not found.preview or found.preview_is_video:
+        raise ApiError("This model has no preview image.", status=404)
+    from models_app.views import model_thumbnail
+
+    return model_thumbnail(request, folder_type, path_index, found.relative_path)
+
+
+@require_POST
+@api_view
+def fetch(request: HttpRequest) -> HttpResponse:
+    """`{"models": "all"}` or `{"models": [{"type", "pathIndex", "fullname"}, …]}`: a Civitai info job."""
+    wanted = json_body(request).get("models", "all")
+    ids: list[int] = []
+    if wanted != "all":
+        if not isinstance(wanted, list) or not wanted:
+            raise ApiError('models must be "all" or a list of {type, pathIndex, fullname}.')
+        for item in wanted:
+            if not isinstance(item, dict):
+                raise ApiError("Each model is {type, pathIndex, fullname}.")
+            ids.append(
+                _model_or_error(
+                    str(item.get("type")), int(item.get("pathIndex", 0)), str(item.get("fullname", ""))
+                ).pk
+            )
+    task = services.info_start(mode="fetch", model_ids=ids)
+    from models_app.info import info_task_data
+
+    return api_ok(info_task_data(task), status=202)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ModelsAppConfig(AppConfig):
+    name = "models_app"
+    verbose_name = "Model library"
+
+    def ready(self) -> None:
+        from mmsite.events import STATE_RENDERERS
+        from mmsite.worker import PERIODIC, register_job_kind
+        from models_app.info import INFO_JOB, render_info_progress
+        from models_app.selectors import latest_info, latest_scan
+        from models_app.services import purge_old_trash
+        from models_app.tasks import SCAN_JOB, render_scan_progress
+
+        register_job_kind(SCAN_JOB)
+        register_job_kind(INFO_JOB)
+        PERIODIC.append((purge_old_trash, 3600))
+        STATE_RENDERERS.append(lambda: render_scan_progress(latest_scan()))
+        STATE_RENDERERS.append(lambda: render_info_progress(latest_info()))

@@ -1,0 +1,174 @@
+"""Hashes and Civitai info as worker jobs: SHA256 for models that lack it, then `by-hash` lookups that
+write `<base>.civitai.info` (and the first image as preview when the model has none)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import requests
+from django.conf import settings
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from mmsite.events import Throttle
+from mmsite.models import TaskStatus
+from mmsite.worker import JobKind, TaskContext
+from models_app import services
+from models_app.hashing import HashStopped, file_sha256, hash_key
+from models_app.models import HashCache, InfoMode, InfoTask, ModelFile
+from models_app.previews import PreviewError, save_preview, write_atomically
+from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots
+from models_app.scanner import scan_one_model
+
+logger = logging.getLogger("mm.info")
+
+
+class Stop(Exception):
+    pass
+
+
+def info_task_data(task: InfoTask) -> dict[str, object]:
+    return {
+        "taskId": task.pk, "mode": task.mode, "status": task.status, "total": task.total,
+        "processed": task.processed, "hashed": task.hashed, "found": task.found, "missing": task.missing,
+        "progress": task.percent, "current": task.current, "error": task.error,
+    }  # fmt: skip
+
+
+def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> str:
+    return render_to_string("models_app/info_progress.html", {"info": task, "finished": finished})
+
+
+def models_for(task: InfoTask) -> list[ModelFile]:
+    models = ModelFile.objects.filter(is_dir=False)
+    if task.model_ids:
+        return list(models.filter(pk__in=task.model_ids))
+    if task.mode == InfoMode.HASH:
+        return list(models.filter(sha256=""))
+    # Every model without Civitai info that Civitai did not already say it does not know.
+    return list(
+        models.filter(civitai_model_id__isnull=True, civitai_missing=False).exclude(
+            Q(sidecars__icontains=".civitai.info")
+        )
+    )
+
+
+def ensure_sha256(model: ModelFile, *, on_progress, should_stop) -> tuple[str, bool]:  # type: ignore[no-untyped-def]
+    """The model's SHA256 from the row, the cache, or by reading it; True when it was read now."""
+    if model.sha256:
+        return model.sha256, False
+    path = services.model_path(model)
+    key = hash_key(path.stat())
+    cached = HashCache.objects.filter(device=key[0], inode=key[1], size=key[2], mtime_ns=key[3]).first()
+    if cached is not None:
+        sha256, computed = cached.sha256, False
+    else:
+        sha256 = file_sha256(path, on_progress=on_progress, should_stop=should_stop)
+        HashCache.objects.update_or_create(
+            device=key[0], inode=key[1], size=key[2], mtime_ns=key[3], defaults={"sha256": sha256}
+        )
+        computed = True
+    ModelFile.objects.filter(pk=model.pk).update(sha256=sha256)
+    return sha256, computed
+
+
+def fetch_civitai_info(model: ModelFile, sha256: str, should_stop) -> bool:  # type: ignore[no-untyped-def]
+    """Asks Civitai about the file; True when it knows it. 404 is remembered; 429 waits and asks again."""
+    from downloads_app.services import keys
+
+    key = keys().civitai
+    url = f"{settings.MM_CIVITAI_URL.rstrip('/')}/api/v1/model-versions/by-hash/{sha256.upper()}"
+    headers = {"User-Agent": "ModelManager/0.1", **({"Authorization": f"Bearer {key}"} if key else {})}
+    for _attempt in range(6):
+        response = requests.get(url, headers=headers, timeout=(10, 30))
+        if response.status_code == 429:
+            wait = float(response.headers.get("Retry-After", "30") or 30)
+            deadline = time.monotonic() + min(wait, 300)
+            while time.monotonic() < deadline:
+                if should_stop():
+                    raise Stop
+                time.sleep(0.25)
+            continue
+        if response.status_code == 404:
+            ModelFile.objects.filter(pk=model.pk).update(civitai_missing=True)
+            return False
+        response.raise_for_status()
+        data = response.json()
+        path = services.model_path(model)
+        base = path.with_suffix("")
+        write_atomically(base.parent / (base.name + ".civitai.info"), json.dumps(data, indent=2).encode())
+        images = [
+            i
+            for i in data.get("images") or []
+            if isinstance(i, dict) and i.get("type", "image") == "image" and i.get("url")
+        ]
+        if not model.preview and images:
+            try:
+                image = requests.get(
+                    images[0]["url"], timeout=(10, 30), headers={"User-Agent": "ModelManager/0.1"}
+                )
+                image.raise_for_status()
+                save_preview(image.content, path)
+            except (requests.RequestException, PreviewError) as exc:
+                logger.warning("no preview for %s: %s", model, exc)
+        ModelFile.objects.filter(pk=model.pk).update(civitai_missing=False)
+        scan_one_model(get_roots(), model.folder_type, model.path_index, model.relative_path)
+        return True
+    raise requests.HTTPError("Civitai kept answering 429 (rate limited)")
+
+
+def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
+    throttle = Throttle(settings.MM_PROGRESS_INTERVAL)
+    fields = ["total", "processed", "hashed", "found", "missing", "current"]
+
+    def report(force: bool = False) -> None:
+        if throttle.ready(force=force):
+            InfoTask.objects.filter(pk=task.pk).update(**{f: getattr(task, f) for f in fields})
+            ctx.publish("update_info_task", info_task_data(task), render_info_progress(task))
+
+    def should_stop() -> bool:
+        return ctx.requested() in {"cancel", "shutdown"}
+
+    models = models_for(task)
+    task.total = len(models)
+    report(force=True)
+    errors = []
+    try:
+        for model in models:
+            if should_stop():
+                raise Stop
+            task.current = f"{model.folder_type}/{model.relative_path}"
+            try:
+                sha256, computed = ensure_sha256(
+                    model, on_progress=lambda done: report(), should_stop=should_stop
+                )
+                task.hashed += computed
+                if task.mode == InfoMode.FETCH:
+                    if fetch_civitai_info(model, sha256, should_stop):
+                        task.found += 1
+                    else:
+                        task.missing += 1
+            except HashStopped:
+                raise Stop from None
+            except (OSError, PathOutsideRoot, UnknownRoot, requests.RequestException, ValueError) as exc:
+                errors.append(f"{task.current}: {exc}")
+            task.processed += 1
+            report()
+    except Stop:
+        shutdown = ctx.requested() == "shutdown"
+        task.status = TaskStatus.QUEUED if shutdown else TaskStatus.CANCELLED
+        InfoTask.objects.filter(pk=task.pk).update(
+            status=task.status, owner="", **{f: getattr(task, f) for f in fields}
+        )
+        ctx.publish("complete_info_task", info_task_data(task), render_info_progress(task))
+        return
+    task.status, task.current, task.finished_at = TaskStatus.DONE, "", timezone.now()
+    task.error = "\n".join(errors[:20])
+    task.save(update_fields=[*fields, "status", "finished_at", "error"])
+    ctx.publish("complete_info_task", info_task_data(task), render_info_progress(task, finished=True))
+
+
+INFO_JOB = JobKind(name="info", model=InfoTask, run=run_info_task, capacity=lambda: 1)

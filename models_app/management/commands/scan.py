@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from mmsite.models import TaskStatus
+from models_app.models import ScanMode, ScanTask
+from models_app.roots import get_roots
+from models_app.scanner import ScanProgress, scan_folder
+
+
+def progress_bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / total) if total else 0
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+class Command(BaseCommand):
+    help = "Scan the model folders now, in the foreground, with a progress bar."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--full", action="store_true", help="Read every file again, changed or not.")
+
+    def handle(self, *args: Any, full: bool, **options: Any) -> None:
+        roots = get_roots()
+        if not roots.folders:
+            self.stderr.write(
+                "No model folders are configured: set MM_COMFYUI_PATH or MM_MODEL_ROOTS (see README)."
+            )
+            sys.exit(2)
+        task = ScanTask.objects.create(
+            mode=ScanMode.FULL if full else ScanMode.DIFF,
+            status=TaskStatus.RUNNING,
+            owner="scan-command",
+            started_at=timezone.now(),
+        )
+        tty = self.stdout.isatty()
+        last = 0.0
+
+        def on_progress(progress: ScanProgress) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if tty and (now - last > 0.1 or progress.processed == progress.total):
+                last = now
+                bar = progress_bar(progress.processed, progress.total)
+                self.stdout.write(f"\r{bar} {progress.processed}/{progress.total}", ending="")
+                self.stdout.flush()
+
+        started = time.monotonic()
+        try:
+            result = scan_folder(roots, full=full, on_progress=on_progress)
+        except BaseException as exc:
+            ScanTask.objects.filter(pk=task.pk).update(
+                status=TaskStatus.FAILED, error=str(exc) or type(exc).__name__, finished_at=timezone.now()
+            )
+            raise
+        ScanTask.objects.filter(pk=task.pk).update(
+            status=TaskStatus.DONE,
+            total=result.total,
+            processed=result.processed,
+            added=result.added,
+            updated=result.updated,
+            removed=result.removed,
+            error="\n".join(result.errors[:20]),
+            finished_at=timezone.now(),
+        )
+        if tty:
+            self.stdout.write("")
+        self.stdout.write(
+            f"Scanned {result.total} models in {time.monotonic() - started:.1f} s: "
+            f"{result.added} added, {result.updated} updated, {result.removed} removed."
+        )
+        for error in result.errors:
+            self.stderr.write(f"  could not read {error}")

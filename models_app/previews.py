@@ -1,0 +1,62 @@
+"""Preview images beside models: checked to be images, stored as `<base>.webp` (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+MAX_PREVIEW_BYTES = 20 * 1024 * 1024
+MAX_PREVIEW_SIDE = 1024
+
+
+class PreviewError(ValueError):
+    """A message for the user: the file is not an image we accept."""
+
+
+def save_preview(data: bytes, model_path: Path) -> Path:
+    """Verifies `data` is an image and writes it as `<base>.webp` (at most 1024 px a side), atomically."""
+    if len(data) > MAX_PREVIEW_BYTES:
+        raise PreviewError(f"The image is {len(data) / 1048576:.0f} MB; previews may be 20 MB at most.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                probe.verify()
+            with Image.open(io.BytesIO(data)) as image:
+                image.seek(0)
+                image = ImageOps.exif_transpose(image)
+                image.thumbnail((MAX_PREVIEW_SIDE, MAX_PREVIEW_SIDE), Image.Resampling.LANCZOS)
+                if image.mode not in ("RGB", "RGBA"):
+                    image = image.convert(
+                        "RGBA" if "transparency" in image.info or "A" in image.getbands() else "RGB"
+                    )
+                buffer = io.BytesIO()
+                image.save(buffer, "WEBP", quality=88, method=4)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PreviewError("The image has too many pixels to be opened safely.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PreviewError(
+            f"That file is not an image that can be read ({exc.__class__.__name__})."
+        ) from None
+    base = model_path if model_path.is_dir() else model_path.with_suffix("")
+    target = base.parent / (base.name + ".webp")
+    write_atomically(target, buffer.getvalue())
+    return target
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Writes to a temporary name in the same folder, then renames: readers never see half a file."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(temp, 0o644)  # mkstemp makes 0600; sidecars are read by ComfyUI and other tools too
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,227 @@
+"""Where the models live: ComfyUI's folder map (DESIGN.md §4).
+
+A model is addressed as (folder type, path index, relative path), where the path index points into the
+ordered list of folders configured for that type. Everything that touches a model path goes through
+`resolve_model_path`, which refuses anything that leaves its root.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path, PurePosixPath
+
+import yaml
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+MODEL_EXTENSIONS = frozenset(
+    {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf"}
+)
+LEGACY_TYPES = {"unet": "diffusion_models", "clip": "text_encoders", "t2i_adapter": "controlnet"}
+# ComfyUI's own folders, in its order; the first of each is where ComfyUI puts new files.
+COMFYUI_DEFAULT_FOLDERS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("checkpoints",),
+    "loras": ("loras",),
+    "vae": ("vae",),
+    "text_encoders": ("text_encoders", "clip"),
+    "diffusion_models": ("unet", "diffusion_models"),
+    "clip_vision": ("clip_vision",),
+    "style_models": ("style_models",),
+    "embeddings": ("embeddings",),
+    "diffusers": ("diffusers",),
+    "vae_approx": ("vae_approx",),
+    "controlnet": ("controlnet", "t2i_adapter"),
+    "gligen": ("gligen",),
+    "upscale_models": ("upscale_models",),
+    "latent_upscale_models": ("latent_upscale_models",),
+    "hypernetworks": ("hypernetworks",),
+    "photomaker": ("photomaker",),
+    "classifiers": ("classifiers",),
+    "model_patches": ("model_patches",),
+    "audio_encoders": ("audio_encoders",),
+}
+# Keys of extra_model_paths.yaml that name folders of something other than models.
+NON_MODEL_TYPES = frozenset({"configs", "custom_nodes"})
+
+
+class PathOutsideRoot(ValueError):
+    """A path that is not inside the configured model folders."""
+
+
+class UnknownRoot(LookupError):
+    """A folder type or path index that is not configured."""
+
+
+@dataclass(frozen=True)
+class ModelRoots:
+    """Folder type → ordered list of absolute folders."""
+
+    folders: dict[str, tuple[Path, ...]]
+
+    def types(self) -> list[str]:
+        return list(self.folders)
+
+    def get(self, folder_type: str, path_index: int) -> Path:
+        try:
+            paths = self.folders[folder_type]
+            if path_index < 0:
+                raise IndexError(path_index)
+            return paths[path_index]
+        except (KeyError, IndexError):
+            raise UnknownRoot(f"No model folder {folder_type}/{path_index} is configured.") from None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for folder_type, paths in self.folders.items():
+            for index, path in enumerate(paths):
+                yield folder_type, index, path
+
+
+class _RootsBuilder:
+    """Default folders (`is_default: true`) go first, in the order given; the rest follow."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, list[Path]] = {}
+        self.defaults: dict[str, int] = {}
+
+    def add(self, folder_type: str, path: Path, *, is_default: bool = False) -> None:
+        folder_type = LEGACY_TYPES.get(folder_type, folder_type)
+        if folder_type in NON_MODEL_TYPES:
+            return
+        path = Path(os.path.abspath(path))
+        paths = self.folders.setdefault(folder_type, [])
+        if path in paths:
+            if not is_default or paths.index(path) < self.defaults.get(folder_type, 0):
+                return
+            paths.remove(path)
+        if is_default:
+            paths.insert(self.defaults.get(folder_type, 0), path)
+            self.defaults[folder_type] = self.defaults.get(folder_type, 0) + 1
+        else:
+            paths.append(path)
+
+    def build(self) -> ModelRoots:
+        return ModelRoots({t: tuple(p) for t, p in self.folders.items() if p})
+
+
+def _expand(value: str) -> str:
+    return os.path.expandvars(os.path.expanduser(value))
+
+
+def _split_paths(value: object) -> list[str]:
+    """One path, or several lines of a YAML `|` block. A ` #` starts a comment people leave in blocks."""
+    if value is None:
+        return []
+    lines = []
+    for line in str(value).splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line and not line.startswith("#"):
+            lines.append(line)
+    return lines
+
+
+def parse_extra_model_paths(text: str, yaml_dir: Path) -> list[tuple[str, Path, bool]]:
+    """Parses ComfyUI's extra_model_paths.yaml into (folder type, absolute path, is_default) entries.
+
+    Follows ComfyUI's utils/extra_config.py: top-level keys are free section names; `base_path` is
+    expanded and made absolute against the yaml file's folder; every other key is a folder type.
+    """
+    config = yaml.safe_load(text) or {}
+    if not isinstance(config, dict):
+        raise ValueError("extra_model_paths.yaml must map section names to folder settings.")
+    entries: list[tuple[str, Path, bool]] = []
+    for section in config.values():
+        if not isinstance(section, dict):
+            continue
+        section = dict(section)
+        base_path = section.pop("base_path", None)
+        is_default = bool(section.pop("is_default", False))
+        base = yaml_dir
+        if base_path:
+            base = Path(_expand(str(base_path)))
+            if not base.is_absolute():
+                base = yaml_dir / base
+        for folder_type, value in section.items():
+            for path in _split_paths(value):
+                full = Path(_expand(path))
+                entries.append((str(folder_type), full if full.is_absolute() else base / full, is_default))
+    return entries
+
+
+def parse_model_roots_setting(value: str) -> list[tuple[str, Path]]:
+    """`type=path;type=path` (MM_MODEL_ROOTS)."""
+    entries = []
+    for item in value.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        folder_type, sep, path = item.partition("=")
+        if not sep or not folder_type.strip() or not path.strip():
+            raise ValueError(f"MM_MODEL_ROOTS entries look like type=path, not {item!r}.")
+        entries.append((folder_type.strip(), Path(_expand(path.strip()))))
+    return entries
+
+
+def build_roots(*, comfyui_path: str = "", extra_model_paths: str = "", model_roots: str = "") -> ModelRoots:
+    builder = _RootsBuilder()
+    yaml_files: list[Path] = []
+    if comfyui_path:
+        comfy = Path(_expand(comfyui_path)).resolve()
+        for folder_type, names in COMFYUI_DEFAULT_FOLDERS.items():
+            for name in names:
+                builder.add(folder_type, comfy / "models" / name)
+        yaml_files += sorted(comfy.glob("extra_model_paths.y*ml"))
+    yaml_files += [Path(_expand(p)) for p in extra_model_paths.split(os.pathsep) if p.strip()]
+    for yaml_file in yaml_files:
+        for folder_type, path, is_default in parse_extra_model_paths(
+            yaml_file.read_text(encoding="utf-8"), yaml_file.resolve().parent
+        ):
+            builder.add(folder_type, path, is_default=is_default)
+    for folder_type, path in parse_model_roots_setting(model_roots):
+        builder.add(folder_type, path)
+    return builder.build()
+
+
+@cache
+def get_roots() -> ModelRoots:
+    return build_roots(
+        comfyui_path=settings.MM_COMFYUI_PATH,
+        extra_model_paths=settings.MM_EXTRA_MODEL_PATHS,
+        model_roots=settings.MM_MODEL_ROOTS,
+    )
+
+
+@receiver(setting_changed)
+def _forget_roots(*, setting: str, **kwargs: object) -> None:
+    if setting.startswith("MM_"):
+        get_roots.cache_clear()
+
+
+def clean_relative_path(relative_path: str) -> str:
+    """Normalises a user-given relative path (posix separators) or refuses one that climbs out."""
+    relative_path = relative_path.replace("\\", "/")
+    parts = PurePosixPath(relative_path).parts
+    if not relative_path or relative_path.startswith("/") or any(p in {"..", ""} for p in parts):
+        raise PathOutsideRoot(f"{relative_path!r} is not a path inside a model folder.")
+    return "/".join(p for p in parts if p != ".")
+
+
+def resolve_model_path(folder_type: str, path_index: int, relative_path: str) -> Path:
+    """The absolute path of a model, checked to lie inside its root.
+
+    The name may not climb out (no `..`, no absolute path). Its resolved location must stay inside
+    the root too, unless the way there passes a symlink inside the root: people link big folders in,
+    and the scanner follows those links, so a model found through one can be opened through it.
+    """
+    root = get_roots().get(folder_type, path_index)
+    candidate = root / clean_relative_path(relative_path)
+    if candidate.resolve().is_relative_to(root.resolve()):
+        return candidate
+    step = candidate
+    while step != root:
+        if step.is_symlink():
+            return candidate
+        step = step.parent
+    raise PathOutsideRoot(f"{relative_path!r} is outside the {folder_type} folder.")

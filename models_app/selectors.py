@@ -1,0 +1,169 @@
+"""Reads of the model library, shared by the pages and the JSON API."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+
+from models_app.models import InfoTask, ModelFile, ScanTask
+from models_app.roots import clean_relative_path, get_roots
+
+PAGE_SIZE = 60
+SORTS = {
+    "name": ("Name A–Z", ("name", "pk")),
+    "-name": ("Name Z–A", ("-name", "-pk")),
+    "-size": ("Largest first", ("-size", "pk")),
+    "size": ("Smallest first", ("size", "pk")),
+    "-modified": ("Recently modified", ("-modified_at", "pk")),
+    "modified": ("Oldest modified", ("modified_at", "pk")),
+    "-created": ("Recently added", ("-created_at", "pk")),
+}
+
+
+@dataclass(frozen=True)
+class LibraryQuery:
+    folder_type: str = ""
+    sub_folder: str = ""
+    search: str = ""
+    base_model: str = ""
+    label: str = ""
+    sort: str = "name"
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> LibraryQuery:
+        try:
+            page = max(1, int(params.get("page", "1")))
+        except ValueError:
+            page = 1
+        sort = params.get("sort", "name")
+        return cls(
+            folder_type=params.get("type", "").strip(),
+            sub_folder=params.get("folder", "").strip().strip("/"),
+            search=params.get("q", "").strip()[:200],
+            base_model=params.get("base", "").strip()[:100],
+            label=params.get("tag", "").strip()[:200],
+            sort=sort if sort in SORTS else "name",
+            page=page,
+        )
+
+    def params(self, **changes: object) -> dict[str, object]:
+        values = {
+            "type": self.folder_type,
+            "folder": self.sub_folder,
+            "q": self.search,
+            "base": self.base_model,
+            "tag": self.label,
+            "sort": self.sort,
+        }
+        values.update(changes)
+        return {k: v for k, v in values.items() if v not in ("", None) and not (k == "sort" and v == "name")}
+
+
+@dataclass(frozen=True)
+class LibraryPage:
+    models: list[ModelFile]
+    has_next: bool
+    query: LibraryQuery
+    total: int | None = None
+
+
+def filtered_models(query: LibraryQuery) -> QuerySet[ModelFile]:
+    models = ModelFile.objects.all()
+    if query.folder_type:
+        models = models.filter(folder_type=query.folder_type)
+    if query.sub_folder:
+        models = models.filter(
+            Q(sub_folder=query.sub_folder) | Q(sub_folder__startswith=query.sub_folder + "/")
+        )
+    for term in query.search.lower().split():
+        models = models.filter(search_text__contains=term)
+    if query.base_model:
+        models = models.filter(base_model=query.base_model)
+    if query.label:
+        models = models.filter(labels__contains=f"\n{query.label.lower()}\n")
+    return models
+
+
+def base_models(folder_type: str) -> list[str]:
+    models = ModelFile.objects.exclude(base_model="")
+    if folder_type:
+        models = models.filter(folder_type=folder_type)
+    return sorted(models.order_by().values_list("base_model", flat=True).distinct(), key=str.lower)
+
+
+def common_labels(folder_type: str, limit: int = 150) -> list[str]:
+    """The trigger words and tags most models of that type share, for the tag filter."""
+    models = ModelFile.objects.exclude(labels="")
+    if folder_type:
+        models = models.filter(folder_type=folder_type)
+    counts = Counter(
+        label for text in models.values_list("labels", flat=True) for label in text.split("\n") if label
+    )
+    return sorted((label for label, _ in counts.most_common(limit)), key=str.lower)
+
+
+def duplicates() -> list[list[ModelFile]]:
+    """Models with the same SHA256, across types and roots: each group biggest first."""
+    shared = (
+        ModelFile.objects.exclude(sha256="")
+        .values("sha256")
+        .annotate(n=Count("pk"))
+        .filter(n__gt=1)
+        .values_list("sha256", flat=True)
+    )
+    groups: dict[str, list[ModelFile]] = {}
+    for model in ModelFile.objects.filter(sha256__in=list(shared)).order_by(
+        "sha256", "folder_type", "relative_path"
+    ):
+        groups.setdefault(model.sha256, []).append(model)
+    return sorted(groups.values(), key=lambda group: -group[0].size * len(group))
+
+
+def library_page(query: LibraryQuery) -> LibraryPage:
+    card_fields = (
+        "folder_type", "path_index", "relative_path", "name", "extension", "is_dir", "size", "mtime_ns",
+        "base_model", "preview", "nsfw_level", "sub_folder", "modified_at", "sidecar_signature",
+    )  # fmt: skip
+    models = filtered_models(query).order_by(*SORTS[query.sort][1]).only(*card_fields)
+    start = (query.page - 1) * PAGE_SIZE
+    rows = list(models[start : start + PAGE_SIZE + 1])
+    total = filtered_models(query).count() if query.page == 1 else None
+    return LibraryPage(models=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE, query=query, total=total)
+
+
+def type_counts() -> list[tuple[str, int]]:
+    """Every configured folder type (and any type still in the database) with its number of models."""
+    counts = dict(ModelFile.objects.values_list("folder_type").annotate(n=Count("pk")).order_by())
+    types = get_roots().types() + sorted(set(counts) - set(get_roots().types()))
+    return [(t, counts.get(t, 0)) for t in types]
+
+
+def sub_folders(folder_type: str) -> list[str]:
+    """Every subfolder that holds models (and its parents), for the folder filter."""
+    models = ModelFile.objects.exclude(sub_folder="")
+    if folder_type:
+        models = models.filter(folder_type=folder_type)
+    found: set[str] = set()
+    for sub_folder in models.order_by().values_list("sub_folder", flat=True).distinct():
+        parts = sub_folder.split("/")
+        found.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return sorted(found, key=str.lower)
+
+
+def model_get(folder_type: str, path_index: int, relative_path: str) -> ModelFile | None:
+    """The model at that address; raises PathOutsideRoot for a path that climbs out."""
+    relative_path = clean_relative_path(relative_path)
+    return ModelFile.objects.filter(
+        folder_type=folder_type, path_index=path_index, relative_path=relative_path
+    ).first()
+
+
+def latest_info() -> InfoTask | None:
+    return InfoTask.objects.order_by("-created_at", "-pk").first()
+
+
+def latest_scan() -> ScanTask | None:
+    return ScanTask.objects.order_by("-created_at", "-pk").first()

@@ -1,0 +1,212 @@
+"""Writes to the model library (the scanner does the bulk of them)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from django.utils import timezone
+
+from mmsite.models import ACTIVE_STATUSES
+from mmsite.worker import wake_workers
+from models_app.models import InfoMode, InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
+from models_app.previews import save_preview, write_atomically
+from models_app.roots import PathOutsideRoot, UnknownRoot, clean_relative_path, get_roots, resolve_model_path
+from models_app.scanner import scan_one_model
+from models_app.sidecars import IMAGE_EXTENSIONS, PREVIEW_SUFFIXES, sidecar_names, strip_front_matter
+
+
+def scan_start(*, mode: str = ScanMode.DIFF) -> tuple[ScanTask, bool]:
+    """Queues a scan and returns it with True, or returns the scan already queued or running with False.
+
+    A second scan while one runs would only walk the same folders again; a full scan asked for while a
+    diff scan waits upgrades the waiting one.
+    """
+    if mode not in ScanMode.values:
+        raise ValueError(f"mode must be one of {', '.join(ScanMode.values)}")
+    active = ScanTask.objects.filter(status__in=ACTIVE_STATUSES).order_by("created_at").first()
+    if active is not None:
+        if mode == ScanMode.FULL and active.status == "queued" and active.mode != mode:
+            ScanTask.objects.filter(pk=active.pk, status="queued").update(mode=mode)
+            active.mode = mode
+        return active, False
+    task = ScanTask.objects.create(mode=mode)
+    wake_workers()
+    return task, True
+
+
+class ModelEditError(ValueError):
+    """A message for the user about an edit that cannot be done (clash, bad name, missing file…)."""
+
+
+TRASH_DIR = ".trash"
+
+
+def model_path(model: ModelFile) -> Path:
+    return resolve_model_path(model.folder_type, model.path_index, model.relative_path)
+
+
+def _base(path: Path, is_dir: bool) -> str:
+    return path.name if is_dir else path.name.rsplit(".", 1)[0]
+
+
+def files_of(model: ModelFile) -> list[Path]:
+    """The model and every sidecar beside it (listed now, not from the last scan)."""
+    path = model_path(model)
+    names = os.listdir(path.parent) if path.parent.is_dir() else []
+    return [path, *(path.parent / name for name in sidecar_names(path.name, names, is_dir=model.is_dir))]
+
+
+def _refresh(model: ModelFile) -> ModelFile:
+    scan_one_model(get_roots(), model.folder_type, model.path_index, model.relative_path)
+    return ModelFile.objects.get(pk=model.pk)
+
+
+def description_set(*, model: ModelFile, text: str) -> ModelFile:
+    """Writes `<base>.md`, keeping the YAML front matter the original plugin put there."""
+    path = model_path(model)
+    target = path.parent / (_base(path, model.is_dir) + ".md")
+    front = ""
+    if target.exists():
+        front = strip_front_matter(target.read_text(encoding="utf-8", errors="replace"))[0]
+    body = text.replace("\r\n", "\n").strip()
+    write_atomically(target, ((front + "\n" if front else "") + body + "\n").encode())
+    return _refresh(model)
+
+
+def preview_set(*, model: ModelFile, data: bytes) -> ModelFile:
+    """Saves the image as `<base>.webp` and removes the other image previews it replaces."""
+    path = model_path(model)
+    saved = save_preview(data, path)
+    base = _base(path, model.is_dir)
+    for suffix in PREVIEW_SUFFIXES:
+        other = path.parent / (base + suffix)
+        if other != saved and other.suffix.lower() in IMAGE_EXTENSIONS and other.exists():
+            other.unlink()
+    return _refresh(model)
+
+
+def model_trash(*, model: ModelFile) -> TrashItem:
+    """Moves the model and all its sidecars to `<root>/.trash/` (a rename on the same disk)."""
+    root = get_roots().get(model.folder_type, model.path_index)
+    files = [f for f in files_of(model) if f.exists() or f.is_symlink()]
+    if not files:
+        ModelFile.objects.filter(pk=model.pk).delete()
+        raise ModelEditError("The model is no longer on disk; it was removed from the library.")
+    folder = f"{timezone.now():%Y%m%d-%H%M%S}-{model.pk}"
+    target = root / TRASH_DIR / folder
+    target.mkdir(parents=True)
+    moved = []
+    try:
+        for file in files:
+            os.rename(file, target / file.name)
+            moved.append(file)
+    except OSError as exc:
+        for file in moved:  # put back what moved: all or nothing
+            os.rename(target / file.name, file)
+        target.rmdir()
+        raise ModelEditError(f"Could not move {file.name} to the trash: {exc.strerror}.") from None
+    item = TrashItem.objects.create(
+        folder_type=model.folder_type,
+        path_index=model.path_index,
+        relative_path=model.relative_path,
+        trash_folder=folder,
+        files=[f.name for f in files],
+        size=model.size,
+    )
+    ModelFile.objects.filter(pk=model.pk).delete()
+    return item
+
+
+def trash_restore(*, item: TrashItem) -> ModelFile:
+    root = get_roots().get(item.folder_type, item.path_index)
+    source = root / TRASH_DIR / item.trash_folder
+    destination = resolve_model_path(item.folder_type, item.path_index, item.relative_path).parent
+    clashes = [name for name in item.files if (destination / name).exists()]
+    if clashes:
+        raise ModelEditError(f"{', '.join(clashes)} already exist(s) there again; move them away first.")
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in item.files:
+        os.rename(source / name, destination / name)
+    shutil.rmtree(source, ignore_errors=True)
+    TrashItem.objects.filter(pk=item.pk).delete()
+    scan_one_model(get_roots(), item.folder_type, item.path_index, item.relative_path)
+    return ModelFile.objects.get(
+        folder_type=item.folder_type, path_index=item.path_index, relative_path=item.relative_path
+    )
+
+
+def trash_delete(*, item: TrashItem) -> None:
+    try:
+        root = get_roots().get(item.folder_type, item.path_index)
+        shutil.rmtree(root / TRASH_DIR / item.trash_folder, ignore_errors=True)
+    except UnknownRoot:
+        pass
+    TrashItem.objects.filter(pk=item.pk).delete()
+
+
+def trash_purge(*, older_than_days: float) -> int:
+    """Deletes for good what has been in the trash longer than that; returns how many models."""
+    old = TrashItem.objects.filter(trashed_at__lt=timezone.now() - timedelta(days=older_than_days))
+    count = 0
+    for item in old:
+        trash_delete(item=item)
+        count += 1
+    return count
+
+
+def model_move(
+    *, model: ModelFile, folder_type: str, path_index: int, sub_folder: str, name: str
+) -> ModelFile:
+    """Renames or moves a model with every sidecar; refuses clashes and paths outside the roots."""
+    name = name.strip()
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ModelEditError("The name may not be empty, contain / or \\, or start with a dot.")
+    source = model_path(model)
+    extension = "" if model.is_dir else source.suffix
+    new_base = name[: -len(extension)] if extension and name.lower().endswith(extension.lower()) else name
+    sub_folder = sub_folder.strip().strip("/")
+    try:
+        new_relative = clean_relative_path(
+            f"{sub_folder}/{new_base}{extension}" if sub_folder else new_base + extension
+        )
+        target = resolve_model_path(folder_type, path_index, new_relative)
+    except PathOutsideRoot:
+        raise ModelEditError("The new place must stay inside the model folders.") from None
+    except UnknownRoot:
+        raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
+    if target == source:
+        return model
+    old_base = _base(source, model.is_dir)
+    moves = [
+        (f, target.parent / (new_base + extension if f == source else new_base + f.name[len(old_base) :]))
+        for f in files_of(model)
+    ]
+    clashes = [dst.name for _, dst in moves if dst.exists()]
+    if clashes:
+        raise ModelEditError(f"{', '.join(clashes)} already exist(s) there: nothing was moved.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for src, dst in moves:
+        shutil.move(src, dst)  # a rename on one disk, a copy across disks
+    ModelFile.objects.filter(pk=model.pk).delete()
+    scan_one_model(get_roots(), folder_type, path_index, new_relative)
+    return ModelFile.objects.get(folder_type=folder_type, path_index=path_index, relative_path=new_relative)
+
+
+def purge_old_trash() -> int:
+    from django.conf import settings
+
+    return trash_purge(older_than_days=settings.MM_TRASH_DAYS)
+
+
+def info_start(*, mode: str, model_ids: list[int] | None = None) -> InfoTask:
+    """Queues hashing (mode hash) or Civitai lookups (mode fetch) for those models, or for all that need it."""
+    if mode not in InfoMode.values:
+        raise ValueError(f"mode must be one of {', '.join(InfoMode.values)}")
+    if model_ids:
+        ModelFile.objects.filter(pk__in=model_ids).update(civitai_missing=False)  # asked again on purpose
+    task = InfoTask.objects.create(mode=mode, model_ids=list(model_ids or []))
+    wake_workers()
+    return task

@@ -1,0 +1,214 @@
+"""The files other tools keep beside a model (DESIGN.md §5): read them all, so switching tools loses nothing.
+
+Functions here take the names already listed in the model's folder, so finding sidecars costs no
+extra system call; only sidecars that exist are opened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("mm.sidecars")
+
+IMAGE_EXTENSIONS = (".webp", ".png", ".jpg", ".jpeg", ".gif", ".avif")
+VIDEO_EXTENSIONS = (".mp4", ".webm")
+PREVIEW_SUFFIXES = (
+    *IMAGE_EXTENSIONS,
+    *(".preview" + ext for ext in IMAGE_EXTENSIONS),
+    *VIDEO_EXTENSIONS,
+    *(".preview" + ext for ext in VIDEO_EXTENSIONS),
+)
+DESCRIPTION_SUFFIXES = (".md", ".txt")
+INFO_SUFFIXES = (".civitai.info", ".metadata.json", ".cm-info.json", ".json", ".sha256")
+SIDECAR_SUFFIXES = (*PREVIEW_SUFFIXES, *DESCRIPTION_SUFFIXES, *INFO_SUFFIXES)
+MAX_SIDECAR_BYTES = 20 * 1024 * 1024
+
+
+@dataclass
+class SidecarInfo:
+    """What the sidecars of one model say, merged (Civitai Helper first, then Lora-Manager, Stability
+    Matrix, A1111)."""
+
+    files: list[str] = field(default_factory=list)
+    preview: str = ""
+    description: str = ""
+    base_model: str = ""
+    trained_words: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    civitai_model_id: int | None = None
+    civitai_version_id: int | None = None
+    civitai_name: str = ""
+    sha256: str = ""
+    nsfw_level: int = 0
+    notes: str = ""
+
+    def fill(self, **values: Any) -> None:
+        """Sets each value the fields do not have yet, so earlier (preferred) sources win."""
+        for name, value in values.items():
+            if value and not getattr(self, name):
+                setattr(self, name, value)
+
+
+def sidecar_names(model_name: str, names: Collection[str], *, is_dir: bool = False) -> list[str]:
+    """The sidecars of `model_name` among `names` (the folder's listing), in SIDECAR_SUFFIXES order."""
+    base = model_name if is_dir else model_name.rsplit(".", 1)[0]
+    return [
+        base + suffix for suffix in SIDECAR_SUFFIXES if base + suffix in names and base + suffix != model_name
+    ]
+
+
+def strip_front_matter(text: str) -> tuple[str, str]:
+    """Splits `---\\nyaml\\n---\\n` front matter (the original plugin writes it) from the markdown body."""
+    if text.startswith("---\n") or text.startswith("---\r\n"):
+        end = text.find("\n---", 3)
+        if end != -1:
+            after = text.find("\n", end + 4)
+            body = "" if after == -1 else text[after + 1 :]
+            return text[: end + 4], body
+    return "", text
+
+
+def _read_text(path: Path) -> str:
+    """The file's text with universal newlines, or "" when it is too large to be a sidecar. Plain
+    descriptor reads: a scan reads thousands of these, and a text file object costs more than the read."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_SIDECAR_BYTES:
+            return ""
+        chunks = []
+        while size > 0 and (chunk := os.read(fd, size)):
+            chunks.append(chunk)
+            size -= len(chunk)
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    text = _read_text(path)
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        logger.warning("ignoring %s: not valid JSON", path)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _words(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [w.strip() for w in value.split(",") if w.strip()]
+    if isinstance(value, list):
+        return [str(w).strip() for w in value if str(w).strip()]
+    return []
+
+
+def _primary_sha256(files: object) -> str:
+    if not isinstance(files, list):
+        return ""
+    for f in sorted(files, key=lambda f: not (isinstance(f, dict) and f.get("primary"))):
+        if isinstance(f, dict) and (sha := (f.get("hashes") or {}).get("SHA256")):
+            return str(sha)
+    return ""
+
+
+def _preview_nsfw_level(images: object) -> int:
+    """The level of the first image, which is the one tools save as the preview."""
+    if not isinstance(images, list) or not images or not isinstance(images[0], dict):
+        return 0
+    return _int_or_none(images[0].get("nsfwLevel")) or 0
+
+
+def _read_civitai_info(info: SidecarInfo, data: dict[str, Any]) -> None:
+    model = data.get("model") or {}
+    info.fill(
+        base_model=data.get("baseModel"),
+        trained_words=_words(data.get("trainedWords")),
+        tags=_words(model.get("tags")),
+        civitai_model_id=_int_or_none(data.get("modelId")),
+        civitai_version_id=_int_or_none(data.get("id")),
+        civitai_name=" – ".join(n for n in (model.get("name"), data.get("name")) if n),
+        sha256=_primary_sha256(data.get("files")),
+        nsfw_level=_preview_nsfw_level(data.get("images")),
+    )
+
+
+def _read_lora_manager(info: SidecarInfo, data: dict[str, Any]) -> None:
+    civitai = data.get("civitai") or {}
+    info.fill(
+        base_model=data.get("base_model") or civitai.get("baseModel"),
+        trained_words=_words(civitai.get("trainedWords")),
+        tags=_words(data.get("tags")),
+        civitai_model_id=_int_or_none(civitai.get("modelId")),
+        civitai_version_id=_int_or_none(civitai.get("id")),
+        civitai_name=data.get("model_name"),
+        sha256=data.get("sha256"),
+        nsfw_level=_int_or_none(data.get("preview_nsfw_level")),
+        notes=data.get("notes"),
+    )
+
+
+def _read_stability_matrix(info: SidecarInfo, data: dict[str, Any]) -> None:
+    info.fill(
+        base_model=data.get("BaseModel"),
+        trained_words=_words(data.get("TrainedWords")),
+        tags=_words(data.get("Tags")),
+        civitai_model_id=_int_or_none(data.get("ModelId")),
+        civitai_version_id=_int_or_none(data.get("VersionId")),
+        civitai_name=" – ".join(n for n in (data.get("ModelName"), data.get("VersionName")) if n),
+        sha256=(data.get("Hashes") or {}).get("SHA256"),
+    )
+
+
+def _read_a1111(info: SidecarInfo, data: dict[str, Any]) -> None:
+    info.fill(
+        base_model=data.get("sd version"),
+        trained_words=_words(data.get("activation text")),
+        notes=data.get("notes"),
+        description=data.get("description"),
+    )
+
+
+def read_sidecars(
+    folder: Path, model_name: str, names: Collection[str], *, is_dir: bool = False
+) -> SidecarInfo:
+    """Reads every sidecar of the model `folder/model_name`; a broken sidecar is logged and skipped."""
+    files = sidecar_names(model_name, names, is_dir=is_dir)
+    info = SidecarInfo(files=files)
+    base = model_name if is_dir else model_name.rsplit(".", 1)[0]
+    present = set(files)
+    info.preview = next((base + s for s in PREVIEW_SUFFIXES if base + s in present), "")
+    readers = (
+        (".civitai.info", _read_civitai_info),
+        (".metadata.json", _read_lora_manager),
+        (".cm-info.json", _read_stability_matrix),
+        (".json", _read_a1111),
+    )
+    try:
+        for suffix in DESCRIPTION_SUFFIXES:
+            if base + suffix in present:
+                info.description = strip_front_matter(_read_text(folder / (base + suffix)))[1].strip()
+                break
+        for suffix, reader in readers:
+            if base + suffix in present:
+                reader(info, _read_json(folder / (base + suffix)))
+        if base + ".sha256" in present:
+            info.fill(sha256=(_read_text(folder / (base + ".sha256")).split() or [""])[0])
+    except OSError as exc:
+        logger.warning("could not read the sidecars of %s: %s", folder / model_name, exc)
+    info.sha256 = info.sha256.strip().lower()
+    return info

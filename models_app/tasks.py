@@ -1,0 +1,85 @@
+"""Scans as worker jobs: progress to the browsers, stop on request."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from mmsite.events import Throttle
+from mmsite.models import ACTIVE_STATUSES, TaskStatus
+from mmsite.worker import JobKind, TaskContext
+from models_app.models import InfoMode, InfoTask, ModelFile, ScanMode, ScanTask
+from models_app.roots import get_roots
+from models_app.scanner import ScanProgress, ScanStopped, scan_folder
+from models_app.services import info_start
+
+
+def scan_task_data(task: ScanTask) -> dict[str, object]:
+    return {
+        "taskId": task.pk,
+        "mode": task.mode,
+        "status": task.status,
+        "total": task.total,
+        "processed": task.processed,
+        "added": task.added,
+        "updated": task.updated,
+        "removed": task.removed,
+        "progress": task.percent,
+        "currentPath": task.current_path,
+        "error": task.error,
+    }
+
+
+def render_scan_progress(task: ScanTask | None, *, refresh_library: bool = False) -> str:
+    return render_to_string(
+        "models_app/scan_progress.html", {"scan": task, "refresh_library": refresh_library}
+    )
+
+
+def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
+    throttle = Throttle(settings.MM_PROGRESS_INTERVAL)
+    fields = ["total", "processed", "added", "updated", "removed", "current_path"]
+
+    def on_progress(progress: ScanProgress) -> None:
+        if ctx.requested() in {"cancel", "shutdown"}:
+            raise ScanStopped(ctx.requested())
+        if throttle.ready(force=progress.processed == 0):
+            for name in fields:
+                setattr(task, name, getattr(progress, name))
+            ScanTask.objects.filter(pk=task.pk).update(**{name: getattr(task, name) for name in fields})
+            ctx.publish("update_scan_task", scan_task_data(task), render_scan_progress(task))
+
+    task.started_at = timezone.now()
+    ScanTask.objects.filter(pk=task.pk).update(started_at=task.started_at)
+    ctx.publish("update_scan_task", scan_task_data(task), render_scan_progress(task))
+    try:
+        result = scan_folder(get_roots(), full=task.mode == ScanMode.FULL, on_progress=on_progress)
+    except ScanStopped as stop:
+        shutdown = str(stop) == "shutdown"
+        task.status = TaskStatus.QUEUED if shutdown else TaskStatus.CANCELLED
+        task.finished_at = None if shutdown else timezone.now()
+        ScanTask.objects.filter(pk=task.pk).update(status=task.status, owner="", finished_at=task.finished_at)
+        ctx.publish("complete_scan_task", scan_task_data(task), render_scan_progress(task))
+        return
+    for name, value in asdict(result).items():
+        if name in fields:
+            setattr(task, name, value)
+    task.status = TaskStatus.DONE
+    task.finished_at = timezone.now()
+    task.error = "\n".join(result.errors[:20])
+    task.save(update_fields=[*fields, "status", "finished_at", "error"])
+    ctx.publish("complete_scan_task", scan_task_data(task), render_scan_progress(task, refresh_library=True))
+    hash_missing()
+
+
+def hash_missing() -> None:
+    """Queues the background hashing of models that lack a SHA256, unless it is queued already."""
+    needs = ModelFile.objects.filter(sha256="", is_dir=False).exists()
+    if needs and not InfoTask.objects.filter(mode=InfoMode.HASH, status__in=ACTIVE_STATUSES).exists():
+        info_start(mode=InfoMode.HASH)
+
+
+SCAN_JOB = JobKind(name="scan", model=ScanTask, run=run_scan_task, capacity=lambda: 1)

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+TYPE_LABELS = {
+    "checkpoints": "Checkpoints",
+    "loras": "LoRAs",
+    "vae": "VAE",
+    "text_encoders": "Text encoders",
+    "diffusion_models": "Diffusion models",
+    "clip_vision": "CLIP vision",
+    "style_models": "Style models",
+    "embeddings": "Embeddings",
+    "diffusers": "Diffusers",
+    "vae_approx": "VAE approx",
+    "controlnet": "ControlNet",
+    "gligen": "GLIGEN",
+    "upscale_models": "Upscalers",
+    "latent_upscale_models": "Latent upscalers",
+    "hypernetworks": "Hypernetworks",
+    "photomaker": "PhotoMaker",
+    "classifiers": "Classifiers",
+    "model_patches": "Model patches",
+    "audio_encoders": "Audio encoders",
+}
+
+
+@register.filter
+def type_label(folder_type: str) -> str:
+    return TYPE_LABELS.get(folder_type, folder_type.replace("_", " ").capitalize())
+
+
+@register.filter
+def initials(name: str) -> str:
+    """Two letters for a card without a preview."""
+    words = [w for w in name.replace("-", " ").replace("_", " ").replace(".", " ").split() if w]
+    if not words:
+        return "?"
+    return (words[0][0] + (words[1][0] if len(words) > 1 else words[0][1:2])).upper()
+
+
+@register.filter
+def is_long(value: object) -> bool:
+    return len(str(value)) > 120

@@ -1,0 +1,312 @@
+"""Library pages: thin views over selectors and services; each renders a page or one of its partials."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from urllib.parse import urlencode
+
+import requests
+from django.conf import settings
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+
+from mmsite.toasts import with_toast
+from models_app import selectors, services
+from models_app.markdown import render_markdown
+from models_app.models import ModelFile, TrashItem
+from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
+from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
+from models_app.thumbnails import ThumbnailError, get_thumbnail
+
+# Which partial of library.html a request's HX-Target asks for.
+LIBRARY_PARTIALS = {
+    "library": "library.html#library",
+    "grid": "library.html#cards",
+    "grid-more": "library.html#cards",
+}
+
+
+@require_GET
+def library(request: HttpRequest) -> HttpResponse:
+    query = selectors.LibraryQuery.from_params(request.GET.dict())
+    template = "models_app/library.html"
+    if request.htmx and (partial := LIBRARY_PARTIALS.get(request.htmx.target or "")):  # type: ignore[attr-defined]
+        template = "models_app/" + partial
+    types = selectors.type_counts()
+    context = {
+        "page": selectors.library_page(query),
+        "next_page_query": urlencode(query.params(page=query.page + 1)),
+        "total_models": sum(count for _, count in types),
+        "query": query,
+        "types": types,
+        "sub_folders": selectors.sub_folders(query.folder_type),
+        "base_models": selectors.base_models(query.folder_type),
+        "labels": selectors.common_labels(query.folder_type),
+        "sorts": {key: label for key, (label, _) in selectors.SORTS.items()},
+        "scan": selectors.latest_scan(),
+        "info": selectors.latest_info(),
+        "has_roots": bool(get_roots().folders),
+    }
+    return render(request, template, context)
+
+
+def _model_or_404(folder_type: str, path_index: int, relative_path: str) -> ModelFile:
+    try:
+        model = selectors.model_get(folder_type, path_index, relative_path)
+    except PathOutsideRoot:
+        raise Http404("No such model.") from None
+    if model is None:
+        raise Http404("No such model.")
+    return model
+
+
+@require_GET
+def model_detail(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
+    model = _model_or_404(folder_type, path_index, relative_path)
+    if request.htmx:  # type: ignore[attr-defined]
+        return _dialog(request, model)
+    return render(request, "models_app/model_detail.html", _detail_context(model))
+
+
+def _sidecar_path(model: ModelFile, name: str):  # type: ignore[no-untyped-def]
+    if name not in model.sidecars:
+        raise Http404("No such file beside this model.")
+    folder = model.relative_path.rpartition("/")[0]
+    try:
+        return resolve_model_path(model.folder_type, model.path_index, f"{folder}/{name}" if folder else name)
+    except (PathOutsideRoot, UnknownRoot):
+        raise Http404("No such file beside this model.") from None
+
+
+@require_GET
+def model_thumbnail(
+    request: HttpRequest, folder_type: str, path_index: int, relative_path: str
+) -> HttpResponse:
+    model = _model_or_404(folder_type, path_index, relative_path)
+    if not model.preview or model.preview_is_video:
+        raise Http404("This model has no preview image.")
+    try:
+        thumbnail = get_thumbnail(_sidecar_path(model, model.preview))
+    except (ThumbnailError, FileNotFoundError):
+        raise Http404("The preview image cannot be read.") from None
+    response = FileResponse(thumbnail.open("rb"), content_type="image/webp")
+    # The URL carries the model's mtime, so a changed preview gets a new URL.
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@require_GET
+def model_sidecar(
+    request: HttpRequest, folder_type: str, path_index: int, relative_path: str
+) -> HttpResponse:
+    """One sidecar file as it is on disk (video previews, the .civitai.info JSON…), shown as text or media."""
+    model = _model_or_404(folder_type, path_index, relative_path)
+    path = _sidecar_path(model, request.GET.get("name", ""))
+    content_type = mimetypes.guess_type(path.name)[0] or "text/plain"
+    if not content_type.startswith(("image/", "video/")):
+        content_type = "text/plain; charset=utf-8"  # never let a sidecar run as HTML
+    try:
+        return FileResponse(path.open("rb"), content_type=content_type)
+    except FileNotFoundError:
+        raise Http404("The file is gone; scan again.") from None
+
+
+@require_POST
+def scan_start(request: HttpRequest) -> HttpResponse:
+    mode = request.POST.get("mode", "diff")
+    try:
+        scan, created = services.scan_start(mode=mode)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc))
+    response = render(request, "models_app/scan_progress.html", {"scan": scan})
+    if created:
+        return with_toast(response, f"{scan.get_mode_display()} scan started.", level="info")
+    return with_toast(response, "A scan is already running.", level="info")
+
+
+# -- editing from the model dialog -----------------------------------------------------------------------
+
+
+def _civitai_images(model: ModelFile) -> list[str]:
+    """Image URLs of the model's .civitai.info, offered as previews (and the only URLs fetched for one)."""
+    name = next((n for n in model.sidecars if n.endswith(".civitai.info")), "")
+    if not name:
+        return []
+    try:
+        data = json.loads(_sidecar_path(model, name).read_text(encoding="utf-8"))
+    except (OSError, ValueError, Http404):
+        return []
+    images = data.get("images") if isinstance(data, dict) else None
+    return [
+        str(i["url"])
+        for i in images or []
+        if isinstance(i, dict) and i.get("url") and i.get("type", "image") == "image"
+    ][:8]
+
+
+def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
+    """What the model dialog and the model page show (the same template, whole or as a partial)."""
+    try:
+        absolute_path = services.model_path(model)
+    except (PathOutsideRoot, UnknownRoot):  # its folder is no longer configured
+        absolute_path = None
+    return {
+        "model": model,
+        "absolute_path": absolute_path,
+        "civitai_url": settings.MM_CIVITAI_URL.rstrip("/"),
+        "description_html": render_markdown(model.description),
+        "civitai_images": _civitai_images(model),
+        "roots": get_roots().folders,
+        "error": error,
+    }
+
+
+def _dialog(
+    request: HttpRequest, model: ModelFile, *, error: str = "", toast: str = "", partial: str = "dialog"
+) -> HttpResponse:
+    context = _detail_context(model, error=error)
+    response = render(request, f"models_app/model_detail.html#{partial}", context)
+    if error:
+        return with_toast(response, error, level="error")
+    return with_toast(response, toast) if toast else response
+
+
+@require_GET
+def model_edit(
+    request: HttpRequest, folder_type: str, path_index: int, relative_path: str, form: str
+) -> HttpResponse:
+    if form not in {"description", "move", "delete", "preview"}:
+        raise Http404("No such form.")
+    return _dialog(request, _model_or_404(folder_type, path_index, relative_path), partial=f"{form}_form")
+
+
+@require_POST
+def markdown_preview(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(render_markdown(request.POST.get("description", "")[:200_000]))
+
+
+@require_POST
+def description_save(
+    request: HttpRequest, folder_type: str, path_index: int, relative_path: str
+) -> HttpResponse:
+    model = _model_or_404(folder_type, path_index, relative_path)
+    model = services.description_set(model=model, text=request.POST.get("description", "")[:200_000])
+    return _dialog(request, model, toast="Description saved.")
+
+
+@require_POST
+def preview_save(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
+    model = _model_or_404(folder_type, path_index, relative_path)
+    upload = request.FILES.get("previewFile")
+    image_url = request.POST.get("image_url", "")
+    try:
+        if upload is not None:
+            if upload.size and upload.size > MAX_PREVIEW_BYTES:
+                raise PreviewError(
+                    f"The image is {upload.size / 1048576:.0f} MB; previews may be 20 MB at most."
+                )
+            data = upload.read()
+        elif image_url and image_url in _civitai_images(model):
+            data = _fetch_image(image_url)
+        else:
+            raise PreviewError("Choose an image file, or one of the Civitai images.")
+        model = services.preview_set(model=model, data=data)
+    except PreviewError as exc:
+        return _dialog(request, model, error=str(exc), partial="preview_form")
+    return _dialog(request, model, toast="Preview saved.")
+
+
+def _fetch_image(url: str) -> bytes:
+    try:
+        response = requests.get(
+            url, timeout=(10, 30), stream=True, headers={"User-Agent": "ModelManager/0.1"}
+        )
+        response.raise_for_status()
+        data = response.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
+    except requests.RequestException as exc:
+        raise PreviewError(f"The image could not be fetched: {exc.__class__.__name__}.") from None
+    if len(data) > MAX_PREVIEW_BYTES:
+        raise PreviewError("The image is larger than 20 MB.")
+    return data
+
+
+@require_POST
+def model_move(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
+    model = _model_or_404(folder_type, path_index, relative_path)
+    try:
+        moved = services.model_move(
+            model=model,
+            folder_type=request.POST.get("folder_type", folder_type),
+            path_index=int(request.POST.get("path_index", path_index) or 0),
+            sub_folder=request.POST.get("sub_folder", ""),
+            name=request.POST.get("name", ""),
+        )
+    except (services.ModelEditError, ValueError) as exc:
+        return _dialog(request, model, error=str(exc), partial="move_form")
+    response = _dialog(request, moved, toast=f"Moved to {moved.folder_type}/{moved.relative_path}.")
+    response["HX-Trigger-After-Settle"] = "libraryChanged"
+    return response
+
+
+@require_POST
+def model_delete(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
+    model = _model_or_404(folder_type, path_index, relative_path)
+    try:
+        item = services.model_trash(model=model)
+    except services.ModelEditError as exc:
+        return _dialog(request, model, error=str(exc), partial="delete_form")
+    response = render(request, "models_app/model_detail.html#deleted", {"item": item, "model_pk": model.pk})
+    return with_toast(response, f"{item.name} moved to the trash.")
+
+
+@require_GET
+def trash(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "models_app/trash.html", {"items": TrashItem.objects.all(), "days": settings.MM_TRASH_DAYS}
+    )
+
+
+@require_POST
+def trash_action(request: HttpRequest, item_id: int, action: str) -> HttpResponse:
+    item = get_object_or_404(TrashItem, pk=item_id)
+    if action == "restore":
+        try:
+            restored = services.trash_restore(item=item)
+        except (services.ModelEditError, UnknownRoot) as exc:
+            return with_toast(HttpResponse(status=204), str(exc), level="error")
+        return with_toast(HttpResponse(""), f"{restored.file_name} is back in {restored.folder_type}.")
+    if action == "delete":
+        services.trash_delete(item=item)
+        return with_toast(HttpResponse(""), f"{item.name} deleted for good.", level="info")
+    return HttpResponseBadRequest("Unknown action.")
+
+
+@require_POST
+def trash_empty(request: HttpRequest) -> HttpResponse:
+    count = services.trash_purge(older_than_days=0)
+    return with_toast(
+        render(request, "models_app/trash.html#items", {"items": []}),
+        f"Trash emptied ({count} models).",
+        level="info",
+    )
+
+
+@require_GET
+def duplicates(request: HttpRequest) -> HttpResponse:
+    return render(request, "models_app/duplicates.html", {"groups": selectors.duplicates()})
+
+
+@require_POST
+def info_start(request: HttpRequest) -> HttpResponse:
+    """Fetch info (or hash) for one model (`model` = its id) or for every model that needs it."""
+    mode = request.POST.get("mode", "fetch")
+    model_id = request.POST.get("model", "")
+    try:
+        task = services.info_start(mode=mode, model_ids=[int(model_id)] if model_id.isdigit() else None)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc))
+    response = render(request, "models_app/info_progress.html", {"info": task})
+    what = "this model" if model_id else "every model without it"
+    return with_toast(response, f"{task.get_mode_display()} for {what} queued.", level="info")

@@ -1,0 +1,90 @@
+// The little behaviour htmx does not cover: toasts, the model dialog, keyboard shortcuts.
+(function () {
+  "use strict";
+
+  function toast(message, level) {
+    const box = document.getElementById("toasts");
+    if (!box) return;
+    const el = document.createElement("div");
+    el.className = "toast " + (level || "info");
+    el.setAttribute("role", level === "error" ? "alert" : "status");
+    el.textContent = message;
+    box.appendChild(el);
+  }
+
+  // Toasts fade out by CSS; remove them once the animation ends.
+  document.addEventListener("animationend", function (e) {
+    if (e.target.classList && e.target.classList.contains("toast")) e.target.remove();
+  });
+
+  document.body.addEventListener("toast", function (e) {
+    toast(e.detail.message, e.detail.level);
+  });
+
+  // A failed request never fails silently.
+  document.body.addEventListener("htmx:responseError", function (e) {
+    const xhr = e.detail.xhr;
+    let text = xhr.status === 0 ? "The server cannot be reached." : "Request failed (" + xhr.status + ").";
+    if (xhr.responseText && xhr.responseText.length < 300 && !/^\s*</.test(xhr.responseText)) text = xhr.responseText;
+    toast(text, "error");
+  });
+  document.body.addEventListener("htmx:sendError", function () {
+    toast("The server cannot be reached.", "error");
+  });
+
+  // Dialog content arrives by htmx; open it once it is in place.
+  document.body.addEventListener("htmx:afterSwap", function (e) {
+    const target = e.detail.target;
+    if (target && target.tagName === "DIALOG" && !target.open) target.showModal();
+  });
+  document.addEventListener("click", function (e) {
+    const dialog = e.target;
+    if (dialog.tagName === "DIALOG" && dialog.open) dialog.close(); // a click on the backdrop
+  });
+  document.addEventListener("close", function (e) {
+    if (e.target.tagName === "DIALOG") e.target.replaceChildren();
+  }, true);
+
+  // "n" opens the new-download dialog on the downloads page.
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "n" || e.ctrlKey || e.metaKey || e.altKey) return;
+    const tag = (document.activeElement && document.activeElement.tagName) || "";
+    if (/INPUT|TEXTAREA|SELECT/.test(tag) || document.querySelector("dialog[open]")) return;
+    const button = document.querySelector("[aria-keyshortcuts='n']");
+    if (button) { e.preventDefault(); button.click(); }
+  });
+
+  // "/" focuses the search box, as on most sites with one.
+  document.addEventListener("keydown", function (e) {
+    if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey) return;
+    const tag = (document.activeElement && document.activeElement.tagName) || "";
+    if (/INPUT|TEXTAREA|SELECT/.test(tag) || document.querySelector("dialog[open]")) return;
+    const search = document.getElementById("search");
+    if (search) { e.preventDefault(); search.focus(); search.select(); }
+  });
+
+  // Drag and drop an image onto the preview form's drop zone.
+  document.addEventListener("dragover", function (e) {
+    const zone = e.target.closest && e.target.closest("[data-drop-zone]");
+    if (zone) { e.preventDefault(); zone.classList.add("dragging"); }
+  });
+  document.addEventListener("dragleave", function (e) {
+    const zone = e.target.closest && e.target.closest("[data-drop-zone]");
+    if (zone) zone.classList.remove("dragging");
+  });
+  document.addEventListener("drop", function (e) {
+    const zone = e.target.closest && e.target.closest("[data-drop-zone]");
+    if (!zone || !e.dataTransfer.files.length) return;
+    e.preventDefault();
+    zone.classList.remove("dragging");
+    const input = zone.querySelector("input[type=file]");
+    input.files = e.dataTransfer.files;
+    zone.closest("form").requestSubmit();
+  });
+
+  // Video previews play while pointed at.
+  document.addEventListener("mouseover", function (e) {
+    const video = e.target.closest && e.target.closest(".card") && e.target.closest(".card").querySelector("video");
+    if (video && video.paused) video.play().catch(function () {});
+  });
+})();

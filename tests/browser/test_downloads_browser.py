@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+
+def test_download_from_a_civitai_page_pause_resume_and_find_it_in_the_library(
+    logged_in_page, server, fake_upstream
+):
+    page = logged_in_page
+    page.get_by_role("link", name="Downloads").click()
+    expect(page.get_by_role("heading", name="No downloads yet")).to_be_visible()
+
+    page.get_by_role("button", name="New download").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Link").fill(f"{fake_upstream.civitai_url}/images/12345")
+    dialog.get_by_role("button", name="Next").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("not a model page")
+
+    dialog.get_by_label("Link").fill(f"{fake_upstream.civitai_url}/models/4201/dreamxl")
+    dialog.get_by_role("button", name="Next").click()
+    expect(dialog.get_by_role("heading", name="DreamXL")).to_be_visible()
+    expect(dialog.get_by_label("Folder type")).to_have_value("checkpoints")
+    dialog.get_by_label("File name").fill("../escape.safetensors")
+    dialog.get_by_role("button", name=re.compile("^Download")).click()
+    expect(dialog.get_by_role("alert")).to_contain_text("may not contain /")
+
+    dialog.get_by_label("File name").fill("dream.safetensors")
+    dialog.get_by_label("Subfolder").fill("from-browser")
+    dialog.get_by_role("button", name=re.compile("^Download")).click()
+    expect(dialog).to_contain_text("Download queued")
+    page.keyboard.press("Escape")
+
+    row = page.locator("article.task", has_text="dream.safetensors")
+    expect(row.locator(".badge.status")).to_have_text("Running", timeout=10_000)
+    expect(row.locator(".percent")).not_to_have_text("0 %", timeout=10_000)
+    row.get_by_role("button", name="Pause").click()
+    expect(row.locator(".badge.status")).to_have_text("Paused", timeout=10_000)
+    part = server.roots["checkpoints"] / "from-browser" / "dream.safetensors.part"
+    assert part.exists() and part.stat().st_size > 0
+    paused_at = part.stat().st_size
+
+    row.get_by_role("button", name="Resume").click()
+    expect(row.locator(".badge.status")).to_have_text("Done", timeout=30_000)
+    expect(page.locator("#toasts")).to_contain_text("Downloaded dream.safetensors")
+    final = server.roots["checkpoints"] / "from-browser" / "dream.safetensors"
+    assert final.read_bytes() == fake_upstream.files["dreamxl-v2-fp16"].path.read_bytes()
+    resumed = [r for r in fake_upstream.storage_requests("dreamxl-v2-fp16") if r.headers.get("Range")]
+    assert resumed and int(resumed[-1].headers["Range"][6:-1]) >= paused_at
+
+    row.get_by_role("link", name="In library").click()
+    card = page.locator(".card", has_text="dream")
+    expect(card).to_have_count(1, timeout=10_000)
+    card.click()
+    expect(page.locator("dialog[open]")).to_contain_text("dream.civitai.info")
+
+
+def test_settings_keep_a_key_masked(logged_in_page):
+    page = logged_in_page
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("textbox", name="Civitai").fill("civitai-good-key")
+    page.locator("form", has=page.get_by_role("textbox", name="Civitai")).get_by_role(
+        "button", name="Save"
+    ).click()
+    expect(page.locator("#api-keys")).to_contain_text("••••-key")
+    expect(page.locator("#toasts")).to_contain_text("Civitai key saved")
+    page.reload()
+    assert "civitai-good-key" not in page.content()

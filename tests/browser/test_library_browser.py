@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.model_files import write_model
+
+
+def type_link(page, label: str):
+    return page.get_by_role("navigation", name="Folder types").get_by_role(
+        "link", name=re.compile("^" + label)
+    )
+
+
+def card_names(page) -> list[str]:
+    return page.locator(".card .card-name").all_inner_texts()
+
+
+def test_login_is_required_and_a_bad_password_is_told(page, server):
+    page.goto(server.url + "/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "wrong")
+    page.click("button[type=submit]")
+    expect(page.get_by_role("alert")).to_contain_text("correct username and password")
+
+
+def test_browse_filter_search_and_open_a_model(logged_in_page, server):
+    page = logged_in_page
+    expect(page.locator(".card")).to_have_count(5)
+    assert card_names(page) == ["alpha_xl", "beta_xl", "gamma_xl", "pepper", "poses"]
+    expect(page.locator(".card img")).to_have_count(1)  # pepper's thumbnail
+    assert page.locator(".card img").evaluate("img => img.complete && img.naturalWidth > 0")
+
+    type_link(page, "LoRAs").click()
+    expect(page.locator(".card")).to_have_count(2)
+    expect(page).to_have_url(re.compile(r"type=loras"))
+
+    page.keyboard.press("/")
+    expect(page.locator("#search")).to_be_focused()
+    page.keyboard.type("dynamic")
+    expect(page.locator(".card")).to_have_count(1)
+    assert card_names(page) == ["poses"]
+
+    page.locator(".card").first.click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Flux.1 D")
+    expect(dialog).to_contain_text("aesthetic_pos3")
+    expect(dialog).to_contain_text("poses.civitai.info")
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog[open]")).to_have_count(0)
+
+
+def test_the_dialog_shows_safetensors_metadata(logged_in_page):
+    page = logged_in_page
+    page.locator(".card", has_text="pepper").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.locator("table.metadata")).to_contain_text("ss_network_dim")
+    expect(dialog).to_contain_text("Witch girl with a cat.")
+
+
+def test_a_scan_shows_live_progress_and_new_models_appear(logged_in_page, server):
+    page = logged_in_page
+    expect(page.locator(".card")).to_have_count(5)
+    for i in range(400):
+        write_model(server.roots["checkpoints"] / "batch" / f"new_{i:03d}.safetensors")
+    page.evaluate(
+        """() => {
+            window.sawProgress = false;
+            new MutationObserver(() => {
+                if (document.querySelector('#scan-progress progress')) window.sawProgress = true;
+            }).observe(document.body, {subtree: true, childList: true});
+        }"""
+    )
+    page.get_by_role("button", name="Full rescan").click()
+    expect(page.locator("#toasts")).to_contain_text("Scan finished: 405 models, 400 new.", timeout=30_000)
+    assert page.evaluate("window.sawProgress")
+    expect(page.locator("#scan-progress progress")).to_have_count(0)
+    expect(page.locator(".grid-summary")).to_have_text("405 models")
+    expect(type_link(page, "Checkpoints")).to_contain_text("403")
+
+
+def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
+    context = browser.new_context(viewport={"width": 390, "height": 800}, color_scheme="dark")
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "browser-test-passphrase")
+    page.click("button[type=submit]")
+    expect(page.locator(".card").first).to_be_visible()
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(18, 20, 25)"
+    card_width = page.locator(".card").first.bounding_box()["width"]
+    assert card_width < 200  # two columns on a phone
+    context.close()

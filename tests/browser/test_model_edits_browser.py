@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import io
+import shutil
+
+from PIL import Image
+from playwright.sync_api import expect
+
+
+def open_model(page, name: str):
+    page.locator(".card", has_text=name).first.click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading", name=name)).to_be_visible()
+    return dialog
+
+
+def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstream, tmp_path):
+    page = logged_in_page
+    shutil.copy(fake_upstream.files["storybook"].path, server.roots["loras"] / "mystery.safetensors")
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("1 new", timeout=15_000)
+    expect(page.locator(".card", has_text="mystery")).to_have_count(1)
+
+    # Description: markdown with a live preview, saved beside the model.
+    dialog = open_model(page, "pepper")
+    dialog.get_by_role("button", name="Edit description").click()
+    dialog.get_by_label("Markdown").fill("# Hello\n\nUse **0.8** <script>alert(1)</script>")
+    expect(dialog.locator("#markdown-preview strong")).to_have_text("0.8")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.locator("#description h1")).to_have_text("Hello")
+    assert dialog.locator("#description script").count() == 0
+    assert "Use **0.8**" in (server.roots["loras"] / "style" / "pepper.md").read_text()
+
+    # Preview: an uploaded image becomes pepper.webp.
+    dialog.get_by_role("button", name="Change preview").click()
+    image = tmp_path / "new.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (800, 1000), "#ff8800").save(buffer, "PNG")
+    image.write_bytes(buffer.getvalue())
+    dialog.locator("input[type=file]").set_input_files(str(image))
+    dialog.get_by_role("button", name="Upload").click()
+    expect(page.locator("#toasts")).to_contain_text("Preview saved")
+    assert (server.roots["loras"] / "style" / "pepper.webp").exists()
+    page.keyboard.press("Escape")
+
+    # Civitai info by hash for a file nobody described.
+    dialog = open_model(page, "mystery")
+    dialog.get_by_role("button", name="Fetch info from Civitai").click()
+    expect(page.locator("#toasts")).to_contain_text("1 found on Civitai", timeout=20_000)
+    page.keyboard.press("Escape")
+    page.reload()
+    dialog = open_model(page, "mystery")
+    expect(dialog).to_contain_text("mystery.civitai.info")
+    expect(dialog.get_by_role("link", name="↗")).to_have_count(1)
+
+    # Delete to the trash, then restore.
+    dialog.get_by_role("button", name="Delete…").click()
+    expect(dialog).to_contain_text("mystery.webp")
+    dialog.get_by_role("button", name="to the trash").click()
+    expect(page.locator("#toasts")).to_contain_text("moved to the trash")
+    expect(page.locator(".card", has_text="mystery")).to_have_count(0)
+    assert not (server.roots["loras"] / "mystery.safetensors").exists()
+    page.keyboard.press("Escape")
+    page.get_by_role("link", name="Trash").click()
+    row = page.locator("article", has_text="mystery.safetensors")
+    row.get_by_role("button", name="Restore").click()
+    expect(page.locator("#toasts")).to_contain_text("is back in loras")
+    assert (server.roots["loras"] / "mystery.safetensors").exists()
+    assert (server.roots["loras"] / "mystery.civitai.info").exists()
+    page.get_by_role("link", name="Library").click()
+    expect(page.locator(".card", has_text="mystery")).to_have_count(1)

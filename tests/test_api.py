@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from mmsite.models import ApiToken
+from models_app.models import ScanTask
+
+pytestmark = pytest.mark.django_db
+
+
+def test_folders_lists_types_with_their_paths(logged_in, scanned):
+    body = logged_in.get("/model-manager/models").json()
+    assert body["success"] is True
+    assert body["data"] == {
+        "checkpoints": [str(scanned["checkpoints"])],
+        "loras": [str(scanned["loras"])],
+    }
+
+
+def test_models_of_a_type_follow_the_seed_contract(logged_in, scanned):
+    body = logged_in.get("/model-manager/models/loras").json()
+    assert body["success"] is True
+    by_name = {m["basename"]: m for m in body["data"]}
+    pepper = by_name["pepper"]
+    assert {k: pepper[k] for k in ("type", "pathIndex", "subFolder", "extension", "baseModel")} == {
+        "type": "loras",
+        "pathIndex": 0,
+        "subFolder": "style",
+        "extension": ".safetensors",
+        "baseModel": "SDXL 1.0",
+    }
+    assert pepper["sizeBytes"] == (scanned["loras"] / "style/pepper.safetensors").stat().st_size
+    assert pepper["preview"].startswith("/thumbnail/loras/0/style/pepper.safetensors?v=")
+    assert pepper["description"] == "Witch girl with a cat."
+    assert isinstance(pepper["createdAt"], float) and isinstance(pepper["updatedAt"], float)
+    assert by_name["poses"]["preview"] is None
+
+
+def test_unknown_type_is_404(logged_in, scanned):
+    response = logged_in.get("/model-manager/models/nope")
+    assert response.status_code == 404
+    assert response.json() == {"success": False, "error": "Unknown model type 'nope'."}
+
+
+def test_one_model_with_metadata_and_sidecars(logged_in, scanned):
+    body = logged_in.get("/model-manager/model/loras/0/style/pepper.safetensors").json()
+    data = body["data"]
+    assert data["metadata"]["ss_network_dim"]
+    assert data["sidecars"] == ["pepper.png", "pepper.md"]
+    poses = logged_in.get("/model-manager/model/loras/0/poses.safetensors").json()["data"]
+    assert poses["civitai"]["modelId"] == 706978
+    assert poses["sha256"].startswith("21437ec2")
+
+
+def test_unknown_model_is_404_and_traversal_is_400(logged_in, scanned):
+    missing = logged_in.get("/model-manager/model/loras/0/missing.safetensors")
+    assert missing.status_code == 404
+    assert missing.json()["success"] is False
+    assert logged_in.get("/model-manager/model/loras/9/x.safetensors").status_code == 404
+    climbing = logged_in.get("/model-manager/model/loras/0/a/../../../etc/passwd")
+    assert climbing.status_code == 400
+    assert "not a path inside" in climbing.json()["error"]
+
+
+def test_scan_starts_once_and_returns_its_id(logged_in, scanned):
+    response = logged_in.post(
+        "/model-manager/model-info/scan", {"mode": "full"}, content_type="application/json"
+    )
+    assert response.status_code == 202
+    data = response.json()["data"]
+    task = ScanTask.objects.get(pk=data["taskId"])
+    assert (task.mode, task.status, data["created"]) == ("full", "queued", True)
+    again = logged_in.post(
+        "/model-manager/model-info/scan", {"mode": "diff"}, content_type="application/json"
+    )
+    assert again.status_code == 200
+    assert again.json()["data"]["taskId"] == task.pk
+
+
+def test_scan_refuses_bad_input(logged_in, db):
+    bad_mode = logged_in.post(
+        "/model-manager/model-info/scan", {"mode": "x"}, content_type="application/json"
+    )
+    assert bad_mode.status_code == 400
+    assert "mode must be one of" in bad_mode.json()["error"]
+    not_json = logged_in.post("/model-manager/model-info/scan", "{", content_type="application/json")
+    assert not_json.status_code == 400
+    assert not_json.json()["error"] == "The request body is not valid JSON."
+
+
+def test_anonymous_api_calls_get_401_json_not_a_login_page(client, scanned):
+    for method, url in (
+        ("get", "/model-manager/models"),
+        ("get", "/model-manager/models/loras"),
+        ("get", "/model-manager/model/loras/0/poses.safetensors"),
+        ("post", "/model-manager/model-info/scan"),
+    ):
+        response = getattr(client, method)(url)
+        assert response.status_code == 401, url
+        assert response.json() == {"success": False, "error": "Authentication required."}
+
+
+def test_bearer_token_from_the_apitoken_command(user, scanned, capsys):
+    call_command("apitoken", user.username)
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("mm_")
+    assert not ApiToken.objects.filter(digest=token).exists()  # only the hash is kept
+    client = Client(enforce_csrf_checks=True)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.get("/model-manager/models", headers=auth).json()["success"] is True
+    scan = client.post(
+        "/model-manager/model-info/scan", json.dumps({"mode": "diff"}), "application/json", headers=auth
+    )
+    assert scan.status_code == 202  # a token request carries no cookie, so no CSRF token is needed
+    wrong = client.get("/model-manager/models", headers={"Authorization": "Bearer mm_wrong"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "Invalid API token."
+
+
+def test_a_token_does_not_open_the_pages(user, scanned, capsys):
+    call_command("apitoken", user.username)
+    token = capsys.readouterr().out.strip()
+    response = Client().get("/", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 302
+
+
+def test_session_api_posts_need_csrf(user, scanned):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post("/model-manager/model-info/scan", "{}", content_type="application/json")
+    assert response.status_code == 403
+
+
+def test_unknown_api_route_is_404_json(logged_in, db):
+    response = logged_in.get("/model-manager/nothing-here")
+    assert response.status_code == 404
+    assert response.json() == {"success": False, "error": "Not found."}

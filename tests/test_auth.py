@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from mmsite import setup
+
+pytestmark = pytest.mark.django_db
+
+
+def test_first_run_setup_creates_the_admin_and_works_once(client, settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    token = setup.setup_token()
+    assert token and (tmp_path / "setup_token").exists()
+    assert setup.setup_token() == token  # stable across restarts until used
+    assert client.get(f"/setup/{token}x/").status_code == 404
+    page = client.get(f"/setup/{token}/")
+    assert page.status_code == 200
+    assert b"Create account" in page.content
+    weak = client.post(f"/setup/{token}/", {"username": "root", "password1": "123", "password2": "123"})
+    assert weak.status_code == 200
+    assert b"too short" in weak.content
+    response = client.post(
+        f"/setup/{token}/",
+        {"username": "root", "password1": "a-long-passphrase-1", "password2": "a-long-passphrase-1"},
+    )
+    assert response.status_code == 302
+    user = get_user_model().objects.get(username="root")
+    assert user.is_superuser and user.is_staff
+    assert client.get("/").status_code == 200  # logged in
+    assert not (tmp_path / "setup_token").exists()
+    assert client.get(f"/setup/{token}/").status_code == 404
+    assert setup.setup_token() is None
+
+
+def test_no_setup_token_once_a_user_exists(user, settings, tmp_path):
+    settings.DATA_DIR = tmp_path
+    assert setup.setup_token() is None
+    assert not setup.check_setup_token("anything")
+
+
+def test_login_and_logout(client, user, db):
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    bad = client.post("/accounts/login/", {"username": "ada", "password": "wrong"})
+    assert b"Please enter a correct username and password" in bad.content
+    good = client.post(
+        "/accounts/login/", {"username": "ada", "password": "a-long-test-password", "next": "/"}
+    )
+    assert good.status_code == 302
+    assert client.get("/").status_code == 200
+    assert client.get("/accounts/logout/").status_code == 405  # logging out is a POST
+    client.post("/accounts/logout/")
+    assert client.get("/").status_code == 302
+
+
+def test_admin_needs_staff(logged_in):
+    assert logged_in.get("/admin/").status_code == 302
+
+
+def test_apitoken_for_an_unknown_user_fails_clearly():
+    with pytest.raises(CommandError, match="No user named 'ghost'"):
+        call_command("apitoken", "ghost")

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from mmsite.asgi import application
+from mmsite.worker import Worker
+from models_app.models import ScanTask
+from models_app.services import scan_start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_headers(user) -> list[tuple[bytes, bytes]]:
+    client = Client()
+    client.force_login(user)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    return [(b"cookie", cookie.encode()), (b"origin", b"http://localhost")]
+
+
+async def receive_until(communicator, event_type: str, timeout: float = 10) -> list[dict]:
+    events = []
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await communicator.receive_json_from(timeout=timeout)
+            events.append(event)
+            if event["type"] == event_type:
+                return events
+
+
+async def test_an_anonymous_socket_is_refused(db):
+    for path in ("/ws/events/", "/ws/ui/"):
+        communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://localhost")])
+        connected, _ = await communicator.connect()
+        assert connected is False
+
+
+async def test_a_socket_from_another_origin_is_refused(user):
+    headers = [h for h in await sync_to_async(session_headers)(user) if h[0] != b"origin"]
+    communicator = WebsocketCommunicator(
+        application, "/ws/events/", headers=[*headers, (b"origin", b"http://evil.test")]
+    )
+    connected, _ = await communicator.connect()
+    assert connected is False
+
+
+async def test_scan_events_reach_the_events_socket_and_fragments_the_ui_socket(user, library):
+    headers = await sync_to_async(session_headers)(user)
+    events = WebsocketCommunicator(application, "/ws/events/", headers=headers)
+    ui = WebsocketCommunicator(application, "/ws/ui/", headers=headers)
+    assert (await events.connect())[0]
+    assert (await ui.connect())[0]
+    first = await ui.receive_from()
+    assert first.startswith('<div id="scan-progress"')  # the current state, sent on connect
+
+    task, _ = await sync_to_async(scan_start)(mode="full")
+    worker = Worker(poll_interval=0.1)
+    running = asyncio.create_task(worker.run())
+    try:
+        received = await receive_until(events, "complete_scan_task")
+    finally:
+        await worker.stop()
+        running.cancel()
+    updates = [e for e in received if e["type"] == "update_scan_task"]
+    assert updates and all(e["data"]["taskId"] == task.pk for e in updates)
+    done = received[-1]["data"]
+    assert (done["status"], done["total"], done["added"], done["progress"]) == ("done", 5, 5, 100)
+
+    fragments = []
+    while not await ui.receive_nothing(timeout=0.2):
+        fragments.append(await ui.receive_from())
+    assert any('id="scan-progress"' in f and "<progress" in f for f in fragments)
+    finished = [f for f in fragments if "Scan finished" in f]
+    assert len(finished) == 1
+    assert "Scan finished: 5 models, 5 new." in finished[0]
+    assert 'hx-trigger="load"' in finished[0]  # the grid reloads itself
+    await events.disconnect()
+    await ui.disconnect()
+    assert (await sync_to_async(ScanTask.objects.get)(pk=task.pk)).status == "done"
+
+
+async def test_a_reconnecting_page_gets_every_unfinished_download_at_once(user, db):
+    from downloads_app.models import DownloadTask
+
+    running = await sync_to_async(DownloadTask.objects.create)(
+        platform="civitai", source_url="https://civitai.com/models/1", download_url="https://civitai.com/api/download/models/2",
+        folder_type="loras", filename="half.safetensors", status="running", downloaded_size=300, total_size=1000,
+    )  # fmt: skip
+    await sync_to_async(DownloadTask.objects.create)(
+        platform="civitai", source_url="https://civitai.com/models/1", download_url="https://civitai.com/api/download/models/3",
+        folder_type="loras", filename="old.safetensors", status="done",
+    )  # fmt: skip
+    ui = WebsocketCommunicator(application, "/ws/ui/", headers=await sync_to_async(session_headers)(user))
+    assert (await ui.connect())[0]
+    state = await ui.receive_from()
+    assert f'id="download-task-{running.pk}"' in state
+    assert '<progress max="100" value="30"' in state
+    assert "old.safetensors" not in state
+    await ui.disconnect()

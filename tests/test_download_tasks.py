@@ -1,0 +1,279 @@
+"""Download tasks end to end: service → worker → engine → fake upstream → files on disk and events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from downloads_app import selectors, services
+from downloads_app.models import DownloadTask
+from mmsite.events import EVENTS_GROUP
+from mmsite.worker import Worker
+from models_app.models import ModelFile
+from tests.upstream import Fault
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def queue(url, *, folder_type=None, sub_folder="", filename=None, version=None, **extras):
+    resolution = selectors.resolution_get(url)
+    chosen = resolution.version(version)
+    remote = resolution.file(chosen)
+    destination = services.check_destination(
+        folder_type=folder_type or resolution.folder_type,
+        path_index=0,
+        sub_folder=sub_folder,
+        filename=filename or remote.name,
+    )
+    return services.download_create(
+        resolution=resolution, version=chosen, remote=remote, destination=destination, **extras
+    )
+
+
+async def wait_for(pk, statuses, timeout=15):
+    async with asyncio.timeout(timeout):
+        while True:
+            task = await sync_to_async(DownloadTask.objects.filter(pk=pk).first)()
+            if task is None or task.status in statuses:
+                return task
+            await asyncio.sleep(0.05)
+
+
+class Running:
+    """A worker on this test's loop, listening like a browser on /ws/events/."""
+
+    async def __aenter__(self):
+        self.worker = Worker(poll_interval=0.05)
+        self.task = asyncio.create_task(self.worker.run())
+        self.layer = get_channel_layer()
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(EVENTS_GROUP, self.channel)
+        return self
+
+    async def events(self):
+        found = []
+        while True:
+            try:
+                async with asyncio.timeout(0.1):
+                    found.append(await self.layer.receive(self.channel))
+            except TimeoutError:
+                return found
+
+    async def __aexit__(self, *exc):
+        await self.worker.stop()
+        self.task.cancel()
+
+
+async def test_a_civitai_download_lands_with_its_sidecars_and_in_the_library(
+    services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/1231067", sub_folder="styles")
+    async with Running() as running:
+        done = await wait_for(task.pk, {"done", "failed"})
+        await asyncio.sleep(0.3)
+        events = await running.events()
+    assert done.status == "done", done.error
+    stored = up.files["storybook"]
+    target = model_roots["loras"] / "styles" / stored.name
+    assert target.read_bytes() == stored.path.read_bytes()
+    assert done.sha256 == stored.sha256
+    base = target.with_suffix("")
+    info = json.loads((base.parent / (base.name + ".civitai.info")).read_text())
+    assert info["modelId"] == 1231067 and info["model"]["type"] == "LORA"
+    assert (base.parent / (base.name + ".webp")).exists()  # the first image, as .webp
+    assert (base.parent / (base.name + ".md")).exists()
+    assert not list(model_roots["loras"].rglob("*.part"))
+    names = [e["event"] for e in events]
+    assert "update_download_task" in names and names.count("complete_download_task") == 1
+    complete = next(e for e in events if e["event"] == "complete_download_task")["data"]
+    assert (complete["status"], complete["progress"], complete["fullname"]) == (
+        "done",
+        100,
+        f"styles/{stored.name}",
+    )
+    # The worker scanned: the model is in the library with what its sidecars say.
+    async with asyncio.timeout(10):
+        while not await sync_to_async(ModelFile.objects.filter(name=stored.name.rsplit(".", 1)[0]).exists)():
+            await asyncio.sleep(0.1)
+    model = await sync_to_async(ModelFile.objects.get)(name=stored.name.rsplit(".", 1)[0])
+    assert (model.civitai_model_id, model.preview) == (1231067, base.name + ".webp")
+
+
+async def test_pause_keeps_the_part_and_resume_finishes_from_it(services_at_upstream, model_roots):
+    up = services_at_upstream
+    up.faults["dreamxl-v2-fp16"] = Fault(throttle=150_000)
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/4201")
+    async with Running():
+        async with asyncio.timeout(10):
+            while (await sync_to_async(DownloadTask.objects.get)(pk=task.pk)).downloaded_size < 40_000:
+                await asyncio.sleep(0.05)
+        await sync_to_async(services.download_pause)(
+            task=await sync_to_async(DownloadTask.objects.get)(pk=task.pk)
+        )
+        paused = await wait_for(task.pk, {"paused"})
+        part = model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors.part"
+        assert part.exists() and 0 < part.stat().st_size < up.files["dreamxl-v2-fp16"].size
+        assert not (model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors").exists()
+        assert paused.validator
+        up.faults.clear()
+        await sync_to_async(services.download_resume)(task=paused)
+        done = await wait_for(task.pk, {"done", "failed"})
+    assert done.status == "done", done.error
+    assert (model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors").read_bytes() == up.files[
+        "dreamxl-v2-fp16"
+    ].path.read_bytes()
+    assert up.storage_requests("dreamxl-v2-fp16")[-1].headers.get("Range", "").startswith("bytes=")
+    assert up.full_body_requests("dreamxl-v2-fp16") == 1
+
+
+async def test_cancel_deletes_the_part_and_delete_removes_the_task(services_at_upstream, model_roots):
+    up = services_at_upstream
+    up.faults["dreamxl-v2-fp16"] = Fault(throttle=100_000)
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/4201")
+    part = model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors.part"
+    async with Running() as running:
+        async with asyncio.timeout(10):
+            while not part.exists():
+                await asyncio.sleep(0.05)
+        await sync_to_async(services.download_cancel)(
+            task=await sync_to_async(DownloadTask.objects.get)(pk=task.pk)
+        )
+        cancelled = await wait_for(task.pk, {"cancelled"})
+        assert not part.exists()
+        assert cancelled.downloaded_size == 0
+        await sync_to_async(services.download_delete)(task=cancelled)
+        await asyncio.sleep(0.2)
+        events = await running.events()
+    assert not await sync_to_async(DownloadTask.objects.filter(pk=task.pk).exists)()
+    assert events[-1]["event"] == "delete_download_task"
+
+
+async def test_deleting_a_running_task_stops_it_and_removes_everything(services_at_upstream, model_roots):
+    up = services_at_upstream
+    up.faults["dreamxl-v2-fp16"] = Fault(throttle=100_000)
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/4201")
+    part = model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors.part"
+    async with Running():
+        async with asyncio.timeout(10):
+            while not part.exists():
+                await asyncio.sleep(0.05)
+        await sync_to_async(services.download_delete)(
+            task=await sync_to_async(DownloadTask.objects.get)(pk=task.pk)
+        )
+        assert await wait_for(task.pk, set()) is None
+    assert not part.exists()
+
+
+@pytest.mark.parametrize(
+    ("model_id", "key", "message"),
+    [
+        (5001, "", "This model needs a Civitai API key: add one in Settings"),
+        (5001, "wrong-key", "Your Civitai key was refused"),
+        (5002, "", "Early Access on Civitai until 2030-01-15"),
+        (5003, "", "archived on Civitai"),
+        (5005, "", "disabled downloads"),
+    ],
+)
+async def test_refusals_fail_at_once_with_their_own_message(services_at_upstream, model_id, key, message):
+    up = services_at_upstream
+    if key:
+        await sync_to_async(services.api_key_set)(service="civitai", value=key)
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/{model_id}", folder_type="loras")
+    async with Running() as running:
+        failed = await wait_for(task.pk, {"failed", "done"})
+        await asyncio.sleep(0.1)
+        events = await running.events()
+    assert failed.status == "failed"
+    assert message in failed.error
+    assert any(e["event"] == "error_download_task" and message in e["data"]["error"] for e in events)
+
+
+async def test_a_key_unlocks_a_members_only_model(services_at_upstream, model_roots):
+    up = services_at_upstream
+    await sync_to_async(services.api_key_set)(service="civitai", value="civitai-good-key")
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/5001", folder_type="loras")
+    async with Running():
+        done = await wait_for(task.pk, {"failed", "done"})
+    assert done.status == "done", done.error
+    hub = [r for r in up.requests if r.host == "civitai" and "/api/download/" in r.path]
+    assert hub[-1].headers["Authorization"] == "Bearer civitai-good-key"
+    assert all("Authorization" not in r.headers for r in up.requests if r.host == "storage")
+
+
+async def test_a_gated_hugging_face_file_needs_a_token(services_at_upstream, model_roots):
+    up = services_at_upstream
+    with pytest.raises(Exception, match="add a Hugging Face token in Settings"):
+        await sync_to_async(queue)(f"{up.hf_url}/gated-org/gated-model", folder_type="checkpoints")
+    await sync_to_async(services.api_key_set)(service="huggingface", value="hf_good_token")
+    task = await sync_to_async(queue)(f"{up.hf_url}/gated-org/gated-model", folder_type="checkpoints")
+    async with Running():
+        done = await wait_for(task.pk, {"failed", "done"})
+    assert done.status == "done", done.error
+    assert done.sha256 == up.files["hf-gated"].sha256
+
+
+async def test_a_full_disk_pauses_with_a_message(services_at_upstream, model_roots, monkeypatch):
+    up = services_at_upstream
+    import downloads_app.tasks as tasks
+    from downloads_app.engine import Engine
+
+    monkeypatch.setattr(tasks, "new_engine", lambda: Engine(disk_free=lambda path: 10_000))
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/4201")
+    async with Running():
+        paused = await wait_for(task.pk, {"paused", "failed", "done"})
+    assert paused.status == "paused"
+    assert paused.error.startswith("The disk is full")
+    assert up.full_body_requests("dreamxl-v2-fp16") <= 1  # no loop of retries
+
+
+async def test_a_hash_mismatch_fails_and_keeps_nothing(services_at_upstream, model_roots):
+    up = services_at_upstream
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/4201")
+    up.replace_content("dreamxl-v2-fp16", b"tampered" * 1000)
+    async with Running():
+        failed = await wait_for(task.pk, {"failed", "done"})
+    assert failed.status == "failed"
+    assert "SHA256" in failed.error
+    assert list(model_roots["checkpoints"].iterdir()) == []
+
+
+async def test_the_concurrency_limit_queues_the_rest(services_at_upstream, model_roots, settings):
+    up = services_at_upstream
+    settings.MM_DOWNLOAD_CONCURRENCY = 2
+    for key in up.files:
+        up.faults[key] = Fault(throttle=200_000)
+    urls = [f"{up.civitai_url}/models/{i}" for i in (4201, 1231067, 5004)]
+    tasks_ = [await sync_to_async(queue)(url, folder_type="checkpoints") for url in urls]
+    async with Running():
+        running_counts = []
+        async with asyncio.timeout(20):
+            while True:
+                statuses = await sync_to_async(list)(DownloadTask.objects.values_list("status", flat=True))
+                running_counts.append(statuses.count("running"))
+                if all(s == "done" for s in statuses):
+                    break
+                await asyncio.sleep(0.05)
+    assert max(running_counts) == 2
+    assert len(tasks_) == 3
+
+
+def test_a_task_resumes_by_itself_after_a_restart_and_paused_ones_stay(services_at_upstream, db):
+    from mmsite.worker import release_dead_local_rows
+
+    up = services_at_upstream
+    running = queue(f"{up.civitai_url}/models/4201")
+    paused = queue(f"{up.civitai_url}/models/1231067", folder_type="loras")
+    import socket
+
+    DownloadTask.objects.filter(pk=running.pk).update(
+        status="running", owner=f"{socket.gethostname()}:999999:old"
+    )
+    DownloadTask.objects.filter(pk=paused.pk).update(status="paused")
+    assert release_dead_local_rows(DownloadTask, f"{socket.gethostname()}:1:new") == 1
+    assert DownloadTask.objects.get(pk=running.pk).status == "queued"
+    assert DownloadTask.objects.get(pk=paused.pk).status == "paused"

@@ -1,0 +1,274 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from downloads_app.models import ApiKey, DownloadTask
+from downloads_app.selectors import resolution_get
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HX-Request": "true", "HX-Target": "dialog"}
+
+
+def choose(client, url, **fields):
+    return client.post(reverse("download_choose"), {"url": url, **fields}, headers=HX)
+
+
+def test_the_downloads_page_lists_tasks_with_progress(logged_in, services_at_upstream):
+    DownloadTask.objects.create(
+        platform="civitai", source_url="https://civitai.com/models/1", download_url="https://civitai.com/api/download/models/2",
+        folder_type="loras", filename="half.safetensors", status="paused", downloaded_size=512, total_size=1024,
+    )  # fmt: skip
+    html = logged_in.get(reverse("downloads")).content.decode()
+    assert "half.safetensors" in html
+    assert '<progress max="100" value="50"' in html
+    assert "Resume" in html and "Cancel" in html
+
+
+def test_step_one_refuses_what_is_not_a_link(logged_in, services_at_upstream):
+    response = choose(logged_in, "not a link")
+    assert response.status_code == 200
+    assert "That is not a link" in response.content.decode()
+
+
+def test_step_two_offers_versions_files_and_the_suggested_folder(logged_in, services_at_upstream):
+    up = services_at_upstream
+    html = choose(logged_in, f"{up.civitai_url}/models/4201").content.decode()
+    assert "DreamXL" in html
+    assert '<option value="42012" selected>v2.0' in html
+    assert "dreamxl_v2_fp32.safetensors" in html
+    assert '<option value="checkpoints" selected>' in html
+    assert 'name="filename" value="dreamxl_v2_fp16.safetensors"' in html
+    assert "the Civitai info (.civitai.info)" in html
+    # Civitai's description, to read before choosing, with its script gone.
+    assert "<summary>Description</summary>" in html
+    assert "<b>Bold</b>" in html and "<script>" not in html and "alert(" not in html
+
+
+def test_changing_the_version_renames_the_file(logged_in, services_at_upstream):
+    up = services_at_upstream
+    response = logged_in.get(
+        reverse("download_choose"),
+        {
+            "url": f"{up.civitai_url}/models/4201",
+            "version": "42011",
+            "filename": "mine.safetensors",
+            "folder_type": "checkpoints",
+        },
+        headers={**HX, "HX-Trigger-Name": "version"},
+    )
+    assert 'name="filename" value="dreamxl_v1.safetensors"' in response.content.decode()
+
+
+def test_a_typed_file_name_is_kept_when_the_folder_changes(logged_in, services_at_upstream):
+    up = services_at_upstream
+    response = logged_in.get(
+        reverse("download_choose"),
+        {
+            "url": f"{up.civitai_url}/models/4201",
+            "version": "42012",
+            "filename": "mine.safetensors",
+            "folder_type": "loras",
+        },
+        headers={**HX, "HX-Trigger-Name": "folder_type"},
+    )
+    html = response.content.decode()
+    assert 'name="filename" value="mine.safetensors"' in html
+    assert '<option value="loras" selected>' in html
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"filename": "../evil.safetensors"}, "may not contain /"),
+        ({"filename": "model.exe"}, "must end in a model extension"),
+        ({"filename": ".hidden.safetensors"}, "start with a dot"),
+        ({"sub_folder": "../../outside"}, "must stay inside the model folder"),
+        ({"folder_type": "nope"}, "There is no nope folder"),
+        ({"path_index": "7"}, "There is no checkpoints folder number 7"),
+    ],
+)
+def test_bad_destinations_get_a_clear_message(logged_in, services_at_upstream, fields, message):
+    up = services_at_upstream
+    data = {"url": f"{up.civitai_url}/models/4201", "version": "42012", "folder_type": "checkpoints", "path_index": "0",
+            "filename": "ok.safetensors", **fields}  # fmt: skip
+    response = logged_in.post(reverse("download_create"), data, headers=HX)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not DownloadTask.objects.exists()
+
+
+def test_an_existing_file_is_a_clash(logged_in, services_at_upstream, model_roots):
+    up = services_at_upstream
+    (model_roots["checkpoints"] / "taken.safetensors").write_bytes(b"x")
+    data = {
+        "url": f"{up.civitai_url}/models/4201",
+        "folder_type": "checkpoints",
+        "path_index": "0",
+        "filename": "taken.safetensors",
+    }
+    assert "already exists" in logged_in.post(reverse("download_create"), data, headers=HX).content.decode()
+
+
+def test_creating_queues_a_task_with_what_was_chosen(logged_in, services_at_upstream):
+    up = services_at_upstream
+    data = {"url": f"{up.civitai_url}/models/4201", "version": "42012", "file": None, "folder_type": "checkpoints",
+            "path_index": "0", "sub_folder": "sdxl/new", "filename": "dream.safetensors", "save_info": "on"}  # fmt: skip
+    data["file"] = next(f.id for f in resolution_get(data["url"]).versions[0].files if "fp32" in f.name)
+    response = logged_in.post(reverse("download_create"), data, headers=HX)
+    assert "Download queued" in response.content.decode()
+    assert "queued" in response["HX-Trigger"]
+    task = DownloadTask.objects.get()
+    assert (task.sub_folder, task.filename, task.status, task.platform) == (
+        "sdxl/new",
+        "dream.safetensors",
+        "queued",
+        "civitai",
+    )
+    assert task.download_url.endswith("fp=fp32")
+    assert task.expected_sha256 == up.files["dreamxl-v2-fp32"].sha256
+    assert (task.save_info, task.save_description) == (True, False)
+
+
+def test_task_buttons_pause_resume_cancel_and_remove(logged_in, db):
+    task = DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
+                                       folder_type="loras", filename="a.safetensors")  # fmt: skip
+    url = lambda action: reverse("download_action", args=[task.pk, action])  # noqa: E731
+    assert "Resume" in logged_in.post(url("pause"), headers={"HX-Request": "true"}).content.decode()
+    assert DownloadTask.objects.get().status == "paused"
+    logged_in.post(url("resume"))
+    assert DownloadTask.objects.get().status == "queued"
+    logged_in.post(url("cancel"))
+    assert DownloadTask.objects.get().status == "cancelled"
+    assert logged_in.post(url("explode")).status_code == 400
+    logged_in.post(url("delete"))
+    assert not DownloadTask.objects.exists()
+    assert logged_in.post(url("pause")).status_code == 404
+
+
+def test_settings_store_keys_and_show_them_masked(logged_in, db):
+    response = logged_in.post(
+        reverse("settings"), {"service": "civitai", "key": "abcdef123456WXYZ"}, headers={"HX-Request": "true"}
+    )
+    html = response.content.decode()
+    assert "••••WXYZ" in html
+    assert "abcdef123456" not in html
+    assert "Civitai key saved" in response["HX-Trigger"]
+    assert ApiKey.objects.get().key == "abcdef123456WXYZ"
+    assert "abcdef" not in logged_in.get(reverse("settings")).content.decode()
+    logged_in.post(reverse("settings"), {"service": "civitai", "key": ""})
+    assert not ApiKey.objects.exists()
+    bad = logged_in.post(reverse("settings"), {"service": "civitai", "key": "has space"})
+    assert "one word without spaces" in bad.content.decode()
+
+
+def test_download_pages_need_login(client, db):
+    for url in (reverse("downloads"), reverse("settings"), reverse("download_new")):
+        assert client.get(url).status_code == 302
+
+
+# -- JSON API ------------------------------------------------------------------------------------------
+
+
+def test_api_model_info_resolves_a_page(logged_in, services_at_upstream):
+    up = services_at_upstream
+    body = logged_in.get(reverse("api_model_info"), {"model-page": f"{up.civitai_url}/models/4201"}).json()
+    assert body["success"] is True
+    assert [v["name"] for v in body["data"]["versions"]] == ["v2.0", "v1.0"]
+    bad = logged_in.get(reverse("api_model_info"), {"model-page": f"{up.civitai_url}/models/999"})
+    assert bad.status_code == 422
+    assert bad.json() == {"success": False, "error": "Civitai has no such model or file (404)."}
+
+
+def test_api_create_list_pause_resume_delete(logged_in, services_at_upstream):
+    up = services_at_upstream
+    created = logged_in.post(
+        reverse("api_download_create"),
+        {
+            "downloadUrl": f"{up.civitai_url}/api/download/models/42012",
+            "type": "checkpoints",
+            "pathIndex": 0,
+            "fullname": "sub/d.safetensors",
+        },
+        content_type="application/json",
+    )
+    assert created.status_code == 201
+    data = created.json()["data"]
+    assert (data["fullname"], data["status"], data["platform"]) == ("sub/d.safetensors", "queued", "civitai")
+    listed = logged_in.get(reverse("api_download_tasks")).json()["data"]
+    assert [t["taskId"] for t in listed] == [data["taskId"]]
+    assert set(listed[0]) == {
+        "taskId",
+        "fullname",
+        "type",
+        "pathIndex",
+        "status",
+        "downloadedSize",
+        "totalSize",
+        "progress",
+        "bps",
+        "error",
+        "platform",
+    }
+    task_url = reverse("api_download_task", args=[data["taskId"]])
+    paused = logged_in.put(task_url, {"status": "pause"}, content_type="application/json").json()["data"]
+    assert paused["status"] == "paused"
+    assert (
+        logged_in.put(task_url, {"status": "resume"}, content_type="application/json").json()["data"][
+            "status"
+        ]
+        == "queued"
+    )
+    assert logged_in.put(task_url, {"status": "fly"}, content_type="application/json").status_code == 400
+    assert logged_in.delete(task_url).json() == {"success": True, "data": {"taskId": data["taskId"]}}
+    assert logged_in.delete(task_url).status_code == 404
+
+
+def test_api_create_refuses_bad_input(logged_in, services_at_upstream):
+    up = services_at_upstream
+    outside = logged_in.post(
+        reverse("api_download_create"),
+        {
+            "downloadUrl": f"{up.civitai_url}/models/4201",
+            "type": "checkpoints",
+            "pathIndex": 0,
+            "fullname": "../../x.safetensors",
+        },
+        content_type="application/json",
+    )
+    assert outside.status_code == 400
+    assert "inside the model folder" in outside.json()["error"]
+    no_url = logged_in.post(reverse("api_download_create"), {}, content_type="application/json")
+    assert no_url.status_code == 400
+
+
+def test_api_setting_stores_a_key_and_answers_masked(logged_in, db):
+    body = logged_in.post(
+        reverse("api_download_setting"),
+        {"key": "huggingface", "value": "hf_abcdefgh1234"},
+        content_type="application/json",
+    ).json()
+    assert body == {"success": True, "data": {"key": "huggingface", "value": "••••1234"}}
+    bad = logged_in.post(
+        reverse("api_download_setting"), {"key": "other", "value": "x"}, content_type="application/json"
+    )
+    assert bad.status_code == 400
+
+
+def test_api_needs_auth(client, db):
+    assert client.get(reverse("api_download_tasks")).status_code == 401
+    assert (
+        client.put(reverse("api_download_task", args=[1]), "{}", content_type="application/json").status_code
+        == 401
+    )
+
+
+def test_task_json_event_shape(logged_in, services_at_upstream):
+    from downloads_app.events import task_data
+
+    task = DownloadTask.objects.create(platform="huggingface", source_url="https://h/x", download_url="https://h/x",
+                                       folder_type="vae", sub_folder="a", filename="v.safetensors", total_size=200, downloaded_size=50)  # fmt: skip
+    assert json.loads(json.dumps(task_data(task)))["progress"] == 25

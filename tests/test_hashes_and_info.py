@@ -1,0 +1,126 @@
+"""SHA256 in the background, and Civitai info fetched by hash (against the fake Civitai)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from mmsite.worker import Worker
+from models_app import services
+from models_app.hashing import autov2, file_sha256
+from models_app.models import HashCache, InfoTask, ModelFile
+from models_app.roots import get_roots
+from models_app.scanner import scan_folder
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_file_sha256_matches_hashlib_and_reports_progress(tmp_path):
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"x" * (9 << 20))
+    seen = []
+    assert file_sha256(path, on_progress=seen.append) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert seen == [8 << 20, 9 << 20]
+    assert autov2("21437ec26670e230b067") == "21437EC266"
+
+
+async def run_until_done(pk: int) -> InfoTask:
+    worker = Worker(poll_interval=0.05)
+    running = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(45):  # generous: the PostgreSQL pass runs on a machine still busy
+            while (task := await sync_to_async(InfoTask.objects.get)(pk=pk)).status not in (
+                "done",
+                "failed",
+                "cancelled",
+            ):
+                await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        running.cancel()
+    return task
+
+
+async def test_models_without_a_hash_are_hashed_once_and_the_cache_outlives_a_full_rescan(library):
+    await sync_to_async(scan_folder)(get_roots())
+    lacking = await sync_to_async(ModelFile.objects.filter(sha256="").count)()
+    assert lacking == 4  # poses has its hash in .civitai.info
+    task = await sync_to_async(services.info_start)(mode="hash")
+    done = await run_until_done(task.pk)
+    assert (done.status, done.hashed, done.processed) == ("done", 4, 4)
+    alpha = await sync_to_async(ModelFile.objects.get)(name="alpha_xl")
+    assert (
+        alpha.sha256
+        == hashlib.sha256((library["checkpoints"] / "alpha_xl.safetensors").read_bytes()).hexdigest()
+    )
+    assert await sync_to_async(HashCache.objects.count)() == 4
+    await sync_to_async(scan_folder)(get_roots(), full=True)  # the cache, not a new read, gives the hash back
+    assert (await sync_to_async(ModelFile.objects.get)(name="alpha_xl")).sha256 == alpha.sha256
+    again = await run_until_done((await sync_to_async(services.info_start)(mode="hash")).pk)
+    assert (again.total, again.hashed) == (0, 0)
+
+
+async def test_fetch_info_writes_civitai_info_and_a_preview_and_remembers_404(
+    services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    known = model_roots["loras"] / "found_on_civitai.safetensors"
+    known.write_bytes(up.files["storybook"].path.read_bytes())
+    unknown = model_roots["loras"] / "homemade.safetensors"
+    unknown.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + b"\0" * 64)
+    await sync_to_async(scan_folder)(get_roots())
+    up.by_hash_statuses = [429]
+    task = await sync_to_async(services.info_start)(mode="fetch")
+    done = await run_until_done(task.pk)
+    assert (done.status, done.found, done.missing, done.hashed) == ("done", 1, 1, 2), done.error
+    info = json.loads((model_roots["loras"] / "found_on_civitai.civitai.info").read_text())
+    assert info["modelId"] == 1231067
+    assert (model_roots["loras"] / "found_on_civitai.webp").exists()
+    model = await sync_to_async(ModelFile.objects.get)(name="found_on_civitai")
+    assert (model.civitai_model_id, model.preview, model.base_model) == (
+        1231067,
+        "found_on_civitai.webp",
+        info["baseModel"],
+    )
+    homemade = await sync_to_async(ModelFile.objects.get)(name="homemade")
+    assert homemade.civitai_missing
+    lookups = [r for r in up.requests if "/by-hash/" in r.path]
+    assert lookups[0].status == 429 and sorted(r.status for r in lookups) == [
+        200,
+        404,
+        429,
+    ]  # waited, then asked again
+    # "All models without info" does not ask about homemade again; asking for it on purpose does.
+    again = await run_until_done((await sync_to_async(services.info_start)(mode="fetch")).pk)
+    assert again.total == 0
+    explicit = await run_until_done(
+        (await sync_to_async(services.info_start)(mode="fetch", model_ids=[homemade.pk])).pk
+    )
+    assert (explicit.total, explicit.missing) == (1, 1)
+
+
+def test_fetch_api_queues_a_job(logged_in, scanned):
+    response = logged_in.post(
+        "/model-manager/model-info/fetch",
+        {"models": [{"type": "loras", "pathIndex": 0, "fullname": "poses.safetensors"}]},
+        content_type="application/json",
+    )
+    assert response.status_code == 202
+    task = InfoTask.objects.get()
+    assert (task.mode, task.model_ids) == ("fetch", [ModelFile.objects.get(name="poses").pk])
+    assert (
+        logged_in.post(
+            "/model-manager/model-info/fetch", {"models": "all"}, content_type="application/json"
+        ).status_code
+        == 202
+    )
+    bad = logged_in.post(
+        "/model-manager/model-info/fetch",
+        {"models": [{"type": "loras", "pathIndex": 0, "fullname": "nope.safetensors"}]},
+        content_type="application/json",
+    )
+    assert bad.status_code == 404

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from PIL import Image
+
+from models_app.models import ModelFile, ScanTask
+from models_app.selectors import PAGE_SIZE
+from tests.model_files import write_model
+
+pytestmark = pytest.mark.django_db
+
+
+def card_names(response) -> list[str]:
+    html = response.content.decode()
+    return [part.split("</div>")[0] for part in html.split('<div class="card-name">')[1:]]
+
+
+def test_the_library_shows_a_card_per_model_with_type_counts(logged_in, scanned):
+    response = logged_in.get("/")
+    assert response.status_code == 200
+    assert card_names(response) == ["alpha_xl", "beta_xl", "gamma_xl", "pepper", "poses"]
+    html = response.content.decode()
+    assert "5 models" in html
+    assert '<span>LoRAs</span><span class="count">2</span>' in html
+    assert '<span>Checkpoints</span><span class="count">3</span>' in html
+    assert "SDXL 1.0" in html and "Flux.1 D" in html
+
+
+def test_filter_by_type_renders_the_library_partial(logged_in, scanned):
+    response = logged_in.get("/?type=loras", headers={"HX-Request": "true", "HX-Target": "library"})
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="library"')
+    assert "<html" not in html
+    assert card_names(response) == ["pepper", "poses"]
+
+
+def test_search_renders_only_the_cards(logged_in, scanned):
+    response = logged_in.get("/?q=ALPHA", headers={"HX-Request": "true", "HX-Target": "grid"})
+    assert 'id="library"' not in response.content.decode()
+    assert card_names(response) == ["alpha_xl"]
+
+
+def test_search_matches_trigger_words_and_every_term(logged_in, scanned):
+    assert card_names(logged_in.get("/?q=dynamic_pos3")) == ["poses"]
+    assert card_names(logged_in.get("/?q=xl beta")) == ["beta_xl"]
+    response = logged_in.get("/?q=nothing-like-this")
+    assert card_names(response) == []
+    assert "No models match" in response.content.decode()
+
+
+def test_subfolder_filter_and_options(logged_in, scanned):
+    response = logged_in.get("/?type=loras&folder=style")
+    assert card_names(response) == ["pepper"]
+    assert '<option value="style" selected>style</option>' in response.content.decode()
+
+
+def test_sort_by_size(logged_in, scanned):
+    names = card_names(logged_in.get("/?sort=-size"))
+    assert names[0] == "pepper"  # the real kohya header makes it the largest
+
+
+def test_infinite_scroll_pages(logged_in, model_roots):
+    for i in range(PAGE_SIZE + 5):
+        write_model(model_roots["loras"] / f"m{i:03d}.safetensors")
+    from models_app.roots import get_roots
+    from models_app.scanner import scan_folder
+
+    scan_folder(get_roots())
+    first = logged_in.get("/")
+    assert len(card_names(first)) == PAGE_SIZE
+    assert 'id="grid-more"' in first.content.decode()
+    assert "page=2" in first.content.decode()
+    second = logged_in.get("/?page=2", headers={"HX-Request": "true", "HX-Target": "grid-more"})
+    assert card_names(second) == [f"m{i:03d}" for i in range(PAGE_SIZE, PAGE_SIZE + 5)]
+    assert 'id="grid-more"' not in second.content.decode()
+
+
+def test_empty_states_tell_the_user_what_to_do(logged_in, settings, db):
+    settings.MM_MODEL_ROOTS = ""
+    settings.MM_COMFYUI_PATH = ""
+    assert "MM_COMFYUI_PATH" in logged_in.get("/").content.decode()
+
+
+def test_no_scan_yet(logged_in, model_roots):
+    assert "No scan yet" in logged_in.get("/").content.decode()
+
+
+def test_the_model_dialog_shows_fields_metadata_and_sidecars(logged_in, scanned):
+    url = reverse("model_detail", args=["loras", 0, "style/pepper.safetensors"])
+    response = logged_in.get(url, headers={"HX-Request": "true", "HX-Target": "dialog"})
+    html = response.content.decode()
+    assert "<html" not in html
+    assert "Pepper__Carrot" in html  # a metadata value
+    assert "ss_network_dim" in html
+    assert "pepper.md" in html and "pepper.png" in html
+    assert "Witch girl with a cat." in html
+    full_page = logged_in.get(url)
+    assert "<html" in full_page.content.decode()
+
+
+def test_the_dialog_of_a_civitai_model_links_to_it(logged_in, scanned):
+    html = logged_in.get(reverse("model_detail", args=["loras", 0, "poses.safetensors"])).content.decode()
+    assert "https://civitai.com/models/706978?modelVersionId=1050496" in html
+    assert "aesthetic_pos3" in html
+
+
+def test_unknown_or_escaping_models_are_404(logged_in, scanned):
+    assert logged_in.get("/model/loras/0/missing.safetensors").status_code == 404
+    assert logged_in.get("/model/loras/0/../../etc/passwd").status_code == 404
+    assert logged_in.get("/thumbnail/loras/0/..%2F..%2Fetc%2Fpasswd").status_code == 404
+
+
+def test_thumbnails_are_made_once_as_small_webp(logged_in, scanned, settings):
+    url = reverse("model_thumbnail", args=["loras", 0, "style/pepper.safetensors"])
+    response = logged_in.get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/webp"
+    cached = list(settings.MM_THUMBNAIL_DIR.rglob("*.webp"))
+    assert len(cached) == 1
+    with Image.open(cached[0]) as image:
+        assert image.format == "WEBP"
+        assert max(image.size) <= 512
+    mtime = cached[0].stat().st_mtime_ns
+    logged_in.get(url)
+    assert cached[0].stat().st_mtime_ns == mtime
+
+
+def test_a_model_without_preview_has_no_thumbnail(logged_in, scanned):
+    assert (
+        logged_in.get(reverse("model_thumbnail", args=["checkpoints", 0, "alpha_xl.safetensors"])).status_code
+        == 404
+    )
+
+
+def test_a_sidecar_is_served_as_text_never_as_html(logged_in, scanned, library):
+    (library["loras"] / "style" / "pepper.md").write_text("<script>alert(1)</script>")
+    url = reverse("model_sidecar", args=["loras", 0, "style/pepper.safetensors"]) + "?name=pepper.md"
+    response = logged_in.get(url)
+    assert response["Content-Type"].startswith("text/plain")
+    assert b"".join(response.streaming_content) == b"<script>alert(1)</script>"
+    other = reverse("model_sidecar", args=["loras", 0, "style/pepper.safetensors"]) + "?name=../../secret"
+    assert logged_in.get(other).status_code == 404
+
+
+def test_scan_button_queues_one_scan_and_shows_progress(logged_in, scanned):
+    response = logged_in.post(reverse("scan_start"), {"mode": "full"}, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert 'id="scan-progress"' in response.content.decode()
+    assert "Scan queued" in response.content.decode()
+    assert "Everything scan started" in response["HX-Trigger"]
+    again = logged_in.post(reverse("scan_start"), {"mode": "diff"}, headers={"HX-Request": "true"})
+    assert "already running" in again["HX-Trigger"]
+    assert ScanTask.objects.filter(status="queued").count() == 1
+    assert logged_in.post(reverse("scan_start"), {"mode": "bogus"}).status_code == 400
+
+
+def test_pages_need_a_login(client, scanned):
+    for url in ("/", "/model/loras/0/poses.safetensors", "/thumbnail/loras/0/style/pepper.safetensors"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+    partial = client.get("/", headers={"HX-Request": "true"})
+    assert partial["HX-Redirect"].startswith("/accounts/login/")
+
+
+def test_scan_post_needs_csrf(user, scanned):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post(reverse("scan_start"), {"mode": "diff"}).status_code == 403
+    page = client.get("/")
+    token = page.cookies["csrftoken"].value
+    assert (
+        client.post(reverse("scan_start"), {"mode": "diff"}, headers={"X-CSRFToken": token}).status_code
+        == 200
+    )
+
+
+def test_model_file_rows_are_not_touched_by_page_views(logged_in, scanned):
+    before = list(ModelFile.objects.values_list("pk", "mtime_ns"))
+    logged_in.get("/")
+    assert list(ModelFile.objects.values_list("pk", "mtime_ns")) == before
+
+
+def test_filter_by_base_model_and_by_trigger_word(logged_in, scanned):
+    html = logged_in.get("/").content.decode()
+    assert '<option value="Flux.1 D"' in html and '<option value="aesthetic_pos3"' in html
+    assert card_names(logged_in.get("/?base=SDXL+1.0")) == ["alpha_xl", "beta_xl", "gamma_xl", "pepper"]
+    assert card_names(logged_in.get("/?tag=dynamic_pos3")) == ["poses"]
+    assert card_names(logged_in.get("/?tag=dynamic")) == []  # a whole word, not a part of one
+
+
+def test_duplicates_page_groups_copies_with_the_same_sha256(logged_in, scanned):
+    ModelFile.objects.filter(name__in=["alpha_xl", "beta_xl"]).update(sha256="ab" * 32)
+    html = logged_in.get(reverse("duplicates")).content.decode()
+    assert "2 copies" in html and "alpha_xl.safetensors" in html and "beta_xl.safetensors" in html
+    assert "gamma_xl" not in html
+    ModelFile.objects.update(sha256="")
+    assert "No duplicates found" in logged_in.get(reverse("duplicates")).content.decode()
+
+
+def test_nsfw_previews_are_blurred_unless_the_user_says_otherwise(logged_in, user, scanned):
+    ModelFile.objects.filter(name="pepper").update(nsfw_level=8)
+    html = logged_in.get("/").content.decode()
+    assert 'class="thumb nsfw"' in html
+    assert '<body class=""' in html
+    response = logged_in.post(reverse("settings"), {"show_nsfw": "on"}, headers={"HX-Request": "true"})
+    assert "now shown" in response["HX-Trigger"]
+    assert '<body class="show-nsfw"' in logged_in.get("/").content.decode()
+    # The choice belongs to the account: another browser of the same user sees it, another user does not.
+    same_user = Client()
+    same_user.force_login(user)
+    assert '<body class="show-nsfw"' in same_user.get("/").content.decode()
+    assert (
+        "checked"
+        in same_user.get(reverse("settings")).content.decode().split('name="show_nsfw" value="on"')[1][:20]
+    )
+    other = Client()
+    other.force_login(get_user_model().objects.create_user("other", password="x" * 20))
+    assert '<body class=""' in other.get("/").content.decode()
+    logged_in.post(reverse("settings"), {"show_nsfw": "off"}, headers={"HX-Request": "true"})
+    assert '<body class=""' in same_user.get("/").content.decode()
+
+
+def test_the_model_page_still_opens_when_its_folder_is_no_longer_configured(logged_in, scanned, settings):
+    settings.MM_MODEL_ROOTS = f"checkpoints={scanned['checkpoints']}"
+    response = logged_in.get(reverse("model_detail", args=["loras", 0, "poses.safetensors"]))
+    assert response.status_code == 200
+    assert "On disk" not in response.content.decode()

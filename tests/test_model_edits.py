@@ -1,0 +1,313 @@
+"""Editing a model from its dialog: description, preview, rename / move, delete to the trash and back."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from models_app import services
+from models_app.markdown import render_markdown, sanitize_html
+from models_app.models import ModelFile, TrashItem
+
+pytestmark = pytest.mark.django_db
+
+HX = {"HX-Request": "true", "HX-Target": "dialog"}
+PEPPER = ["loras", 0, "style/pepper.safetensors"]
+
+
+def png(size=(1600, 1200), color="#3366ff") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# -- description ---------------------------------------------------------------------------------------
+
+
+def test_the_description_is_saved_as_markdown_keeping_the_front_matter(logged_in, scanned):
+    url = reverse("description_save", args=PEPPER)
+    response = logged_in.post(url, {"description": "# Pepper\n\nUse **0.8**."}, headers=HX)
+    assert "Description saved" in response["HX-Trigger"]
+    html = response.content.decode()
+    assert "<h1>Pepper</h1>" in html and "<strong>0.8</strong>" in html
+    on_disk = (scanned["loras"] / "style" / "pepper.md").read_text()
+    assert on_disk == "---\nsource: civitai\n---\n# Pepper\n\nUse **0.8**.\n"
+    assert ModelFile.objects.get(name="pepper").description == "# Pepper\n\nUse **0.8**."
+
+
+def test_a_new_description_file_is_created(logged_in, scanned):
+    logged_in.post(
+        reverse("description_save", args=["checkpoints", 0, "alpha_xl.safetensors"]), {"description": "Hi"}
+    )
+    assert (scanned["checkpoints"] / "alpha_xl.md").read_text() == "Hi\n"
+    assert "alpha_xl.md" in ModelFile.objects.get(name="alpha_xl").sidecars
+
+
+XSS = """<script>alert(1)</script>
+<img src=x onerror="alert(2)">
+[click](javascript:alert(3))
+<iframe src="https://evil.test"></iframe>
+<a href="https://ok.test" onclick="alert(4)">fine link</a>
+<svg onload=alert(5)>"""
+
+
+def test_no_script_handler_javascript_url_or_iframe_reaches_the_page(logged_in, scanned):
+    logged_in.post(reverse("description_save", args=PEPPER), {"description": XSS})
+    for html in (
+        logged_in.get(reverse("model_detail", args=PEPPER), headers=HX).content.decode(),
+        logged_in.post(reverse("markdown_preview"), {"description": XSS}).content.decode(),
+    ):
+        lowered = html.lower()
+        assert "<script>alert" not in lowered and "onerror" not in lowered and "onclick" not in lowered
+        assert "javascript:" not in lowered and "<iframe" not in lowered and "onload" not in lowered
+        assert 'href="https://ok.test"' in html
+
+
+def test_civitai_html_is_sanitized_the_same_way():
+    clean = sanitize_html(
+        "<p>A checkpoint. <script>alert('x')</script><b>Bold</b><a href='javascript:x'>y</a></p>"
+    )
+    assert "script" not in clean and "javascript" not in clean and "<b>Bold</b>" in clean
+    assert render_markdown("*hi*") == "<p><em>hi</em></p>"
+
+
+# -- preview -------------------------------------------------------------------------------------------
+
+
+def test_an_uploaded_preview_replaces_the_old_one_as_webp(logged_in, scanned, settings):
+    old_url = ModelFile.objects.get(name="pepper")
+    old_version = f"{old_url.mtime_ns}-{old_url.sidecar_signature[:8]}"
+    response = logged_in.post(
+        reverse("preview_save", args=PEPPER),
+        {"previewFile": SimpleUploadedFile("p.png", png(), "image/png")},
+        headers=HX,
+    )
+    assert "Preview saved" in response["HX-Trigger"]
+    folder = scanned["loras"] / "style"
+    assert not (folder / "pepper.png").exists()
+    with Image.open(folder / "pepper.webp") as image:
+        assert image.format == "WEBP" and max(image.size) == 1024
+    model = ModelFile.objects.get(name="pepper")
+    assert model.preview == "pepper.webp"
+    assert f"{model.mtime_ns}-{model.sidecar_signature[:8]}" != old_version  # the thumbnail URL changes
+    thumbnail = logged_in.get(reverse("model_thumbnail", args=PEPPER))
+    assert thumbnail.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not an image at all", "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "not an image"),
+    ],
+)
+def test_a_bad_upload_is_refused_and_nothing_changes(logged_in, scanned, content, message):
+    response = logged_in.post(
+        reverse("preview_save", args=PEPPER),
+        {"previewFile": SimpleUploadedFile("x.png", content)},
+        headers=HX,
+    )
+    assert message in response.content.decode()
+    assert "error" in response["HX-Trigger"]
+    assert (scanned["loras"] / "style" / "pepper.png").exists()
+    assert not (scanned["loras"] / "style" / "pepper.webp").exists()
+
+
+def test_a_decompression_bomb_and_a_huge_file_are_refused(logged_in, scanned, monkeypatch):
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)
+    bomb = logged_in.post(
+        reverse("preview_save", args=PEPPER),
+        {"previewFile": SimpleUploadedFile("b.png", png((100, 100)))},
+        headers=HX,
+    )
+    assert "too many pixels" in bomb.content.decode()
+    monkeypatch.setattr("models_app.views.MAX_PREVIEW_BYTES", 10)
+    huge = logged_in.post(
+        reverse("preview_save", args=PEPPER),
+        {"previewFile": SimpleUploadedFile("h.png", png((20, 20)))},
+        headers=HX,
+    )
+    assert "20 MB at most" in huge.content.decode()
+
+
+def test_only_the_models_own_civitai_images_are_fetched(logged_in, scanned):
+    response = logged_in.post(
+        reverse("preview_save", args=["loras", 0, "poses.safetensors"]),
+        {"image_url": "http://169.254.169.254/latest"},
+        headers=HX,
+    )
+    assert "Choose an image file" in response.content.decode()
+
+
+# -- delete, trash, restore ---------------------------------------------------------------------------
+
+
+def test_delete_lists_every_file_then_moves_them_to_the_trash(logged_in, scanned):
+    confirm = logged_in.get(reverse("model_edit", args=["delete", *PEPPER]), headers=HX).content.decode()
+    assert "pepper.safetensors" in confirm and "pepper.png" in confirm and "pepper.md" in confirm
+    assert "Move 3 files to the trash" in confirm
+    model = ModelFile.objects.get(name="pepper")
+    response = logged_in.post(reverse("model_delete", args=PEPPER), headers=HX)
+    assert f'id="card-{model.pk}" hx-swap-oob="delete"' in response.content.decode()
+    folder = scanned["loras"] / "style"
+    assert not any(folder.iterdir())
+    item = TrashItem.objects.get()
+    trashed = scanned["loras"] / ".trash" / item.trash_folder
+    assert sorted(p.name for p in trashed.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
+    assert not ModelFile.objects.filter(name="pepper").exists()
+    assert "pepper.safetensors" in logged_in.get(reverse("trash")).content.decode()
+
+
+def test_restore_puts_everything_back_and_refuses_a_clash(logged_in, scanned):
+    services.model_trash(model=ModelFile.objects.get(name="pepper"))
+    item = TrashItem.objects.get()
+    (scanned["loras"] / "style" / "pepper.safetensors").write_bytes(b"a new file with that name")
+    clash = logged_in.post(reverse("trash_action", args=[item.pk, "restore"]))
+    assert "already exist" in clash["HX-Trigger"]
+    (scanned["loras"] / "style" / "pepper.safetensors").unlink()
+    response = logged_in.post(reverse("trash_action", args=[item.pk, "restore"]))
+    assert "is back in loras" in response["HX-Trigger"]
+    assert sorted(p.name for p in (scanned["loras"] / "style").iterdir()) == [
+        "pepper.md",
+        "pepper.png",
+        "pepper.safetensors",
+    ]
+    assert ModelFile.objects.get(name="pepper").preview == "pepper.png"
+    assert not TrashItem.objects.exists()
+
+
+def test_empty_trash_and_purge_of_old_items(logged_in, scanned):
+    services.model_trash(model=ModelFile.objects.get(name="pepper"))
+    services.model_trash(model=ModelFile.objects.get(name="alpha_xl"))
+    TrashItem.objects.filter(relative_path="alpha_xl.safetensors").update(
+        trashed_at=timezone.now() - timedelta(days=8)
+    )
+    assert services.trash_purge(older_than_days=7) == 1
+    assert TrashItem.objects.count() == 1
+    assert list((scanned["checkpoints"] / ".trash").iterdir()) == []
+    logged_in.post(reverse("trash_empty"))
+    assert not TrashItem.objects.exists()
+    assert list((scanned["loras"] / ".trash").iterdir()) == []
+
+
+# -- rename and move -----------------------------------------------------------------------------------
+
+
+def test_rename_and_move_carry_every_sidecar(logged_in, scanned):
+    response = logged_in.post(
+        reverse("model_move", args=PEPPER),
+        {"folder_type": "checkpoints", "path_index": "0", "sub_folder": "moved/here", "name": "carrot"},
+        headers=HX,
+    )
+    assert "Moved to checkpoints/moved/here/carrot.safetensors" in response["HX-Trigger"]
+    target = scanned["checkpoints"] / "moved" / "here"
+    assert sorted(p.name for p in target.iterdir()) == ["carrot.md", "carrot.png", "carrot.safetensors"]
+    assert not (scanned["loras"] / "style" / "pepper.safetensors").exists()
+    model = ModelFile.objects.get(name="carrot")
+    assert (model.folder_type, model.relative_path, model.preview) == (
+        "checkpoints",
+        "moved/here/carrot.safetensors",
+        "carrot.png",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": "beta_xl", "folder_type": "checkpoints", "sub_folder": ""}, "already exist"),
+        ({"name": "x", "sub_folder": "../../outside"}, "must stay inside the model folders"),
+        ({"name": "a/b"}, "may not be empty, contain /"),
+        ({"name": "x", "folder_type": "vae"}, "There is no vae folder"),
+    ],
+)
+def test_bad_moves_are_refused_and_nothing_moves(logged_in, scanned, fields, message):
+    data = {"folder_type": "loras", "path_index": "0", "sub_folder": "style", **fields}
+    response = logged_in.post(
+        reverse("model_move", args=PEPPER)
+        if fields.get("name") != "beta_xl"
+        else reverse("model_move", args=["checkpoints", 0, "alpha_xl.safetensors"]),
+        data,
+        headers=HX,
+    )
+    assert message in response.content.decode()
+    assert (scanned["loras"] / "style" / "pepper.safetensors").exists()
+    assert (scanned["checkpoints"] / "alpha_xl.safetensors").exists()
+
+
+# -- JSON API ------------------------------------------------------------------------------------------
+
+
+def test_api_put_description_and_move(logged_in, scanned):
+    url = "/model-manager/model/loras/0/style/pepper.safetensors"
+    body = logged_in.put(url, {"description": "via API"}, content_type="application/json").json()
+    assert body["success"] and body["data"]["description"] == "via API"
+    moved = logged_in.put(
+        url,
+        {"type": "loras", "pathIndex": 0, "fullname": "renamed/pep.safetensors"},
+        content_type="application/json",
+    ).json()
+    assert moved["data"]["fullname"] == "renamed/pep.safetensors"
+    assert (scanned["loras"] / "renamed" / "pep.md").read_text() == "---\nsource: civitai\n---\nvia API\n"
+    clash = logged_in.put(
+        "/model-manager/model/checkpoints/0/alpha_xl.safetensors",
+        {"fullname": "beta_xl.safetensors"},
+        content_type="application/json",
+    )
+    assert clash.status_code == 400 and "already exist" in clash.json()["error"]
+
+
+def test_api_put_a_preview_as_multipart_and_get_it(logged_in, scanned):
+    from django.test.client import encode_multipart
+
+    url = "/model-manager/model/checkpoints/0/alpha_xl.safetensors"
+    payload = encode_multipart(
+        "BoUnDaRy", {"previewFile": SimpleUploadedFile("a.png", png((300, 300)), "image/png")}
+    )
+    response = logged_in.put(url, payload, content_type="multipart/form-data; boundary=BoUnDaRy")
+    assert response.json()["data"]["preview"].startswith("/thumbnail/checkpoints/0/alpha_xl.safetensors")
+    assert (scanned["checkpoints"] / "alpha_xl.webp").exists()
+    thumbnail = logged_in.get("/model-manager/preview/checkpoints/0/alpha_xl.safetensors")
+    assert thumbnail.status_code == 200 and thumbnail["Content-Type"] == "image/webp"
+    bad = logged_in.put(
+        url,
+        encode_multipart("B", {"previewFile": SimpleUploadedFile("a.png", b"nope")}),
+        content_type="multipart/form-data; boundary=B",
+    )
+    assert bad.status_code == 400 and "not an image" in bad.json()["error"]
+    assert logged_in.get("/model-manager/preview/checkpoints/0/beta_xl.safetensors").status_code == 404
+
+
+def test_api_delete_moves_to_the_trash(logged_in, scanned):
+    response = logged_in.delete("/model-manager/model/loras/0/poses.safetensors")
+    assert sorted(response.json()["data"]["trashed"]) == ["poses.civitai.info", "poses.safetensors"]
+    assert logged_in.delete("/model-manager/model/loras/0/poses.safetensors").status_code == 404
+    assert logged_in.delete("/model-manager/model/loras/0/../../x").status_code == 400
+
+
+def test_api_put_takes_a_preview_larger_than_the_form_memory_limit(logged_in, scanned):
+    import random
+
+    from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (1100, 1100), random.Random(7).randbytes(1100 * 1100 * 3)).save(buffer, "PNG")
+    assert len(buffer.getvalue()) > 2_621_440  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+    # A browser's long random boundary: a short one like "B" turns up inside 3 MB of noise by chance.
+    payload = encode_multipart(
+        BOUNDARY, {"previewFile": SimpleUploadedFile("big.png", buffer.getvalue(), "image/png")}
+    )
+    response = logged_in.put(
+        "/model-manager/model/checkpoints/0/beta_xl.safetensors",
+        payload,
+        content_type=MULTIPART_CONTENT,
+    )
+    assert response.status_code == 200, response.content[:300]
+    assert (scanned["checkpoints"] / "beta_xl.webp").exists()

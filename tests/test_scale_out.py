@@ -1,0 +1,264 @@
+"""Several processes on real PostgreSQL and Redis: one web process, two workers, 40 downloads.
+
+Runs when MM_TEST_DATABASE_URL and MM_TEST_REDIS_URL are set (`.ci/run` sets them); a service that is
+set but cannot be reached fails the test. Without them (a laptop) it skips, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import requests
+
+from tests.conftest import free_port, wait_for_port
+from tests.upstream import CivitaiModel, CivitaiVersion, Fault
+from tests.upstream.catalogue import model_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE_URL = os.environ.get("MM_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("MM_TEST_REDIS_URL", "")
+TASKS = 40
+
+pytestmark = pytest.mark.skipif(
+    not (DATABASE_URL and REDIS_URL),
+    reason="set MM_TEST_DATABASE_URL (postgres://…) and MM_TEST_REDIS_URL (redis://…) to run the scale-out tests",
+)
+
+
+@pytest.fixture
+def database_url():
+    """A fresh PostgreSQL database for these processes, dropped afterwards."""
+    import psycopg
+
+    name = f"mm_scale_{secrets.token_hex(4)}"
+    admin = urlunsplit(urlsplit(DATABASE_URL)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(DATABASE_URL)._replace(path=f"/{name}"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Cluster:
+    def __init__(self, tmp_path: Path, database_url: str, upstream) -> None:  # type: ignore[no-untyped-def]
+        self.models = tmp_path / "models" / "checkpoints"
+        self.models.mkdir(parents=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.database_url = database_url
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "mmsite.settings",
+            "MM_DATA_DIR": str(tmp_path / "data"),
+            "MM_DATABASE_URL": database_url,
+            "MM_REDIS_URL": REDIS_URL,
+            "MM_MODEL_ROOTS": f"checkpoints={self.models}",
+            "MM_COMFYUI_PATH": "",
+            "MM_CIVITAI_URL": upstream.civitai_url,
+            "HF_ENDPOINT": upstream.hf_url,
+            "MM_HEARTBEAT_TIMEOUT": "4",
+            "MM_PROGRESS_INTERVAL": "0.5",
+            "MM_SCAN_ON_START": "0",
+            "DJANGO_SUPERUSER_PASSWORD": "scale-out-passphrase",
+        }
+        self.logs = tmp_path
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self.processes[name] = process
+        return process
+
+    def rows(self) -> list[tuple[int, str, str]]:
+        import psycopg
+
+        with psycopg.connect(self.database_url) as conn:
+            return conn.execute(
+                "SELECT id, status, owner FROM downloads_app_downloadtask ORDER BY id"
+            ).fetchall()
+
+    def runners(self, *names: str) -> dict[int, set[str]]:
+        """Which of the named workers started each task, from the line each logs as it starts one."""
+        started: dict[int, set[str]] = {}
+        for name in names:
+            for match in re.finditer(r"download task (\d+) started", (self.logs / f"{name}.log").read_text()):
+                started.setdefault(int(match[1]), set()).add(name)
+        return started
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path, database_url, upstream):
+    cluster = Cluster(tmp_path, database_url, upstream)
+    cluster.manage("migrate", "-v0")
+    cluster.manage("createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
+    cluster.token = cluster.manage("apitoken", "admin").strip()
+    yield cluster
+    cluster.stop()
+
+
+def add_models(upstream) -> list[str]:  # type: ignore[no-untyped-def]
+    keys = []
+    for i in range(TASKS):
+        key = f"scale-{i:02d}"
+        stored = upstream.add_file(key, f"scale_{i:02d}.safetensors", model_bytes(key, 400_000))
+        upstream.faults[key] = Fault(throttle=250_000)
+        version = CivitaiVersion(id=90_000 + i, name="v1", files=[(stored, {"primary": True})])
+        upstream.add_civitai_model(
+            CivitaiModel(id=9_000 + i, name=f"Scale {i}", type="Checkpoint", versions=[version])
+        )
+        keys.append(key)
+    return keys
+
+
+def test_two_workers_share_forty_downloads_each_once_and_survive_a_kill(cluster, upstream, browser):
+    keys = add_models(upstream)
+    web = cluster.start("web", "serve", "--no-worker", "--port", str(cluster.port))
+    wait_for_port(cluster.port, web, cluster.logs / "web.log")
+    workers = {name: cluster.start(name, "worker", "--concurrency", "4") for name in ("worker-a", "worker-b")}
+    pids = {str(p.pid): name for name, p in workers.items()}
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(cluster.url + "/accounts/login/")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", "scale-out-passphrase")
+        page.click("button[type=submit]")
+        page.wait_for_url(cluster.url + "/")
+        page.evaluate(
+            """() => new Promise(ready => {
+                window.mmEvents = [];
+                const socket = new WebSocket(`ws://${location.host}/ws/events/`);
+                socket.onmessage = e => window.mmEvents.push(JSON.parse(e.data));
+                socket.onopen = ready;
+            })"""
+        )
+
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {cluster.token}"
+        for i in range(TASKS):
+            response = api.post(
+                f"{cluster.url}/model-manager/model",
+                json={"downloadUrl": f"{upstream.civitai_url}/models/{9_000 + i}", "type": "checkpoints", "pathIndex": 0,
+                      "fullname": f"scale_{i:02d}.safetensors"},
+            )  # fmt: skip
+            assert response.status_code == 201, response.text
+
+        owners: dict[int, set[str]] = {}
+        killed: list[int] = []
+        paused_task = None  # the task a pause was asked for
+        seen_paused = None  # the one then seen paused
+        deadline = time.monotonic() + 120
+        while True:
+            rows = cluster.rows()
+            for task_id, status, owner in rows:
+                if status == "running" and owner:
+                    owners.setdefault(task_id, set()).add(pids.get(owner.split(":")[1], owner))
+            done = sum(status == "done" for _, status, _ in rows)
+            running_a = [
+                task_id
+                for task_id, status, owner in rows
+                if status == "running" and owner.split(":")[1:2] == [str(workers["worker-a"].pid)]
+            ]
+            if not killed and done >= 8 and running_a:
+                workers["worker-a"].send_signal(signal.SIGKILL)  # mid-download
+                workers["worker-a"].wait()
+                killed = running_a
+            statuses = {task_id: status for task_id, status, _ in rows}
+            if paused_task is not None and seen_paused is None and statuses[paused_task] == "done":
+                paused_task = None  # it finished before its worker read the request: ask another
+            if paused_task is None and seen_paused is None and killed:
+                running_b = [
+                    task_id
+                    for task_id, status, owner in rows
+                    if status == "running" and task_id not in killed
+                ]
+                if running_b:
+                    paused_task = running_b[0]
+                    assert api.put(
+                        f"{cluster.url}/model-manager/download/{paused_task}", json={"status": "pause"}
+                    ).ok
+            if paused_task is not None and statuses[paused_task] == "paused":
+                seen_paused = paused_task
+                assert api.put(
+                    f"{cluster.url}/model-manager/download/{paused_task}", json={"status": "resume"}
+                ).ok
+            if done == TASKS:
+                break
+            assert all(status not in ("failed", "cancelled") for _, status, _ in rows), cluster.errors()
+            assert time.monotonic() < deadline, f"not finished: {rows}"
+            time.sleep(0.1)
+        page.wait_for_timeout(1500)
+        events = page.evaluate("window.mmEvents")
+    finally:
+        context.close()
+
+    assert killed, "worker-a was never seen running a task"
+    for i, key in enumerate(keys):
+        assert (cluster.models / f"scale_{i:02d}.safetensors").read_bytes() == upstream.files[
+            key
+        ].path.read_bytes()
+        assert upstream.full_body_requests(key) == 1, (
+            f"{key} was downloaded more than once: {upstream.storage_requests(key)}"
+        )
+    # Polling every 0.1 s can miss a short run, and a worker killed right after claiming a row never logs
+    # it: together the two say who ran what.
+    runners = cluster.runners("worker-a", "worker-b")
+    for task_id, names in owners.items():
+        runners.setdefault(task_id, set()).update(names)
+    assert set(runners) == {task_id for task_id, _, _ in cluster.rows()}
+    # worker-a's tasks were taken over by worker-b once worker-a stopped heartbeating (a task worker-a
+    # completed at the instant it was killed needs no takeover, so at least one is asked for).
+    assert any(runners[task_id] == {"worker-a", "worker-b"} for task_id in killed), (killed, runners)
+    # The browser, connected to the web process only, heard progress of both workers' tasks.
+    heard = {e["data"]["taskId"] for e in events if e["type"] == "update_download_task"}
+    assert any("worker-a" in runners[t] for t in heard)
+    assert any(runners[t] == {"worker-b"} for t in heard)
+    completed = {e["data"]["taskId"] for e in events if e["type"] == "complete_download_task"}
+    # Events are at-most-once: only the worker killed between saving a row and publishing can lose one
+    # (a reconnecting page re-renders the rows instead).
+    assert all("worker-a" in runners[t] for t in set(runners) - completed), (
+        set(runners) - completed,
+        runners,
+    )
+    assert len(completed) >= TASKS - 1
+    # The pause asked on the web process reached the worker that ran the task.
+    assert seen_paused is not None
+    assert any(
+        e["type"] == "update_download_task"
+        and e["data"]["taskId"] == seen_paused
+        and e["data"]["status"] == "paused"
+        for e in events
+    )

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from models_app.models import ModelFile, ScanTask
+
+pytestmark = pytest.mark.django_db
+
+
+def test_scan_command_scans_in_the_foreground_and_records_the_scan(library, capsys):
+    call_command("scan")
+    out = capsys.readouterr().out
+    assert "Scanned 5 models" in out and "5 added" in out
+    assert ModelFile.objects.count() == 5
+    (library["checkpoints"] / "alpha_xl.safetensors").unlink()
+    call_command("scan", "--full")
+    out = capsys.readouterr().out
+    assert "4 updated, 1 removed" in out
+    assert list(ScanTask.objects.order_by("pk").values_list("mode", "status", "total")) == [
+        ("diff", "done", 5),
+        ("full", "done", 4),
+    ]
+
+
+def test_scan_command_without_folders_says_how_to_configure(settings, capsys):
+    settings.MM_MODEL_ROOTS = ""
+    settings.MM_COMFYUI_PATH = ""
+    with pytest.raises(SystemExit):
+        call_command("scan")
+    assert "MM_COMFYUI_PATH" in capsys.readouterr().err

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import time
+
+import pytest
+
+from models_app.models import ModelFile
+from models_app.roots import get_roots
+from models_app.scanner import ScanStopped, scan_folder
+from tests.model_files import write_image, write_model
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every path opened through open(), Path.open/read_text or os.open while the test runs."""
+    paths: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def recording_open(file, *args, **kwargs):
+        paths.append(os.fspath(file) if isinstance(file, (str, os.PathLike)) else repr(file))
+        return real_open(file, *args, **kwargs)
+
+    def recording_os_open(path, *args, **kwargs):
+        paths.append(os.fspath(path))
+        return real_os_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", recording_open)
+    monkeypatch.setattr(io, "open", recording_open)
+    monkeypatch.setattr(os, "open", recording_os_open)
+    return paths
+
+
+def test_first_scan_stores_every_model_with_its_metadata_and_sidecars(library):
+    result = scan_folder(get_roots())
+    assert (result.total, result.added, result.removed) == (5, 5, 0)
+    pepper = ModelFile.objects.get(relative_path="style/pepper.safetensors")
+    assert (pepper.folder_type, pepper.path_index, pepper.sub_folder, pepper.name) == (
+        "loras",
+        0,
+        "style",
+        "pepper",
+    )
+    assert pepper.extension == ".safetensors"
+    assert pepper.metadata["ss_output_name"] == "Pepper__Carrot"
+    assert pepper.base_model == "SDXL 1.0"
+    assert pepper.preview == "pepper.png"
+    assert pepper.description == "Witch girl with a cat."
+    assert pepper.sidecars == ["pepper.png", "pepper.md"]
+    assert pepper.size == (library["loras"] / "style/pepper.safetensors").stat().st_size
+    poses = ModelFile.objects.get(name="poses")
+    assert (poses.base_model, poses.civitai_model_id, poses.trained_words[0]) == (
+        "Flux.1 D",
+        706978,
+        "aesthetic_pos3",
+    )
+    assert ModelFile.objects.filter(folder_type="checkpoints", base_model="SDXL 1.0").count() == 3
+
+
+def test_a_rescan_of_an_unchanged_library_opens_no_file(library, opened):
+    scan_folder(get_roots())
+    opened.clear()
+    result = scan_folder(get_roots())
+    assert (result.total, result.added, result.updated, result.removed) == (5, 0, 0, 0)
+    assert [p for p in opened if str(library["loras"].parent) in p] == []
+
+
+def test_a_changed_file_is_read_again_and_only_it(library, opened):
+    scan_folder(get_roots())
+    model = library["checkpoints"] / "beta_xl.safetensors"
+    write_model(model, {"ss_base_model_version": "sd_v1"}, payload=b"\0" * 8)
+    opened.clear()
+    result = scan_folder(get_roots())
+    assert (result.added, result.updated) == (0, 1)
+    assert [p for p in opened if str(library["loras"].parent) in p] == [str(model)]
+    assert ModelFile.objects.get(name="beta_xl").base_model == "SD 1.5"
+
+
+def test_a_new_sidecar_is_picked_up_without_opening_the_model(library, opened):
+    scan_folder(get_roots())
+    write_image(library["checkpoints"] / "alpha_xl.preview.jpg")
+    opened.clear()
+    scan_folder(get_roots())
+    assert ModelFile.objects.get(name="alpha_xl").preview == "alpha_xl.preview.jpg"
+    assert str(library["checkpoints"] / "alpha_xl.safetensors") not in opened
+
+
+def test_removed_files_lose_their_rows(library):
+    scan_folder(get_roots())
+    (library["checkpoints"] / "gamma_xl.safetensors").unlink()
+    result = scan_folder(get_roots())
+    assert result.removed == 1
+    assert not ModelFile.objects.filter(name="gamma_xl").exists()
+    assert ModelFile.objects.count() == 4
+
+
+def test_a_full_scan_reads_everything_again(library, opened):
+    scan_folder(get_roots())
+    opened.clear()
+    result = scan_folder(get_roots(), full=True)
+    assert result.updated == 5
+    assert str(library["loras"] / "style/pepper.safetensors") in opened
+
+
+def test_rows_of_folders_no_longer_configured_are_dropped(library, settings):
+    scan_folder(get_roots())
+    settings.MM_MODEL_ROOTS = f"loras={library['loras']}"
+    scan_folder(get_roots())
+    assert set(ModelFile.objects.values_list("folder_type", flat=True)) == {"loras"}
+
+
+def test_hidden_files_and_other_extensions_are_skipped(model_roots):
+    write_model(model_roots["loras"] / ".hidden.safetensors")
+    write_model(model_roots["loras"] / ".cache" / "x.safetensors")
+    (model_roots["loras"] / "readme.txt").write_text("x")
+    write_model(model_roots["loras"] / "kept.ckpt")
+    (model_roots["loras"] / "q.GGUF").write_bytes(b"GGUF")
+    scan_folder(get_roots())
+    assert sorted(ModelFile.objects.values_list("relative_path", flat=True)) == ["kept.ckpt", "q.GGUF"]
+
+
+def test_symlinks_are_followed_without_looping(model_roots, tmp_path):
+    outside = tmp_path / "elsewhere"
+    write_model(outside / "far.safetensors")
+    (model_roots["loras"] / "linked").symlink_to(outside)
+    (outside / "loop").symlink_to(model_roots["loras"])
+    scan_folder(get_roots())
+    paths = sorted(ModelFile.objects.values_list("relative_path", flat=True))
+    assert paths == ["linked/far.safetensors"]
+
+
+def test_a_diffusers_folder_is_one_model(model_roots):
+    folder = model_roots["checkpoints"] / "sdxl-diffusers"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text("{}")
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"x" * 100)
+    write_image(model_roots["checkpoints"] / "sdxl-diffusers.png")
+    scan_folder(get_roots())
+    model = ModelFile.objects.get()
+    assert (model.relative_path, model.is_dir, model.extension, model.preview) == (
+        "sdxl-diffusers",
+        True,
+        "",
+        "sdxl-diffusers.png",
+    )
+    assert model.size == 102
+
+
+def test_an_unreadable_header_is_recorded_not_fatal(model_roots):
+    (model_roots["loras"] / "broken.safetensors").write_bytes(b"\xff" * 30)
+    scan_folder(get_roots())
+    model = ModelFile.objects.get()
+    assert "larger than the file" in model.header_error
+    assert model.metadata == {}
+
+
+def test_progress_is_reported_and_a_stop_request_ends_the_scan(library):
+    seen = []
+
+    def on_progress(progress):
+        seen.append((progress.processed, progress.total))
+        if progress.processed == 2:
+            raise ScanStopped("cancel")
+
+    with pytest.raises(ScanStopped):
+        scan_folder(get_roots(), on_progress=on_progress)
+    assert seen == [(0, 5), (1, 5), (2, 5)]
+
+
+def test_mtime_change_with_the_same_size_is_noticed(library):
+    scan_folder(get_roots())
+    model = library["checkpoints"] / "alpha_xl.safetensors"
+    later = time.time() + 10
+    os.utime(model, (later, later))
+    assert scan_folder(get_roots()).updated == 1
