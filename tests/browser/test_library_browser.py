@@ -31,7 +31,10 @@ def test_browse_filter_search_and_open_a_model(logged_in_page, server):
     expect(page.locator(".card")).to_have_count(5)
     assert card_names(page) == ["alpha_xl", "beta_xl", "gamma_xl", "pepper", "poses"]
     expect(page.locator(".card img")).to_have_count(1)  # pepper's thumbnail
-    assert page.locator(".card img").evaluate("img => img.complete && img.naturalWidth > 0")
+    # The thumbnail is fetched lazily after the grid appears: wait for it to decode.
+    page.wait_for_function(
+        "() => { const img = document.querySelector('.card img'); return img.complete && img.naturalWidth > 0; }"
+    )
 
     type_link(page, "LoRAs").click()
     expect(page.locator(".card")).to_have_count(2)
