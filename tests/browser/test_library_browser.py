@@ -56,6 +56,28 @@ def test_browse_filter_search_and_open_a_model(logged_in_page, server):
     expect(page.locator("dialog[open]")).to_have_count(0)
 
 
+def test_a_search_typed_the_instant_the_grid_is_swapped_in_is_not_lost(logged_in_page):
+    page = logged_in_page
+    expect(page.locator(".card")).to_have_count(5)
+    # Types into the new search box from a MutationObserver: before any timer can run after the swap.
+    page.evaluate(
+        """() => {
+            document.querySelector('#search').dataset.old = '1';
+            new MutationObserver((changes, observer) => {
+                const search = document.querySelector('#search:not([data-old])');
+                if (!search) return;
+                observer.disconnect();
+                search.value = 'dynamic';
+                search.dispatchEvent(new Event('input', {bubbles: true}));
+            }).observe(document.body, {childList: true, subtree: true});
+        }"""
+    )
+    type_link(page, "LoRAs").click()
+    expect(page).to_have_url(re.compile(r"q=dynamic"))
+    expect(page.locator(".card")).to_have_count(1)
+    assert card_names(page) == ["poses"]
+
+
 def test_the_dialog_shows_safetensors_metadata(logged_in_page):
     page = logged_in_page
     page.locator(".card", has_text="pepper").click()
