@@ -91,20 +91,18 @@ class Cluster:
         self.processes[name] = process
         return process
 
-    def rows(self) -> list[tuple[int, str, str]]:
+    def _fetch(self, sql: str) -> list[tuple]:  # type: ignore[type-arg]
         import psycopg
 
         with psycopg.connect(self.database_url) as conn:
-            return conn.execute(
-                "SELECT id, status, owner FROM downloads_app_downloadtask ORDER BY id"
-            ).fetchall()
+            return conn.execute(sql).fetchall()
+
+    def rows(self) -> list[tuple[int, str, str]]:
+        return self._fetch("SELECT id, status, owner FROM downloads_app_downloadtask ORDER BY id")
 
     def saved_bytes(self) -> dict[int, int]:
         """The bytes each task's row says are in its part (written there before the row is updated)."""
-        import psycopg
-
-        with psycopg.connect(self.database_url) as conn:
-            return dict(conn.execute("SELECT id, downloaded_size FROM downloads_app_downloadtask").fetchall())
+        return dict(self._fetch("SELECT id, downloaded_size FROM downloads_app_downloadtask"))
 
     def runners(self, *names: str) -> dict[int, set[str]]:
         """Which of the named workers started each task, from the line each logs as it starts one."""

@@ -78,6 +78,17 @@ def test_a_search_typed_the_instant_the_grid_is_swapped_in_is_not_lost(logged_in
     assert card_names(page) == ["poses"]
 
 
+def test_a_search_is_kept_when_the_folder_type_changes(logged_in_page):
+    page = logged_in_page
+    page.keyboard.press("/")
+    page.keyboard.type("xl")
+    expect(page.locator(".card")).to_have_count(4)  # alpha_xl, beta_xl, gamma_xl and pepper (SDXL)
+    type_link(page, "Checkpoints").click()
+    expect(page).to_have_url(re.compile(r"type=checkpoints.*q=xl|q=xl.*type=checkpoints"))
+    expect(page.locator("#search")).to_have_value("xl")
+    assert card_names(page) == ["alpha_xl", "beta_xl", "gamma_xl"]
+
+
 def test_the_dialog_shows_safetensors_metadata(logged_in_page):
     page = logged_in_page
     page.locator(".card", has_text="pepper").click()
