@@ -97,6 +97,9 @@ def _metadata_only(raw: bytes) -> tuple[dict[str, object], str] | None:
     return (value, rest[:end]) if isinstance(value, dict) else None
 
 
+_ONLY_STRINGS = frozenset({str})  # json.loads makes plain str, never a subclass
+
+
 class MetadataJSON(str):
     """The JSON text of a str→str metadata map, ready to store without serializing it again."""
 
@@ -109,7 +112,7 @@ def read_safetensors_metadata_json(file: BinaryIO, file_size: int) -> tuple[dict
 def metadata_json_of_header(raw: bytes) -> tuple[dict[str, str], MetadataJSON]:
     """`__metadata__` of the header bytes `raw`, as read_safetensors_metadata_json returns it."""
     fast = _metadata_only(raw)
-    if fast is not None and all(isinstance(v, str) for v in fast[0].values()):
+    if fast is not None and _ONLY_STRINGS.issuperset(map(type, fast[0].values())):
         return fast[0], MetadataJSON(fast[1])  # type: ignore[return-value]
     # Unusual layout, non-string values or a broken header: the full parse says which.
     metadata = fast[0] if fast is not None else _parse_header(raw).get("__metadata__") or {}

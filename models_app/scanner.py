@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import operator
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,8 +28,15 @@ from models_app.headers import (
     read_header_bytes_at,
 )
 from models_app.models import HashCache, ModelFile
+from models_app.read_ahead import ReadAhead, read_through, starts_are_cached
 from models_app.roots import MODEL_EXTENSIONS, ModelRoots
-from models_app.sidecars import SidecarInfo, read_sidecars, sidecar_names
+from models_app.sidecars import (
+    MAX_SIDECAR_BYTES,
+    PREVIEW_SUFFIXES,
+    FolderSidecars,
+    SidecarInfo,
+    read_sidecars,
+)
 
 logger = logging.getLogger("mm.scanner")
 
@@ -50,6 +58,7 @@ class FoundModel:
     relative_path: str
     entry: os.DirEntry[str]
     siblings: dict[str, os.DirEntry[str]]
+    folder_sidecars: FolderSidecars
     is_dir: bool = False
 
 
@@ -86,18 +95,26 @@ def walk_models(folder_type: str, path_index: int, root: Path) -> Iterator[Found
         except OSError as exc:
             logger.warning("cannot list %s: %s", folder, exc)
             continue
+        sidecars = FolderSidecars(entries)
         subfolders = []
         for name, entry in entries.items():
             try:
                 if entry.is_dir():
                     if os.path.exists(os.path.join(entry.path, DIFFUSERS_MARKER)):
                         yield FoundModel(
-                            folder_type, path_index, root, relative + name, entry, entries, is_dir=True
+                            folder_type,
+                            path_index,
+                            root,
+                            relative + name,
+                            entry,
+                            entries,
+                            sidecars,
+                            is_dir=True,
                         )
                     else:
                         subfolders.append((Path(entry.path), relative + name + "/"))
                 elif os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS and entry.is_file():
-                    yield FoundModel(folder_type, path_index, root, relative + name, entry, entries)
+                    yield FoundModel(folder_type, path_index, root, relative + name, entry, entries, sidecars)
             except OSError as exc:  # a dangling symlink or a vanished file
                 logger.debug("skipping %s: %s", entry.path, exc)
         stack.extend(sorted(subfolders, reverse=True))
@@ -119,7 +136,9 @@ def _dir_totals(path: str) -> tuple[int, int]:
 
 def _sidecars_of(found: FoundModel) -> tuple[list[str], str]:
     """The model's sidecar names and a signature that changes when one is added, removed or rewritten."""
-    names = sidecar_names(found.entry.name, found.siblings.keys(), is_dir=found.is_dir)
+    names = found.folder_sidecars.of(found.entry.name, is_dir=found.is_dir)
+    if not names:
+        return names, ""
     parts = []
     for name in names:
         try:
@@ -128,6 +147,24 @@ def _sidecars_of(found: FoundModel) -> tuple[list[str], str]:
             continue
         parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
     return names, hashlib.sha1("|".join(parts).encode()).hexdigest() if parts else ""
+
+
+def _read_into_cache(found: FoundModel) -> None:
+    """Reads what _scan_one will read of `found`: its inode, header and sidecars. Runs on read-ahead
+    threads, so it stats by path: a DirEntry caches its stat without a lock."""
+    size = os.stat(found.entry.path).st_size
+    for name in found.folder_sidecars.of(found.entry.name, is_dir=found.is_dir):
+        path = os.path.join(os.path.dirname(found.entry.path), name)
+        if name.endswith(PREVIEW_SUFFIXES):
+            os.stat(path)
+        else:
+            read_through(path, MAX_SIDECAR_BYTES)
+    if not found.is_dir and found.entry.name.lower().endswith(HEADER_EXTENSIONS):
+        read_header_bytes_at(found.entry.path, size)
+
+
+def _key(found: FoundModel) -> tuple[str, int, str]:
+    return found.folder_type, found.path_index, found.relative_path
 
 
 def _timestamp(seconds: float) -> datetime:
@@ -232,8 +269,19 @@ class RowWriter:
             else:
                 self.adapters[model_field.name] = None
 
-    def _values(self, names: list[str], row: dict[str, Any]) -> list[Any]:
-        return [row[n] if (adapt := self.adapters[n]) is None else adapt(row[n]) for n in names]
+    def _to_params(self, names: list[str]) -> Callable[[dict[str, Any]], list[Any]]:
+        """A function turning a row into its parameters, in `names` order. Only the few JSON and date
+        columns are adapted: the rest go to the driver as they are."""
+        pick = operator.itemgetter(*names)
+        adapted = [(i, adapt) for i, name in enumerate(names) if (adapt := self.adapters[name]) is not None]
+
+        def to_params(row: dict[str, Any]) -> list[Any]:
+            params = list(pick(row)) if len(names) > 1 else [pick(row)]
+            for i, adapt in adapted:
+                params[i] = adapt(params[i])
+            return params
+
+        return to_params
 
     def write(self, inserts: list[dict[str, Any]], *updates: list[tuple[int, dict[str, Any]]]) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -250,13 +298,15 @@ class RowWriter:
                 f"INSERT INTO {self.table} ({', '.join(self.columns[n] for n in names)}) "
                 f"VALUES ({', '.join(['%s'] * len(names))})"
             )
-            statements.append((sql, [self._values(names, row) for row in inserts]))
+            to_params = self._to_params(names)
+            statements.append((sql, [to_params(row) for row in inserts]))
         for rows in updates:
             if rows:
                 names = list(rows[0][1])
                 assignments = ", ".join(f"{self.columns[n]} = %s" for n in names)
                 sql = f"UPDATE {self.table} SET {assignments} WHERE id = %s"
-                statements.append((sql, [[*self._values(names, row), pk] for pk, row in rows]))
+                to_params = self._to_params(names)
+                statements.append((sql, [[*to_params(row), pk] for pk, row in rows]))
         return statements
 
 
@@ -296,20 +346,26 @@ class Scanner:
             ).iterator(chunk_size=5000)
         }
         seen: set[int] = set()
-        try:
-            for model in found:
-                key = (model.folder_type, model.path_index, model.relative_path)
-                self.progress.current_path = f"{model.folder_type}/{model.relative_path}"
-                try:
-                    self._scan_one(model, known.get(key))
-                except OSError as exc:  # the file vanished or became unreadable while we looked
-                    self.progress.errors.append(f"{self.progress.current_path}: {exc.strerror or exc}")
-                if key in known:
-                    seen.add(known[key][0])
-                self.progress.processed += 1
-                self.on_progress(self.progress)
-        finally:
-            self._flush()  # what was read before a stop request is kept
+        to_read = found if self.full else [m for m in found if _key(m) not in known]
+        cached = starts_are_cached([m.entry.path for m in to_read if not m.is_dir])
+        # On a cold cache the scan waits on the disk for each file in turn; see read_ahead.py.
+        with ReadAhead(to_read, _read_into_cache, enabled=bool(to_read) and cached is not True) as read_ahead:
+            try:
+                for model in found:
+                    key = _key(model)
+                    if self.full or key not in known:
+                        read_ahead.advance()
+                    self.progress.current_path = f"{model.folder_type}/{model.relative_path}"
+                    try:
+                        self._scan_one(model, known.get(key))
+                    except OSError as exc:  # the file vanished or became unreadable while we looked
+                        self.progress.errors.append(f"{self.progress.current_path}: {exc.strerror or exc}")
+                    if key in known:
+                        seen.add(known[key][0])
+                    self.progress.processed += 1
+                    self.on_progress(self.progress)
+            finally:
+                self._flush()  # what was read before a stop request is kept
         gone = [pk for pk, *_ in known.values() if pk not in seen]
         for start in range(0, len(gone), BATCH_SIZE):
             ModelFile.objects.filter(pk__in=gone[start : start + BATCH_SIZE]).delete()
@@ -380,7 +436,16 @@ def scan_one_model(roots: ModelRoots, folder_type: str, path_index: int, relativ
     if entry is None:
         known.delete()
         return
-    found = FoundModel(folder_type, path_index, root, relative_path, entry, siblings, is_dir=entry.is_dir())
+    found = FoundModel(
+        folder_type,
+        path_index,
+        root,
+        relative_path,
+        entry,
+        siblings,
+        FolderSidecars(siblings),
+        is_dir=entry.is_dir(),
+    )
     row = known.values_list("pk", "size", "mtime_ns", "sidecar_signature").first()
     scanner = Scanner(roots, full=True)
     scanner._scan_one(found, row)

@@ -15,7 +15,13 @@ from models_app.models import InfoMode, InfoTask, ModelFile, ScanMode, ScanTask,
 from models_app.previews import save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot, clean_relative_path, get_roots, resolve_model_path
 from models_app.scanner import scan_one_model
-from models_app.sidecars import IMAGE_EXTENSIONS, PREVIEW_SUFFIXES, sidecar_names, strip_front_matter
+from models_app.sidecars import (
+    IMAGE_EXTENSIONS,
+    PREVIEW_SUFFIXES,
+    model_base,
+    sidecar_names,
+    strip_front_matter,
+)
 
 
 def scan_start(*, mode: str = ScanMode.DIFF) -> tuple[ScanTask, bool]:
@@ -48,10 +54,6 @@ def model_path(model: ModelFile) -> Path:
     return resolve_model_path(model.folder_type, model.path_index, model.relative_path)
 
 
-def _base(path: Path, is_dir: bool) -> str:
-    return path.name if is_dir else path.name.rsplit(".", 1)[0]
-
-
 def files_of(model: ModelFile) -> list[Path]:
     """The model and every sidecar beside it (listed now, not from the last scan)."""
     path = model_path(model)
@@ -67,7 +69,7 @@ def _refresh(model: ModelFile) -> ModelFile:
 def description_set(*, model: ModelFile, text: str) -> ModelFile:
     """Writes `<base>.md`, keeping the YAML front matter the original plugin put there."""
     path = model_path(model)
-    target = path.parent / (_base(path, model.is_dir) + ".md")
+    target = path.parent / (model_base(path.name, is_dir=model.is_dir) + ".md")
     front = ""
     if target.exists():
         front = strip_front_matter(target.read_text(encoding="utf-8", errors="replace"))[0]
@@ -80,7 +82,7 @@ def preview_set(*, model: ModelFile, data: bytes) -> ModelFile:
     """Saves the image as `<base>.webp` and removes the other image previews it replaces."""
     path = model_path(model)
     saved = save_preview(data, path)
-    base = _base(path, model.is_dir)
+    base = model_base(path.name, is_dir=model.is_dir)
     for suffix in PREVIEW_SUFFIXES:
         other = path.parent / (base + suffix)
         if other != saved and other.suffix.lower() in IMAGE_EXTENSIONS and other.exists():
@@ -179,7 +181,7 @@ def model_move(
         raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
     if target == source:
         return model
-    old_base = _base(source, model.is_dir)
+    old_base = model_base(source.name, is_dir=model.is_dir)
     moves = [
         (f, target.parent / (new_base + extension if f == source else new_base + f.name[len(old_base) :]))
         for f in files_of(model)

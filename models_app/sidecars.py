@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,12 +55,36 @@ class SidecarInfo:
                 setattr(self, name, value)
 
 
-def sidecar_names(model_name: str, names: Collection[str], *, is_dir: bool = False) -> list[str]:
+def model_base(model_name: str, *, is_dir: bool = False) -> str:
+    """The name a model's sidecars start with: its file name without the extension."""
+    return model_name if is_dir else model_name.rsplit(".", 1)[0]
+
+
+class FolderSidecars:
+    """The sidecars of every model in one folder, found in one pass over its listing.
+
+    A scan looks up each model's sidecars with one dict access instead of trying every suffix on every
+    model: most models have none, and a folder holds far fewer sidecars than suffixes × models.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        by_base: dict[str, list[tuple[int, str]]] = {}
+        for name in names:
+            if name.endswith(SIDECAR_SUFFIXES):
+                for order, suffix in enumerate(SIDECAR_SUFFIXES):
+                    if name.endswith(suffix):
+                        by_base.setdefault(name[: -len(suffix)], []).append((order, name))
+        self._by_base = by_base
+
+    def of(self, model_name: str, *, is_dir: bool = False) -> list[str]:
+        """The sidecars of `model_name`, in SIDECAR_SUFFIXES order."""
+        found = self._by_base.get(model_base(model_name, is_dir=is_dir))
+        return [name for _, name in sorted(found) if name != model_name] if found else []
+
+
+def sidecar_names(model_name: str, names: Iterable[str], *, is_dir: bool = False) -> list[str]:
     """The sidecars of `model_name` among `names` (the folder's listing), in SIDECAR_SUFFIXES order."""
-    base = model_name if is_dir else model_name.rsplit(".", 1)[0]
-    return [
-        base + suffix for suffix in SIDECAR_SUFFIXES if base + suffix in names and base + suffix != model_name
-    ]
+    return FolderSidecars(names).of(model_name, is_dir=is_dir)
 
 
 def strip_front_matter(text: str) -> tuple[str, str]:
@@ -184,12 +208,12 @@ def _read_a1111(info: SidecarInfo, data: dict[str, Any]) -> None:
 
 
 def read_sidecars(
-    folder: Path, model_name: str, names: Collection[str], *, is_dir: bool = False
+    folder: Path, model_name: str, names: Iterable[str], *, is_dir: bool = False
 ) -> SidecarInfo:
     """Reads every sidecar of the model `folder/model_name`; a broken sidecar is logged and skipped."""
     files = sidecar_names(model_name, names, is_dir=is_dir)
     info = SidecarInfo(files=files)
-    base = model_name if is_dir else model_name.rsplit(".", 1)[0]
+    base = model_base(model_name, is_dir=is_dir)
     present = set(files)
     info.preview = next((base + s for s in PREVIEW_SUFFIXES if base + s in present), "")
     readers = (

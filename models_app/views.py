@@ -10,7 +10,9 @@ import requests
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import push_url
 
 from mmsite.toasts import with_toast
 from models_app import selectors, services
@@ -26,6 +28,8 @@ LIBRARY_PARTIALS = {
     "grid": "library.html#cards",
     "grid-more": "library.html#cards",
 }
+# Partials a user asked for (a tab, a search, a filter): the address bar then shows their query.
+PUSHED_PARTIALS = {"library", "grid"}
 
 
 @require_GET
@@ -49,7 +53,12 @@ def library(request: HttpRequest) -> HttpResponse:
         "info": selectors.latest_info(),
         "has_roots": bool(get_roots().folders),
     }
-    return render(request, template, context)
+    response = render(request, template, context)
+    if request.htmx and request.htmx.target in PUSHED_PARTIALS and "refresh" not in request.GET:  # type: ignore[attr-defined]
+        # The form sends every field, empty ones too: the address bar gets the same query without them.
+        params = urlencode(query.params())
+        push_url(response, reverse("library") + (f"?{params}" if params else ""))
+    return response
 
 
 def _model_or_404(folder_type: str, path_index: int, relative_path: str) -> ModelFile:

@@ -43,6 +43,21 @@ def test_search_renders_only_the_cards(logged_in, scanned):
     assert card_names(response) == ["alpha_xl"]
 
 
+def test_the_address_bar_gets_the_query_without_empty_fields(logged_in, scanned):
+    form = {"type": "loras", "q": " pep ", "folder": "", "base": "", "tag": "", "sort": "name"}
+    response = logged_in.get("/", form, headers={"HX-Request": "true", "HX-Target": "grid"})
+    assert response["HX-Push-Url"] == "/?type=loras&q=pep"
+    everything = logged_in.get("/", {"q": ""}, headers={"HX-Request": "true", "HX-Target": "library"})
+    assert everything["HX-Push-Url"] == "/"
+
+
+def test_a_refresh_after_a_scan_and_infinite_scroll_leave_the_address_bar_alone(logged_in, scanned):
+    refresh = logged_in.get("/?refresh=1&type=loras", headers={"HX-Request": "true", "HX-Target": "library"})
+    more = logged_in.get("/?page=2", headers={"HX-Request": "true", "HX-Target": "grid-more"})
+    assert "HX-Push-Url" not in refresh and "HX-Push-Url" not in more
+    assert card_names(refresh) == ["pepper", "poses"]
+
+
 def test_search_matches_trigger_words_and_every_term(logged_in, scanned):
     assert card_names(logged_in.get("/?q=dynamic_pos3")) == ["poses"]
     assert card_names(logged_in.get("/?q=xl beta")) == ["beta_xl"]

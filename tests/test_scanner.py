@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from models_app import scanner
 from models_app.models import ModelFile
+from models_app.read_ahead import starts_are_cached
 from models_app.roots import get_roots
 from models_app.scanner import ScanStopped, scan_folder
 from tests.model_files import write_image, write_model
@@ -177,3 +179,49 @@ def test_mtime_change_with_the_same_size_is_noticed(library):
     later = time.time() + 10
     os.utime(model, (later, later))
     assert scan_folder(get_roots()).updated == 1
+
+
+def _rows() -> list[dict[str, object]]:
+    return [
+        {k: v for k, v in row.items() if k != "id"}
+        for row in ModelFile.objects.order_by("relative_path").values()
+    ]
+
+
+def test_a_scan_from_a_cold_cache_reads_ahead_and_stores_the_same_rows(library, monkeypatch):
+    scan_folder(get_roots())
+    without_read_ahead = _rows()
+    ModelFile.objects.all().delete()
+    monkeypatch.setattr(scanner, "starts_are_cached", lambda paths: False)  # as after a reboot
+    read_ahead: list[str] = []
+    real_read_into_cache = scanner._read_into_cache
+
+    def recording(found):
+        read_ahead.append(found.relative_path)
+        real_read_into_cache(found)
+
+    monkeypatch.setattr(scanner, "_read_into_cache", recording)
+    result = scan_folder(get_roots())
+    assert result.added == 5 and not result.errors
+    assert sorted(read_ahead) == sorted(row["relative_path"] for row in without_read_ahead)
+    assert _rows() == without_read_ahead
+
+
+def test_a_failed_read_ahead_costs_nothing_but_time(library, monkeypatch):
+    monkeypatch.setattr(scanner, "starts_are_cached", lambda paths: None)  # a system that cannot tell
+
+    def failing(found):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(scanner, "_read_into_cache", failing)
+    result = scan_folder(get_roots())
+    assert (result.added, result.errors) == (5, [])
+
+
+def test_files_just_written_are_known_to_be_in_the_page_cache(tmp_path):
+    paths = []
+    for i in range(3):
+        write_model(tmp_path / f"m{i}.safetensors")
+        paths.append(str(tmp_path / f"m{i}.safetensors"))
+    assert starts_are_cached(paths) is (True if hasattr(os, "RWF_NOWAIT") else None)
+    assert starts_are_cached([]) is None
