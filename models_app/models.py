@@ -112,7 +112,7 @@ class ScanTask(CountedTask):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.get_mode_display()} scan #{self.pk} ({self.status})"
+        return f"{'Full rescan' if self.mode == ScanMode.FULL else 'Scan'} #{self.pk} ({self.status})"
 
 
 class TrashItem(models.Model):

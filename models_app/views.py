@@ -131,7 +131,9 @@ def scan_start(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(str(exc))
     response = render(request, "models_app/scan_progress.html", {"scan": scan})
     if created:
-        return with_toast(response, f"{scan.get_mode_display()} scan started.", level="info")
+        return with_toast(
+            response, "Full rescan started." if scan.mode == "full" else "Scan started.", level="info"
+        )
     return with_toast(response, "A scan is already running.", level="info")
 
 

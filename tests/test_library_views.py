@@ -165,7 +165,7 @@ def test_scan_button_queues_one_scan_and_shows_progress(logged_in, scanned):
     assert response.status_code == 200
     assert 'id="scan-progress"' in response.content.decode()
     assert "Scan queued" in response.content.decode()
-    assert "Everything scan started" in response["HX-Trigger"]
+    assert "Full rescan started." in response["HX-Trigger"]
     again = logged_in.post(reverse("scan_start"), {"mode": "diff"}, headers={"HX-Request": "true"})
     assert "already running" in again["HX-Trigger"]
     assert ScanTask.objects.filter(status="queued").count() == 1
