@@ -76,10 +76,6 @@ class ReadAhead[Item]:
         self._submitted = 0
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="scan-read-ahead") if enabled else None
 
-    @property
-    def enabled(self) -> bool:
-        return self._pool is not None
-
     def advance(self) -> None:
         """The caller moves on to its next item: keep the WINDOW items from there on being read."""
         if self._pool is None:

@@ -62,6 +62,9 @@ class FoundModel:
     is_dir: bool = False
 
 
+KnownRow = tuple[int, int, int, str]  # a stored model's id, size, mtime_ns and sidecar signature
+
+
 @dataclass
 class ScanProgress:
     total: int = 0
@@ -161,6 +164,13 @@ def _read_into_cache(found: FoundModel) -> None:
             read_through(path, MAX_SIDECAR_BYTES)
     if not found.is_dir and found.entry.name.lower().endswith(HEADER_EXTENSIONS):
         read_header_bytes_at(found.entry.path, size)
+
+
+def _read_ahead_for(models: list[FoundModel]) -> ReadAhead[FoundModel]:
+    """Threads reading ahead of the scanner, started only when `models` are not in the page cache: on a
+    cold cache the scan would otherwise wait on the disk for each file in turn (see read_ahead.py)."""
+    cached = starts_are_cached([m.entry.path for m in models if not m.is_dir])
+    return ReadAhead(models, _read_into_cache, enabled=bool(models) and cached is not True)
 
 
 def _key(found: FoundModel) -> tuple[str, int, str]:
@@ -345,11 +355,19 @@ class Scanner:
                 "pk", "folder_type", "path_index", "relative_path", "size", "mtime_ns", "sidecar_signature"
             ).iterator(chunk_size=5000)
         }
+        seen = self._scan_all(found, known)
+        gone = [pk for pk, *_ in known.values() if pk not in seen]
+        for start in range(0, len(gone), BATCH_SIZE):
+            ModelFile.objects.filter(pk__in=gone[start : start + BATCH_SIZE]).delete()
+        self.progress.removed = len(gone)
+        self.progress.current_path = ""
+        return self.progress
+
+    def _scan_all(self, found: list[FoundModel], known: dict[tuple[str, int, str], KnownRow]) -> set[int]:
+        """Scans each model in turn; returns the ids of the known rows whose file is still there."""
         seen: set[int] = set()
         to_read = found if self.full else [m for m in found if _key(m) not in known]
-        cached = starts_are_cached([m.entry.path for m in to_read if not m.is_dir])
-        # On a cold cache the scan waits on the disk for each file in turn; see read_ahead.py.
-        with ReadAhead(to_read, _read_into_cache, enabled=bool(to_read) and cached is not True) as read_ahead:
+        with _read_ahead_for(to_read) as read_ahead:
             try:
                 for model in found:
                     key = _key(model)
@@ -366,14 +384,9 @@ class Scanner:
                     self.on_progress(self.progress)
             finally:
                 self._flush()  # what was read before a stop request is kept
-        gone = [pk for pk, *_ in known.values() if pk not in seen]
-        for start in range(0, len(gone), BATCH_SIZE):
-            ModelFile.objects.filter(pk__in=gone[start : start + BATCH_SIZE]).delete()
-        self.progress.removed = len(gone)
-        self.progress.current_path = ""
-        return self.progress
+        return seen
 
-    def _scan_one(self, found: FoundModel, known: tuple[int, int, int, str] | None) -> None:
+    def _scan_one(self, found: FoundModel, known: KnownRow | None) -> None:
         names, signature = _sidecars_of(found)
         if known is not None and not self.full and not found.is_dir:
             pk, size, mtime_ns, old_signature = known
