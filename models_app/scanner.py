@@ -152,6 +152,11 @@ def _sidecars_of(found: FoundModel) -> tuple[list[str], str]:
     return names, hashlib.sha1("|".join(parts).encode()).hexdigest() if parts else ""
 
 
+def _has_header(found: FoundModel) -> bool:
+    """Whether the model is a safetensors file, whose header the scan reads."""
+    return not found.is_dir and found.entry.name.lower().endswith(HEADER_EXTENSIONS)
+
+
 def _read_into_cache(found: FoundModel) -> None:
     """Reads what _scan_one will read of `found`: its inode, header and sidecars. Runs on read-ahead
     threads, so it stats by path: a DirEntry caches its stat without a lock."""
@@ -162,7 +167,7 @@ def _read_into_cache(found: FoundModel) -> None:
             os.stat(path)
         else:
             read_through(path, MAX_SIDECAR_BYTES)
-    if not found.is_dir and found.entry.name.lower().endswith(HEADER_EXTENSIONS):
+    if _has_header(found):
         read_header_bytes_at(found.entry.path, size)
 
 
@@ -183,7 +188,7 @@ def _timestamp(seconds: float) -> datetime:
 
 def _read_metadata(found: FoundModel, size: int) -> tuple[dict[str, str], MetadataJSON, str]:
     """The metadata map, its JSON text to store, and why it could not be read."""
-    if found.is_dir or not found.entry.name.lower().endswith(HEADER_EXTENSIONS):
+    if not _has_header(found):
         return {}, EMPTY_METADATA, ""
     try:
         return (*metadata_json_of_header(read_header_bytes_at(found.entry.path, size)), "")

@@ -17,7 +17,7 @@ from django_htmx.http import push_url
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.markdown import render_markdown
-from models_app.models import ModelFile, TrashItem
+from models_app.models import ModelFile, ScanMode, TrashItem
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
 from models_app.thumbnails import ThumbnailError, get_thumbnail
@@ -132,7 +132,7 @@ def scan_start(request: HttpRequest) -> HttpResponse:
     response = render(request, "models_app/scan_progress.html", {"scan": scan})
     if created:
         return with_toast(
-            response, "Full rescan started." if scan.mode == "full" else "Scan started.", level="info"
+            response, "Full rescan started." if scan.mode == ScanMode.FULL else "Scan started.", level="info"
         )
     return with_toast(response, "A scan is already running.", level="info")
 
