@@ -17,10 +17,13 @@ run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py serve
 
-# Every test on SQLite; then, when MM_TEST_DATABASE_URL names a PostgreSQL server, the database tests
-# again on PostgreSQL (the multi-process tests already run there when MM_TEST_REDIS_URL is set too).
+# ruff and mypy, then every test on SQLite; then, when MM_TEST_DATABASE_URL names a PostgreSQL server,
+# the database tests again on PostgreSQL (the multi-process tests already run there when
+# MM_TEST_REDIS_URL is set too). mypy imports the settings, so it gets the tests' throw-away data dir.
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	MM_DATA_DIR=var/test $(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	@if [ -n "$$MM_TEST_DATABASE_URL" ]; then \
 	  echo "== the database tests again, on PostgreSQL"; \
@@ -31,6 +34,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	MM_DATA_DIR=var/test $(BIN)/mypy
 
 # The app against the fake Civitai and Hugging Face (tests/upstream), with a demo model folder.
 demo: $(STAMP)

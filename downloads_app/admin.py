@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -57,17 +60,26 @@ class DownloadTaskAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys are shown masked; a new key is typed in full and never displayed again."""
 
-    list_display = ("service", "masked", "updated_at")
+    list_display = ("service", "key_masked", "updated_at")
     fields = ("service", "key")
 
-    def get_form(self, request, obj=None, **kwargs):  # type: ignore[no-untyped-def]
-        from django import forms
+    @admin.display(description="Key")
+    def key_masked(self, key: ApiKey) -> str:
+        return key.masked
 
-        form = super().get_form(request, obj, **kwargs)
-        form.base_fields["key"].widget = forms.PasswordInput(
-            render_value=False, attrs={"autocomplete": "off"}
-        )
-        form.base_fields["key"].help_text = (
-            f"Currently {obj.masked}. Type a new key to replace it." if obj else ""
-        )
+    def get_form(
+        self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[ApiKey]]:
+        form = super().get_form(request, obj, change, **kwargs)
+        key = form.base_fields["key"]
+        key.widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+        key.required = obj is None
+        key.help_text = f"Currently {obj.masked}. Leave empty to keep it, or type a new key." if obj else ""
         return form
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiKey, form: forms.ModelForm[ApiKey], change: bool
+    ) -> None:
+        if change and not form.cleaned_data.get("key"):
+            obj.key = ApiKey.objects.values_list("key", flat=True).get(pk=obj.pk)
+        super().save_model(request, obj, form, change)

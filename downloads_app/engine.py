@@ -206,6 +206,7 @@ class Engine:
         """
         job.dest_dir.mkdir(parents=True, exist_ok=True)
         failures = 0
+        error: DownloadError
         while True:
             if reason := should_stop():
                 raise Stopped(reason)

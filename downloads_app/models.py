@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from mmsite.models import WorkerTask
@@ -62,6 +65,12 @@ class DownloadTask(WorkerTask):
         return max(0, int((self.total_size - self.downloaded_size) / self.bps))
 
 
+def check_key(value: str) -> None:
+    """Both services issue keys as one word: a space means something else was pasted with it."""
+    if re.search(r"\s", value):
+        raise ValidationError("A key is one word without spaces.")
+
+
 class ApiKey(models.Model):
     """A Civitai or Hugging Face key. Sent only to that service's own host, never shown back in full."""
 
@@ -70,7 +79,7 @@ class ApiKey(models.Model):
         HUGGINGFACE = "huggingface", "Hugging Face"
 
     service = models.CharField(max_length=16, choices=Service.choices, unique=True)
-    key = models.CharField(max_length=500)
+    key = models.CharField(max_length=500, validators=[check_key])
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

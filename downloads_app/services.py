@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from downloads_app.events import publish_deleted, publish_task
@@ -45,8 +45,10 @@ def api_key_set(*, service: str, value: str) -> ApiKey | None:
     if not value:
         ApiKey.objects.filter(service=service).delete()
         return None
-    if len(value) > 500 or re.search(r"\s", value):
-        raise DownloadRequestError("A key is one word without spaces.")
+    try:
+        ApiKey._meta.get_field("key").run_validators(value)
+    except ValidationError as exc:
+        raise DownloadRequestError(" ".join(exc.messages)) from None
     key, _ = ApiKey.objects.update_or_create(service=service, defaults={"key": value})
     return key
 

@@ -185,6 +185,12 @@ def _stopped(task: DownloadTask, ctx: DownloadContext, reason: str) -> None:
     _finish(task, ctx, TaskStatus.PAUSED, "")
 
 
+_EVENT_OF_FINAL_STATUS: dict[str, str] = {
+    TaskStatus.DONE: "complete_download_task",
+    TaskStatus.FAILED: "error_download_task",
+}
+
+
 def _finish(task: DownloadTask, ctx: DownloadContext, status: str, error: str) -> None:
     task.status, task.error, task.requested, task.bps = status, error, "", 0
     if status in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED):
@@ -196,10 +202,7 @@ def _finish(task: DownloadTask, ctx: DownloadContext, status: str, error: str) -
             "downloaded_size", "total_size", "validator", "expected_sha256",
         ]
     )  # fmt: skip
-    event = {
-        TaskStatus.DONE: "complete_download_task",
-        TaskStatus.FAILED: "error_download_task",
-    }.get(status, "update_download_task")
+    event = _EVENT_OF_FINAL_STATUS.get(status, "update_download_task")
     if status == TaskStatus.PAUSED and error:
         event = "error_download_task"
     ctx.publish_task(task, event)

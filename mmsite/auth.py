@@ -6,7 +6,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from django.contrib.auth import middleware as auth_middleware
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import resolve_url
 from django.utils import timezone
 
@@ -46,8 +46,8 @@ class ApiTokenMiddleware:
 class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
     """Django's login-required default, but API clients get a 401 JSON answer instead of a login page."""
 
-    def handle_no_permission(
-        self, request: HttpRequest, view_func: Callable[..., HttpResponse]
+    def handle_no_permission(  # type: ignore[override]  # Django's stubs allow only a redirect
+        self, request: HttpRequest, view_func: Callable[..., HttpResponseBase]
     ) -> HttpResponse:
         if is_api_request(request):
             return JsonResponse({"success": False, "error": "Authentication required."}, status=401)

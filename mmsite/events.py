@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -48,7 +48,7 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     _layer_loop = loop
 
 
-def run_on_layer_loop(func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+def run_on_layer_loop(func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
     """Runs a layer call from synchronous code on the loop that owns the layer.
 
     From another thread (a worker job, a request thread) it is handed over and waited for; on the loop

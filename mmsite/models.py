@@ -31,6 +31,9 @@ class ApiToken(models.Model):
 
     objects = ApiTokenQuerySet.as_manager()
 
+    class Meta:
+        verbose_name = "API token"
+
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
 
@@ -75,6 +78,9 @@ class WorkerTask(models.Model):
     requested = models.CharField(max_length=12, blank=True)
     owner = models.CharField(max_length=64, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    # Declared here so that code handed any task model (`type[WorkerTask]`) can query it.
+    objects = models.Manager()
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

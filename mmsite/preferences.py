@@ -17,7 +17,9 @@ def preferences_get(user: AbstractBaseUser | AnonymousUser) -> UserPreferences:
 
 
 def preferences_set(*, user: AbstractBaseUser, show_nsfw: bool) -> UserPreferences:
-    preferences, _ = UserPreferences.objects.update_or_create(user=user, defaults={"show_nsfw": show_nsfw})
+    preferences, _ = UserPreferences.objects.update_or_create(  # type: ignore[misc]
+        user=user, defaults={"show_nsfw": show_nsfw}
+    )
     return preferences
 
 

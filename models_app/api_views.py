@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.multipartparser import MultiPartParser
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -152,7 +152,7 @@ def model(request: HttpRequest, folder_type: str, path_index: int, relative_path
 
 @require_GET
 @api_view
-def preview(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
+def preview(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponseBase:
     found = _model_or_error(folder_type, path_index, relative_path)
     if not found.preview or found.preview_is_video:
         raise ApiError("This model has no preview image.", status=404)

@@ -27,9 +27,9 @@ def save_preview(data: bytes, model_path: Path) -> Path:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as probe:
                 probe.verify()
-            with Image.open(io.BytesIO(data)) as image:
-                image.seek(0)
-                image = ImageOps.exif_transpose(image)
+            with Image.open(io.BytesIO(data)) as opened:
+                opened.seek(0)
+                image = ImageOps.exif_transpose(opened)
                 image.thumbnail((MAX_PREVIEW_SIDE, MAX_PREVIEW_SIDE), Image.Resampling.LANCZOS)
                 if image.mode not in ("RGB", "RGBA"):
                     image = image.convert(

@@ -276,6 +276,7 @@ class RowWriter:
         for model_field in ModelFile._meta.concrete_fields:
             if model_field.primary_key:
                 continue
+            assert model_field.column is not None  # a concrete field always has one
             self.columns[model_field.name] = ops.quote_name(model_field.column)
             if isinstance(model_field, models.JSONField):
                 self.adapters[model_field.name] = functools.partial(_adapt_json, ops.adapt_json_value)

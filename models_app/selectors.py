@@ -50,7 +50,7 @@ class LibraryQuery:
         )
 
     def params(self, **changes: object) -> dict[str, object]:
-        values = {
+        values: dict[str, object] = {
             "type": self.folder_type,
             "folder": self.sub_folder,
             "q": self.search,

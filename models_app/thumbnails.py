@@ -33,9 +33,9 @@ def get_thumbnail(source: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with Image.open(source) as image:
-            image.seek(0)
-            image = ImageOps.exif_transpose(image)
+        with Image.open(source) as opened:
+            opened.seek(0)
+            image = ImageOps.exif_transpose(opened)
             image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
             if image.mode not in ("RGB", "RGBA"):
                 image = image.convert(

@@ -8,7 +8,14 @@ from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseBase,
+)
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -92,7 +99,7 @@ def _sidecar_path(model: ModelFile, name: str):  # type: ignore[no-untyped-def]
 @require_GET
 def model_thumbnail(
     request: HttpRequest, folder_type: str, path_index: int, relative_path: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     model = _model_or_404(folder_type, path_index, relative_path)
     if not model.preview or model.preview_is_video:
         raise Http404("This model has no preview image.")
@@ -109,7 +116,7 @@ def model_thumbnail(
 @require_GET
 def model_sidecar(
     request: HttpRequest, folder_type: str, path_index: int, relative_path: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     """One sidecar file as it is on disk (video previews, the .civitai.info JSON…), shown as text or media."""
     model = _model_or_404(folder_type, path_index, relative_path)
     path = _sidecar_path(model, request.GET.get("name", ""))

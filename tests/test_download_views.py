@@ -163,6 +163,28 @@ def test_settings_store_keys_and_show_them_masked(logged_in, db):
     assert not ApiKey.objects.exists()
     bad = logged_in.post(reverse("settings"), {"service": "civitai", "key": "has space"})
     assert "one word without spaces" in bad.content.decode()
+    too_long = logged_in.post(reverse("settings"), {"service": "civitai", "key": "k" * 501})
+    assert "at most 500 characters" in too_long.content.decode()
+    assert not ApiKey.objects.exists()
+
+
+def test_admin_edits_api_keys_without_showing_them(admin_client):
+    assert 'type="password"' in admin_client.get("/admin/downloads_app/apikey/add/").content.decode()
+    admin_client.post("/admin/downloads_app/apikey/add/", {"service": "civitai", "key": " abcdef123456WXYZ "})
+    key = ApiKey.objects.get()
+    assert key.key == "abcdef123456WXYZ"
+    listing = admin_client.get("/admin/downloads_app/apikey/").content.decode()
+    change_url = f"/admin/downloads_app/apikey/{key.pk}/change/"
+    page = admin_client.get(change_url).content.decode()
+    for html in (listing, page):
+        assert "••••WXYZ" in html
+        assert "abcdef123456" not in html
+    admin_client.post(change_url, {"service": "civitai", "key": ""})  # left empty: kept
+    assert ApiKey.objects.get().key == "abcdef123456WXYZ"
+    refused = admin_client.post(change_url, {"service": "civitai", "key": "pasted two words"})
+    assert "one word without spaces" in refused.content.decode()
+    admin_client.post(change_url, {"service": "civitai", "key": "newkey98765"})
+    assert ApiKey.objects.get().key == "newkey98765"
 
 
 def test_download_pages_need_login(client, db):

@@ -108,7 +108,7 @@ class Command(BaseCommand):
         if task.status == TaskStatus.DONE:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Done: {destination.path} ({filesizeformat(task.total_size)}, SHA256 {task.sha256})"
+                    f"Done: {destination.path} ({filesizeformat(task.total_size or 0)}, SHA256 {task.sha256})"
                 )
             )
         elif task.status == TaskStatus.PAUSED:

@@ -57,7 +57,9 @@ class Command(BaseCommand):
                 background.append(loop.create_task(worker.run()))
                 # Twisted waits for the returned Deferred: running jobs get to stop cleanly.
                 reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
-                    "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(worker.stop()))
+                    "before",
+                    "shutdown",  # type: ignore[arg-type]  # the zope interface stub counts `self`
+                    lambda: Deferred.fromFuture(asyncio.ensure_future(worker.stop())),
                 )
                 if settings.MM_SCAN_ON_START and not no_scan:
                     loop.run_in_executor(None, scan_start)
