@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from mmsite.models import WorkerTask
+from mmsite.models import TaskStatus, WorkerTask
 
 
 class ModelFile(models.Model):
@@ -113,6 +113,11 @@ class ScanTask(CountedTask):
 
     def __str__(self) -> str:
         return f"{'Full rescan' if self.mode == ScanMode.FULL else 'Scan'} #{self.pk} ({self.status})"
+
+    @property
+    def skipped(self) -> list[str]:
+        """The files a finished scan could not read, and why, one a line."""
+        return self.error.splitlines() if self.status == TaskStatus.DONE else []
 
 
 class TrashItem(models.Model):

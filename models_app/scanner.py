@@ -75,13 +75,54 @@ class ScanProgress:
     current_path: str = ""
     errors: list[str] = field(default_factory=list)
 
+    def error_report(self, limit: int = 20) -> str:
+        """The first `limit` errors, one a line, and how many more there were."""
+        more = len(self.errors) - limit
+        return "\n".join(self.errors[:limit]) + (f"\n… and {more} more" if more > 0 else "")
+
 
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def walk_models(folder_type: str, path_index: int, root: Path) -> Iterator[FoundModel]:
-    """Every model under `root`: symlinks followed (each real folder once), hidden names skipped."""
+def _is_utf8(name: str) -> bool:
+    """Whether a listed name is valid UTF-8: Python lists other bytes as surrogates, which no database
+    column takes (an archive made on Windows can leave such names behind)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_model_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS
+
+
+def list_folder(folder: Path | str) -> tuple[dict[str, os.DirEntry[str]], list[str]]:
+    """The folder's entries by name, hidden ones left out, and the models and subfolders left out
+    because their name is not UTF-8 (shown with � for the bytes that are not)."""
+    entries, unreadable = {}, []
+    with os.scandir(folder) as it:
+        for entry in it:
+            name = entry.name
+            if _is_hidden(name):
+                continue
+            if not _is_utf8(name):
+                if _is_model_name(name) or entry.is_dir():
+                    unreadable.append(os.fsencode(name).decode("utf-8", errors="replace"))
+                continue
+            entries[name] = entry
+    return entries, unreadable
+
+
+def walk_models(
+    folder_type: str, path_index: int, root: Path, *, on_skip: Callable[[str], None] = logger.warning
+) -> Iterator[FoundModel]:
+    """Every model under `root`: symlinks followed (each real folder once), hidden names skipped.
+    `on_skip` hears of each model or folder left out because of its name, with its path."""
     if not root.is_dir():
         return
     seen_dirs: set[tuple[int, int]] = set()
@@ -93,11 +134,12 @@ def walk_models(folder_type: str, path_index: int, root: Path) -> Iterator[Found
             if (st.st_dev, st.st_ino) in seen_dirs:
                 continue
             seen_dirs.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                entries = {e.name: e for e in it if not _is_hidden(e.name)}
+            entries, unreadable = list_folder(folder)
         except OSError as exc:
             logger.warning("cannot list %s: %s", folder, exc)
             continue
+        for name in unreadable:
+            on_skip(f"{folder_type}/{relative}{name}: the name is not valid UTF-8; rename it to scan it")
         sidecars = FolderSidecars(entries)
         subfolders = []
         for name, entry in entries.items():
@@ -116,7 +158,7 @@ def walk_models(folder_type: str, path_index: int, root: Path) -> Iterator[Found
                         )
                     else:
                         subfolders.append((Path(entry.path), relative + name + "/"))
-                elif os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS and entry.is_file():
+                elif _is_model_name(name) and entry.is_file():
                     yield FoundModel(folder_type, path_index, root, relative + name, entry, entries, sidecars)
             except OSError as exc:  # a dangling symlink or a vanished file
                 logger.debug("skipping %s: %s", entry.path, exc)
@@ -352,7 +394,11 @@ class Scanner:
         self._sidecar_updates: list[tuple[int, dict[str, Any]]] = []
 
     def run(self) -> ScanProgress:
-        found = [m for folder_type, index, root in self.roots for m in walk_models(folder_type, index, root)]
+        found = [
+            m
+            for folder_type, index, root in self.roots
+            for m in walk_models(folder_type, index, root, on_skip=self.progress.errors.append)
+        ]
         self.progress.total = len(found)
         self.on_progress(self.progress)
         known = {
@@ -447,8 +493,7 @@ def scan_one_model(roots: ModelRoots, folder_type: str, path_index: int, relativ
         folder_type=folder_type, path_index=path_index, relative_path=relative_path
     )
     try:
-        with os.scandir(root / folder) as it:
-            siblings = {e.name: e for e in it if not _is_hidden(e.name)}
+        siblings, _ = list_folder(root / folder)
     except FileNotFoundError:
         siblings = {}
     entry = siblings.get(name)

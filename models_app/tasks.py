@@ -69,7 +69,7 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
             setattr(task, name, value)
     task.status = TaskStatus.DONE
     task.finished_at = timezone.now()
-    task.error = "\n".join(result.errors[:20])
+    task.error = result.error_report()
     task.save(update_fields=[*fields, "status", "finished_at", "error"])
     ctx.publish("complete_scan_task", scan_task_data(task), render_scan_progress(task, refresh_library=True))
     hash_missing()

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import io
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
@@ -97,6 +101,17 @@ def test_empty_states_tell_the_user_what_to_do(logged_in, settings, db):
     settings.MM_MODEL_ROOTS = ""
     settings.MM_COMFYUI_PATH = ""
     assert "MM_COMFYUI_PATH" in logged_in.get("/").content.decode()
+
+
+def test_files_a_scan_skipped_are_listed_under_its_status(logged_in, model_roots):
+    write_model(model_roots["loras"] / "good.safetensors")
+    with open(os.path.join(os.fsencode(model_roots["loras"]), b"caf\xe9.safetensors"), "wb") as f:
+        f.write(b"any")
+    call_command("scan", stdout=io.StringIO(), stderr=io.StringIO())
+    html = logged_in.get("/").content.decode()
+    assert "1 model," in html
+    assert "Some files were skipped" in html
+    assert "loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it" in html
 
 
 def test_no_scan_yet(logged_in, model_roots):

@@ -125,6 +125,24 @@ def test_hidden_files_and_other_extensions_are_skipped(model_roots):
     assert sorted(ModelFile.objects.values_list("relative_path", flat=True)) == ["kept.ckpt", "q.GGUF"]
 
 
+def test_a_name_that_is_not_utf8_is_skipped_and_reported(model_roots):
+    loras = os.fsencode(model_roots["loras"])
+    write_model(model_roots["loras"] / "good.safetensors")
+    with open(os.path.join(loras, b"caf\xe9.safetensors"), "wb") as f:
+        f.write(b"any")
+    os.mkdir(os.path.join(loras, b"r\xe9sum\xe9"))
+    with open(os.path.join(loras, b"r\xe9sum\xe9", b"inside.safetensors"), "wb") as f:
+        f.write(b"any")
+    with open(os.path.join(loras, b"notes \xff.txt"), "wb") as f:  # not a model: nothing to report
+        f.write(b"x")
+    progress = scan_folder(get_roots())
+    assert list(ModelFile.objects.values_list("relative_path", flat=True)) == ["good.safetensors"]
+    assert sorted(progress.errors) == [
+        "loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it",
+        "loras/r\ufffdsum\ufffd: the name is not valid UTF-8; rename it to scan it",
+    ]
+
+
 def test_symlinks_are_followed_without_looping(model_roots, tmp_path):
     outside = tmp_path / "elsewhere"
     write_model(outside / "far.safetensors")

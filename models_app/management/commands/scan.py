@@ -64,13 +64,13 @@ class Command(BaseCommand):
             added=result.added,
             updated=result.updated,
             removed=result.removed,
-            error="\n".join(result.errors[:20]),
+            error=result.error_report(),
             finished_at=timezone.now(),
         )
         if tty:
             self.stdout.write("")
         self.stdout.write(
-            f"Scanned {result.total} models in {time.monotonic() - started:.1f} s: "
+            f"Scanned {result.total} model{'s' if result.total != 1 else ''} in {time.monotonic() - started:.1f} s: "
             f"{result.added} added, {result.updated} updated, {result.removed} removed."
         )
         for error in result.errors:
