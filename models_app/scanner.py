@@ -122,7 +122,8 @@ def walk_models(
     folder_type: str, path_index: int, root: Path, *, on_skip: Callable[[str], None] = logger.warning
 ) -> Iterator[FoundModel]:
     """Every model under `root`: symlinks followed (each real folder once), hidden names skipped.
-    `on_skip` hears of each model or folder left out because of its name, with its path."""
+    `on_skip` hears of each folder that cannot be listed and of each model or folder left out because
+    of its name, with its path."""
     if not root.is_dir():
         return
     seen_dirs: set[tuple[int, int]] = set()
@@ -136,7 +137,7 @@ def walk_models(
             seen_dirs.add((st.st_dev, st.st_ino))
             entries, unreadable = list_folder(folder)
         except OSError as exc:
-            logger.warning("cannot list %s: %s", folder, exc)
+            on_skip(f"{folder_type}/{relative}: cannot list the folder: {exc.strerror or exc}")
             continue
         for name in unreadable:
             on_skip(f"{folder_type}/{relative}{name}: the name is not valid UTF-8; rename it to scan it")

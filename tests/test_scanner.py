@@ -143,6 +143,22 @@ def test_a_name_that_is_not_utf8_is_skipped_and_reported(model_roots):
     ]
 
 
+def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_scanned(model_roots, monkeypatch):
+    write_model(model_roots["loras"] / "open.safetensors")
+    write_model(model_roots["loras"] / "private" / "hidden_from_us.safetensors")
+    real_scandir = os.scandir
+
+    def scandir(path):  # the tests run as root, whom no permission stops
+        if str(path).endswith("private"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    progress = scan_folder(get_roots())
+    assert list(ModelFile.objects.values_list("relative_path", flat=True)) == ["open.safetensors"]
+    assert progress.errors == ["loras/private/: cannot list the folder: Permission denied"]
+
+
 def test_symlinks_are_followed_without_looping(model_roots, tmp_path):
     outside = tmp_path / "elsewhere"
     write_model(outside / "far.safetensors")
