@@ -7,6 +7,8 @@ import os
 import struct
 from typing import BinaryIO
 
+from models_app.text import without_nul
+
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
@@ -112,10 +114,14 @@ def read_safetensors_metadata_json(file: BinaryIO, file_size: int) -> tuple[dict
 def metadata_json_of_header(raw: bytes) -> tuple[dict[str, str], MetadataJSON]:
     """`__metadata__` of the header bytes `raw`, as read_safetensors_metadata_json returns it."""
     fast = _metadata_only(raw)
-    if fast is not None and _ONLY_STRINGS.issuperset(map(type, fast[0].values())):
+    if (
+        fast is not None
+        and _ONLY_STRINGS.issuperset(map(type, fast[0].values()))
+        and "\\u0000" not in fast[1]
+    ):
         return fast[0], MetadataJSON(fast[1])  # type: ignore[return-value]
-    # Unusual layout, non-string values or a broken header: the full parse says which.
-    metadata = fast[0] if fast is not None else _parse_header(raw).get("__metadata__") or {}
+    # Unusual layout, non-string values, NUL characters or a broken header: the full parse says which.
+    metadata = without_nul(fast[0] if fast is not None else _parse_header(raw).get("__metadata__") or {})
     if not isinstance(metadata, dict):
         metadata = {}
     normalized = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}

@@ -22,6 +22,7 @@ from models_app.sidecars import (
     sidecar_names,
     strip_front_matter,
 )
+from models_app.text import decode_text
 
 
 def scan_start(*, mode: str = ScanMode.DIFF) -> tuple[ScanTask, bool]:
@@ -72,7 +73,7 @@ def description_set(*, model: ModelFile, text: str) -> ModelFile:
     target = path.parent / (model_base(path.name, is_dir=model.is_dir) + ".md")
     front = ""
     if target.exists():
-        front = strip_front_matter(target.read_text(encoding="utf-8", errors="replace"))[0]
+        front = strip_front_matter(decode_text(target.read_bytes()))[0]
     body = text.replace("\r\n", "\n").strip()
     write_atomically(target, ((front + "\n" if front else "") + body + "\n").encode())
     return _refresh(model)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models_app.text import decode_text, without_nul
+
 logger = logging.getLogger("mm.sidecars")
 
 IMAGE_EXTENSIONS = (".webp", ".png", ".jpg", ".jpeg", ".gif", ".avif")
@@ -99,8 +101,8 @@ def strip_front_matter(text: str) -> tuple[str, str]:
 
 
 def _read_text(path: Path) -> str:
-    """The file's text with universal newlines, or "" when it is too large to be a sidecar. Plain
-    descriptor reads: a scan reads thousands of these, and a text file object costs more than the read."""
+    """The file's text (see decode_text), or "" when it is too large to be a sidecar. Plain descriptor
+    reads: a scan reads thousands of these, and a text file object costs more than the read."""
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
@@ -112,17 +114,19 @@ def _read_text(path: Path) -> str:
             size -= len(chunk)
     finally:
         os.close(fd)
-    text = b"".join(chunks).decode("utf-8", errors="replace")
-    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+    return decode_text(b"".join(chunks))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in the file, or {} when it holds none."""
     text = _read_text(path)
     try:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError:
         logger.warning("ignoring %s: not valid JSON", path)
         return {}
+    if "\\u0000" in text:
+        data = without_nul(data)
     return data if isinstance(data, dict) else {}
 
 
@@ -229,7 +233,7 @@ def read_sidecars(
                 break
         for suffix, reader in readers:
             if base + suffix in present:
-                reader(info, _read_json(folder / (base + suffix)))
+                reader(info, read_json(folder / (base + suffix)))
         if base + ".sha256" in present:
             info.fill(sha256=(_read_text(folder / (base + ".sha256")).split() or [""])[0])
     except OSError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from urllib.parse import urlencode
 
@@ -27,6 +26,7 @@ from models_app.markdown import render_markdown
 from models_app.models import ModelFile, ScanMode, TrashItem
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
+from models_app.sidecars import read_json
 from models_app.thumbnails import ThumbnailError, get_thumbnail
 
 # Which partial of library.html a request's HX-Target asks for.
@@ -153,10 +153,9 @@ def _civitai_images(model: ModelFile) -> list[str]:
     if not name:
         return []
     try:
-        data = json.loads(_sidecar_path(model, name).read_text(encoding="utf-8"))
-    except (OSError, ValueError, Http404):
+        images = read_json(_sidecar_path(model, name)).get("images")
+    except (OSError, Http404):
         return []
-    images = data.get("images") if isinstance(data, dict) else None
     return [
         str(i["url"])
         for i in images or []

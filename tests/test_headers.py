@@ -65,6 +65,14 @@ def test_non_string_metadata_values_become_json_text():
     assert read_safetensors_metadata(io.BytesIO(data), len(data)) == {"ss_tag_frequency": '{"a": 1}'}
 
 
+def test_nul_characters_are_dropped_from_the_metadata_and_its_stored_json():
+    data = safetensors_bytes({"ss_output_name": "pep\u0000per", "ss_tag_frequency": '{"a\u0000": 1}'})
+    metadata, text = read_safetensors_metadata_json(io.BytesIO(data), len(data))
+    assert metadata == {"ss_output_name": "pepper", "ss_tag_frequency": '{"a": 1}'}
+    assert json.loads(text) == metadata
+    assert "\\u0000" not in text
+
+
 def test_metadata_is_found_wherever_it_is_in_the_header():
     header = b'{"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}, "__metadata__" : {"k":"v"}}'
     data = struct.pack("<Q", len(header)) + header + b"\0\0"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
 import time
 
@@ -141,6 +142,17 @@ def test_a_name_that_is_not_utf8_is_skipped_and_reported(model_roots):
         "loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it",
         "loras/r\ufffdsum\ufffd: the name is not valid UTF-8; rename it to scan it",
     ]
+
+
+def test_nul_characters_in_metadata_and_sidecars_are_stored_without_them(model_roots):
+    # PostgreSQL refuses NUL in text and JSON; UTF-16 text files are full of them when read as UTF-8.
+    write_model(model_roots["loras"] / "nul.safetensors", {"ss_output_name": "pep\u0000per"})
+    (model_roots["loras"] / "nul.txt").write_bytes("Trigger: pepper".encode("utf-16"))
+    (model_roots["loras"] / "nul.civitai.info").write_text(json.dumps({"model": {"name": "Pep\u0000per"}}))
+    assert scan_folder(get_roots()).errors == []
+    model = ModelFile.objects.get()
+    assert model.metadata == {"ss_output_name": "pepper"}
+    assert (model.description, model.civitai_name) == ("Trigger: pepper", "Pepper")
 
 
 def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_scanned(model_roots, monkeypatch):

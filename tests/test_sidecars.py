@@ -148,3 +148,17 @@ def test_windows_line_endings_and_bad_bytes_in_a_description_are_read_as_text(tm
     info = read_sidecars(tmp_path, "m.safetensors", os.listdir(tmp_path))
     assert info.description == "# Title\nline \ufffd two\nthree"
     assert info.sha256 == "abcdef"
+
+
+def test_windows_encodings_and_nul_characters_are_read_as_clean_text(tmp_path):
+    (tmp_path / "m.safetensors").write_bytes(b"")
+    (tmp_path / "m.txt").write_bytes(
+        "Trigger: pepper\r\nLoRA für Hexen\r\n".encode("utf-16")
+    )  # Notepad's "Unicode"
+    info = json.loads(BY_HASH.read_text())
+    info["trainedWords"] = ["aesthetic\u0000_pos3"]
+    (tmp_path / "m.civitai.info").write_bytes(b"\xef\xbb\xbf" + json.dumps(info).encode())  # UTF-8 with a BOM
+    read = read_sidecars(tmp_path, "m.safetensors", os.listdir(tmp_path))
+    assert read.description == "Trigger: pepper\nLoRA für Hexen"
+    assert read.civitai_model_id == 706978
+    assert read.trained_words == ["aesthetic_pos3"]
