@@ -106,7 +106,7 @@ class ScanTask(CountedTask):
     added = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
     removed = models.PositiveIntegerField(default=0)
-    current_path = models.CharField(max_length=1024, blank=True)
+    current_path = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -173,7 +173,7 @@ class InfoTask(CountedTask):
     hashed = models.PositiveIntegerField(default=0)
     found = models.PositiveIntegerField(default=0)
     missing = models.PositiveIntegerField(default=0)
-    current = models.CharField(max_length=1024, blank=True)
+    current = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -44,6 +44,7 @@ BATCH_SIZE = 1000
 HEADER_EXTENSIONS = (".safetensors", ".sft")
 EMPTY_METADATA = MetadataJSON("{}")
 DIFFUSERS_MARKER = "model_index.json"
+MAX_RELATIVE_PATH = ModelFile._meta.get_field("relative_path").max_length or 0
 
 
 class ScanStopped(Exception):
@@ -123,7 +124,7 @@ def walk_models(
 ) -> Iterator[FoundModel]:
     """Every model under `root`: symlinks followed (each real folder once), hidden names skipped.
     `on_skip` hears of each folder that cannot be listed and of each model or folder left out because
-    of its name, with its path."""
+    of its name or the length of its path."""
     if not root.is_dir():
         return
     seen_dirs: set[tuple[int, int]] = set()
@@ -145,24 +146,20 @@ def walk_models(
         subfolders = []
         for name, entry in entries.items():
             try:
-                if entry.is_dir():
-                    if os.path.exists(os.path.join(entry.path, DIFFUSERS_MARKER)):
-                        yield FoundModel(
-                            folder_type,
-                            path_index,
-                            root,
-                            relative + name,
-                            entry,
-                            entries,
-                            sidecars,
-                            is_dir=True,
-                        )
-                    else:
-                        subfolders.append((Path(entry.path), relative + name + "/"))
-                elif _is_model_name(name) and entry.is_file():
-                    yield FoundModel(folder_type, path_index, root, relative + name, entry, entries, sidecars)
+                is_dir = entry.is_dir()
+                if is_dir and not os.path.exists(os.path.join(entry.path, DIFFUSERS_MARKER)):
+                    subfolders.append((Path(entry.path), relative + name + "/"))
+                    continue
+                if not is_dir and not (_is_model_name(name) and entry.is_file()):
+                    continue
             except OSError as exc:  # a dangling symlink or a vanished file
                 logger.debug("skipping %s: %s", entry.path, exc)
+                continue
+            path = relative + name
+            if len(path) > MAX_RELATIVE_PATH:
+                on_skip(f"{folder_type}/{path}: the path is longer than {MAX_RELATIVE_PATH} characters")
+                continue
+            yield FoundModel(folder_type, path_index, root, path, entry, entries, sidecars, is_dir=is_dir)
         stack.extend(sorted(subfolders, reverse=True))
 
 

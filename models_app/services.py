@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from mmsite.worker import wake_workers
 from models_app.models import InfoMode, InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
 from models_app.previews import save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot, clean_relative_path, get_roots, resolve_model_path
-from models_app.scanner import scan_one_model
+from models_app.scanner import MAX_RELATIVE_PATH, scan_one_model
 from models_app.sidecars import (
     IMAGE_EXTENSIONS,
     PREVIEW_SUFFIXES,
@@ -23,6 +24,9 @@ from models_app.sidecars import (
     strip_front_matter,
 )
 from models_app.text import decode_text
+
+# What ext4, XFS, Btrfs and NTFS allow in one file name.
+NAME_MAX = 255
 
 
 def scan_start(*, mode: str = ScanMode.DIFF) -> tuple[ScanTask, bool]:
@@ -101,16 +105,13 @@ def model_trash(*, model: ModelFile) -> TrashItem:
     folder = f"{timezone.now():%Y%m%d-%H%M%S}-{model.pk}"
     target = root / TRASH_DIR / folder
     target.mkdir(parents=True)
-    moved = []
     try:
-        for file in files:
-            os.rename(file, target / file.name)
-            moved.append(file)
+        _move_all([(file, target / file.name) for file in files], move=os.rename)
     except OSError as exc:
-        for file in moved:  # put back what moved: all or nothing
-            os.rename(target / file.name, file)
         target.rmdir()
-        raise ModelEditError(f"Could not move {file.name} to the trash: {exc.strerror}.") from None
+        raise ModelEditError(
+            f"Could not move the files to the trash ({exc.strerror}): nothing moved."
+        ) from None
     item = TrashItem.objects.create(
         folder_type=model.folder_type,
         path_index=model.path_index,
@@ -187,15 +188,37 @@ def model_move(
         (f, target.parent / (new_base + extension if f == source else new_base + f.name[len(old_base) :]))
         for f in files_of(model)
     ]
+    if len(new_relative) > MAX_RELATIVE_PATH:
+        raise ModelEditError(f"The new path is longer than {MAX_RELATIVE_PATH} characters.")
+    if any(len(os.fsencode(dst.name)) > NAME_MAX for _, dst in moves):
+        raise ModelEditError(f"The name is too long: with its sidecars' endings it passes {NAME_MAX} bytes.")
     clashes = [dst.name for _, dst in moves if dst.exists()]
     if clashes:
         raise ModelEditError(f"{', '.join(clashes)} already exist(s) there: nothing was moved.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for src, dst in moves:
-        shutil.move(src, dst)  # a rename on one disk, a copy across disks
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _move_all(moves, move=shutil.move)  # a rename on one disk, a copy across disks (which can fill it)
+    except OSError as exc:
+        raise ModelEditError(
+            f"Could not move the files ({exc.strerror or exc}): nothing was moved."
+        ) from None
     ModelFile.objects.filter(pk=model.pk).delete()
     scan_one_model(get_roots(), folder_type, path_index, new_relative)
     return ModelFile.objects.get(folder_type=folder_type, path_index=path_index, relative_path=new_relative)
+
+
+def _move_all(moves: list[tuple[Path, Path]], *, move: Callable[[Path, Path], object]) -> None:
+    """Moves every file with `move`, or none: when one fails, what moved before it goes back, and the
+    OSError is raised."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for src, dst in moves:
+            move(src, dst)
+            moved.append((src, dst))
+    except OSError:
+        for src, dst in reversed(moved):
+            move(dst, src)
+        raise
 
 
 def purge_old_trash() -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -226,6 +228,8 @@ def test_rename_and_move_carry_every_sidecar(logged_in, scanned):
         ({"name": "x", "sub_folder": "../../outside"}, "must stay inside the model folders"),
         ({"name": "a/b"}, "may not be empty, contain /"),
         ({"name": "x", "folder_type": "vae"}, "There is no vae folder"),
+        ({"name": "p" * 250}, "The name is too long"),  # its .safetensors fits, not its .png
+        ({"name": "x", "sub_folder": "/".join(["d" * 250] * 5)}, "longer than 1024 characters"),
     ],
 )
 def test_bad_moves_are_refused_and_nothing_moves(logged_in, scanned, fields, message):
@@ -240,6 +244,42 @@ def test_bad_moves_are_refused_and_nothing_moves(logged_in, scanned, fields, mes
     assert message in response.content.decode()
     assert (scanned["loras"] / "style" / "pepper.safetensors").exists()
     assert (scanned["checkpoints"] / "alpha_xl.safetensors").exists()
+
+
+def failing_on_the_preview(move, error):
+    """`move` (shutil.move or os.rename), failing as a full or broken disk would when it gets to the .png."""
+
+    def failing(src, dst):
+        if str(dst).endswith(".png"):
+            raise error
+        return move(src, dst)
+
+    return failing
+
+
+def test_a_move_that_fails_halfway_puts_back_what_moved(logged_in, scanned, monkeypatch):
+    monkeypatch.setattr(
+        shutil, "move", failing_on_the_preview(shutil.move, OSError(28, "No space left on device"))
+    )
+    data = {"folder_type": "checkpoints", "path_index": "0", "sub_folder": "", "name": "carrot"}
+    response = logged_in.post(reverse("model_move", args=PEPPER), data, headers=HX)
+    assert "No space left on device" in response.content.decode()
+    assert "nothing was moved" in response.content.decode()
+    style = scanned["loras"] / "style"
+    assert sorted(p.name for p in style.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
+    assert not any(scanned["checkpoints"].glob("carrot*"))
+    assert ModelFile.objects.filter(name="pepper").exists()
+
+
+def test_a_delete_that_fails_halfway_puts_back_what_moved(logged_in, scanned, monkeypatch):
+    monkeypatch.setattr(os, "rename", failing_on_the_preview(os.rename, OSError(5, "Input/output error")))
+    response = logged_in.post(reverse("model_delete", args=PEPPER), headers=HX)
+    assert "Input/output error" in response.content.decode() + response.get("HX-Trigger", "")
+    style = scanned["loras"] / "style"
+    assert sorted(p.name for p in style.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
+    assert not (scanned["loras"] / ".trash").exists() or not any((scanned["loras"] / ".trash").iterdir())
+    assert ModelFile.objects.filter(name="pepper").exists()
+    assert not TrashItem.objects.exists()
 
 
 # -- JSON API ------------------------------------------------------------------------------------------

@@ -155,6 +155,16 @@ def test_nul_characters_in_metadata_and_sidecars_are_stored_without_them(model_r
     assert (model.description, model.civitai_name) == ("Trigger: pepper", "Pepper")
 
 
+def test_a_path_too_long_to_store_is_reported_and_the_rest_scanned(model_roots):
+    deep = model_roots["loras"].joinpath(*["d" * 200] * 5)  # 1,005 characters of folders
+    write_model(deep / "short.safetensors")
+    write_model(deep / ("long" * 10 + ".safetensors"))
+    progress = scan_folder(get_roots())
+    assert [len(p) for p in ModelFile.objects.values_list("relative_path", flat=True)] == [1022]
+    assert len(progress.errors) == 1
+    assert progress.errors[0].endswith("long.safetensors: the path is longer than 1024 characters")
+
+
 def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_scanned(model_roots, monkeypatch):
     write_model(model_roots["loras"] / "open.safetensors")
     write_model(model_roots["loras"] / "private" / "hidden_from_us.safetensors")
