@@ -22,6 +22,7 @@ from models_app.roots import (
     get_roots,
     resolve_model_path,
 )
+from models_app.scanner import MAX_RELATIVE_PATH
 
 
 class DownloadRequestError(ValueError):
@@ -100,6 +101,10 @@ def check_destination(*, folder_type: str, path_index: int, sub_folder: str, fil
         raise DownloadRequestError("The file name may not contain / or \\ or start with a dot.")
     if len(filename.encode()) > 240:
         raise DownloadRequestError("The file name is too long.")
+    if len(f"{sub_folder}/{filename}") > MAX_RELATIVE_PATH:
+        raise DownloadRequestError(
+            f"The subfolder and file name pass {MAX_RELATIVE_PATH} characters together."
+        )
     if Path(filename).suffix.lower() not in MODEL_EXTENSIONS:
         raise DownloadRequestError(
             f"The file name must end in a model extension ({', '.join(sorted(MODEL_EXTENSIONS))})."
@@ -138,8 +143,8 @@ def download_create(
             if resolution.url.startswith("http")
             else (version.page_url or remote.download_url),
             download_url=remote.download_url,
-            title=resolution.title,
-            version_name=version.name if resolution.platform == Platform.CIVITAI else "",
+            title=resolution.title[:300],
+            version_name=version.name[:200] if resolution.platform == Platform.CIVITAI else "",
             folder_type=destination.folder_type,
             path_index=destination.path_index,
             sub_folder=destination.sub_folder,

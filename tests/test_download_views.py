@@ -87,6 +87,7 @@ def test_a_typed_file_name_is_kept_when_the_folder_changes(logged_in, services_a
         ({"filename": "model.exe"}, "must end in a model extension"),
         ({"filename": ".hidden.safetensors"}, "start with a dot"),
         ({"sub_folder": "../../outside"}, "must stay inside the model folder"),
+        ({"sub_folder": "/".join(["d" * 250] * 5)}, "pass 1024 characters together"),
         ({"folder_type": "nope"}, "There is no nope folder"),
         ({"path_index": "7"}, "There is no checkpoints folder number 7"),
     ],
