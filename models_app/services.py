@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -79,19 +80,30 @@ def description_set(*, model: ModelFile, text: str) -> ModelFile:
     if target.exists():
         front = strip_front_matter(decode_text(target.read_bytes()))[0]
     body = text.replace("\r\n", "\n").strip()
-    write_atomically(target, ((front + "\n" if front else "") + body + "\n").encode())
+    try:
+        write_atomically(target, ((front + "\n" if front else "") + body + "\n").encode())
+    except OSError as exc:
+        raise ModelEditError(
+            f"Could not write {target.name} ({exc.strerror or exc}): nothing changed."
+        ) from None
     return _refresh(model)
 
 
 def preview_set(*, model: ModelFile, data: bytes) -> ModelFile:
     """Saves the image as `<base>.webp` and removes the other image previews it replaces."""
     path = model_path(model)
-    saved = save_preview(data, path)
+    try:
+        saved = save_preview(data, path)
+    except OSError as exc:
+        raise ModelEditError(
+            f"Could not write the preview ({exc.strerror or exc}): nothing changed."
+        ) from None
     base = model_base(path.name, is_dir=model.is_dir)
     for suffix in PREVIEW_SUFFIXES:
         other = path.parent / (base + suffix)
         if other != saved and other.suffix.lower() in IMAGE_EXTENSIONS and other.exists():
-            other.unlink()
+            with contextlib.suppress(OSError):  # the new preview is saved; an old one left over is harmless
+                other.unlink()
     return _refresh(model)
 
 
@@ -104,11 +116,12 @@ def model_trash(*, model: ModelFile) -> TrashItem:
         raise ModelEditError("The model is no longer on disk; it was removed from the library.")
     folder = f"{timezone.now():%Y%m%d-%H%M%S}-{model.pk}"
     target = root / TRASH_DIR / folder
-    target.mkdir(parents=True)
     try:
+        target.mkdir(parents=True)
         _move_all([(file, target / file.name) for file in files], move=os.rename)
     except OSError as exc:
-        target.rmdir()
+        with contextlib.suppress(OSError):
+            target.rmdir()
         raise ModelEditError(
             f"Could not move the files to the trash ({exc.strerror}): nothing moved."
         ) from None
@@ -131,9 +144,11 @@ def trash_restore(*, item: TrashItem) -> ModelFile:
     clashes = [name for name in item.files if (destination / name).exists()]
     if clashes:
         raise ModelEditError(f"{', '.join(clashes)} already exist(s) there again; move them away first.")
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in item.files:
-        os.rename(source / name, destination / name)
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+        _move_all([(source / name, destination / name) for name in item.files], move=os.rename)
+    except OSError as exc:
+        raise ModelEditError(f"Could not restore the files ({exc.strerror or exc}): nothing moved.") from None
     shutil.rmtree(source, ignore_errors=True)
     TrashItem.objects.filter(pk=item.pk).delete()
     scan_one_model(get_roots(), item.folder_type, item.path_index, item.relative_path)

@@ -181,9 +181,17 @@ def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
 
 
 def _dialog(
-    request: HttpRequest, model: ModelFile, *, error: str = "", toast: str = "", partial: str = "dialog"
+    request: HttpRequest,
+    model: ModelFile,
+    *,
+    error: str = "",
+    toast: str = "",
+    partial: str = "dialog",
+    typed_description: str | None = None,
 ) -> HttpResponse:
+    """The dialog, or one of its forms; a form shown again after an error keeps what was typed in it."""
     context = _detail_context(model, error=error)
+    context["typed_description"] = model.description if typed_description is None else typed_description
     response = render(request, f"models_app/model_detail.html#{partial}", context)
     if error:
         return with_toast(response, error, level="error")
@@ -209,7 +217,11 @@ def description_save(
     request: HttpRequest, folder_type: str, path_index: int, relative_path: str
 ) -> HttpResponse:
     model = _model_or_404(folder_type, path_index, relative_path)
-    model = services.description_set(model=model, text=request.POST.get("description", "")[:200_000])
+    text = request.POST.get("description", "")[:200_000]
+    try:
+        model = services.description_set(model=model, text=text)
+    except services.ModelEditError as exc:
+        return _dialog(request, model, error=str(exc), partial="description_form", typed_description=text)
     return _dialog(request, model, toast="Description saved.")
 
 
@@ -230,7 +242,7 @@ def preview_save(request: HttpRequest, folder_type: str, path_index: int, relati
         else:
             raise PreviewError("Choose an image file, or one of the Civitai images.")
         model = services.preview_set(model=model, data=data)
-    except PreviewError as exc:
+    except (PreviewError, services.ModelEditError) as exc:
         return _dialog(request, model, error=str(exc), partial="preview_form")
     return _dialog(request, model, toast="Preview saved.")
 

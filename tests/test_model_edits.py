@@ -51,6 +51,23 @@ def test_a_new_description_file_is_created(logged_in, scanned):
     assert "alpha_xl.md" in ModelFile.objects.get(name="alpha_xl").sidecars
 
 
+def disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def test_a_description_that_cannot_be_written_is_kept_in_the_form(logged_in, scanned, monkeypatch):
+    monkeypatch.setattr("tempfile.mkstemp", disk_full)
+    url = reverse("description_save", args=PEPPER)
+    response = logged_in.post(url, {"description": "My long notes <3"}, headers=HX)
+    html = response.content.decode()
+    assert "Could not write pepper.md (No space left on device): nothing changed." in html
+    assert ">My long notes &lt;3</textarea>" in html
+    assert "No space left on device" in response["HX-Trigger"]
+    assert (
+        scanned["loras"] / "style" / "pepper.md"
+    ).read_text() == "---\nsource: civitai\n---\nWitch girl with a cat.\n"
+
+
 XSS = """<script>alert(1)</script>
 <img src=x onerror="alert(2)">
 [click](javascript:alert(3))
@@ -166,6 +183,30 @@ def test_delete_lists_every_file_then_moves_them_to_the_trash(logged_in, scanned
     assert sorted(p.name for p in trashed.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
     assert not ModelFile.objects.filter(name="pepper").exists()
     assert "pepper.safetensors" in logged_in.get(reverse("trash")).content.decode()
+
+
+def test_a_preview_that_cannot_be_written_leaves_the_old_one(logged_in, scanned, monkeypatch):
+    monkeypatch.setattr("tempfile.mkstemp", disk_full)
+    upload = {"previewFile": SimpleUploadedFile("p.png", png(), "image/png")}
+    response = logged_in.post(reverse("preview_save", args=PEPPER), upload, headers=HX)
+    assert "Could not write the preview (No space left on device)" in response.content.decode()
+    assert sorted(p.name for p in (scanned["loras"] / "style").iterdir()) == [
+        "pepper.md",
+        "pepper.png",
+        "pepper.safetensors",
+    ]
+
+
+def test_a_restore_that_fails_halfway_leaves_everything_in_the_trash(logged_in, scanned, monkeypatch):
+    services.model_trash(model=ModelFile.objects.get(name="pepper"))
+    item = TrashItem.objects.get()
+    monkeypatch.setattr(os, "rename", failing_on_the_preview(os.rename, OSError(5, "Input/output error")))
+    response = logged_in.post(reverse("trash_action", args=[item.pk, "restore"]))
+    assert "Could not restore the files (Input/output error): nothing moved." in response["HX-Trigger"]
+    trashed = scanned["loras"] / ".trash" / item.trash_folder
+    assert sorted(p.name for p in trashed.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
+    assert not any((scanned["loras"] / "style").iterdir())
+    assert TrashItem.objects.filter(pk=item.pk).exists()
 
 
 def test_restore_puts_everything_back_and_refuses_a_clash(logged_in, scanned):
