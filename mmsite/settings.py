@@ -7,6 +7,8 @@ import secrets
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from mmsite.lan import default_allowed_hosts
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -40,12 +42,9 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("MM_DEBUG")
 HOST = os.environ.get("MM_HOST", "127.0.0.1")
 PORT = int(os.environ.get("MM_PORT", "8000"))
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("MM_ALLOWED_HOSTS", "").split(",") if h.strip()] or [
-    "127.0.0.1",
-    "localhost",
-    "[::1]",
-    HOST,
-]
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("MM_ALLOWED_HOSTS", "").split(",") if h.strip()
+] or default_allowed_hosts(HOST)
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("MM_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]

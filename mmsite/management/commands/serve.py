@@ -9,6 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from mmsite.lan import EVERY_INTERFACE, machine_addresses
+
 logger = logging.getLogger("mm.serve")
 
 
@@ -44,8 +46,14 @@ class Command(BaseCommand):
         def ready() -> None:
             loop = asyncio.get_event_loop()
             bind_loop(loop)
-            url = f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}/"
+            every_interface = host in EVERY_INTERFACE
+            url = f"http://{'127.0.0.1' if every_interface else host}:{port}/"
             self.stdout.write(f"Model Manager is serving on {url}", ending="\n")
+            if every_interface:
+                for address in machine_addresses():
+                    self.stdout.write(
+                        f"  and on your network at http://{f'[{address}]' if ':' in address else address}:{port}/"
+                    )
             if token := setup_token():
                 self.stdout.write(
                     self.style.WARNING(
