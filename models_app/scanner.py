@@ -367,7 +367,8 @@ class RowWriter:
 
 
 class Scanner:
-    """One pass over every root. `on_progress` is called after each model; it may raise ScanStopped."""
+    """One pass over every root. `on_progress` is called after each model; it may raise ScanStopped.
+    `writer` takes the rows in batches (bench/scan.py times the reading and the writing apart)."""
 
     def __init__(
         self,
@@ -375,12 +376,13 @@ class Scanner:
         *,
         full: bool = False,
         on_progress: Callable[[ScanProgress], None] | None = None,
+        writer: RowWriter | None = None,
     ) -> None:
         self.roots = roots
         self.full = full
         self.on_progress = on_progress or (lambda progress: None)
         self.progress = ScanProgress()
-        self.writer = RowWriter()
+        self.writer = writer or RowWriter()
         self.hash_cache = {
             (d, i, size, mtime): sha
             for d, i, size, mtime, sha in HashCache.objects.values_list(
