@@ -106,20 +106,26 @@ def common_labels(folder_type: str, limit: int = 150) -> list[str]:
 
 
 def duplicates() -> list[list[ModelFile]]:
-    """Models with the same SHA256, across types and roots: each group biggest first."""
+    """Models with the same SHA256 and size, across types and roots: each group biggest first.
+
+    The size is compared too because a hash may come from a sidecar rather than from the file: a
+    .civitai.info copied beside the wrong model must not offer a different model for deletion.
+    """
     shared = (
         ModelFile.objects.exclude(sha256="")
-        .values("sha256")
+        .values("sha256", "size")
         .annotate(n=Count("pk"))
         .filter(n__gt=1)
         .values_list("sha256", flat=True)
     )
-    groups: dict[str, list[ModelFile]] = {}
+    groups: dict[tuple[str, int], list[ModelFile]] = {}
     for model in ModelFile.objects.filter(sha256__in=list(shared)).order_by(
         "sha256", "folder_type", "relative_path"
     ):
-        groups.setdefault(model.sha256, []).append(model)
-    return sorted(groups.values(), key=lambda group: -group[0].size * len(group))
+        groups.setdefault((model.sha256, model.size), []).append(model)
+    return sorted(
+        (group for group in groups.values() if len(group) > 1), key=lambda group: -group[0].size * len(group)
+    )
 
 
 def library_page(query: LibraryQuery) -> LibraryPage:
