@@ -116,7 +116,7 @@ class ScanTask(CountedTask):
 
     @property
     def skipped(self) -> list[str]:
-        """The files a finished scan could not read, and why, one a line."""
+        """What a finished scan skipped, and why, one a line."""
         return self.error.splitlines() if self.status == TaskStatus.DONE else []
 
 

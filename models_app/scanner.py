@@ -394,11 +394,7 @@ class Scanner:
         self._sidecar_updates: list[tuple[int, dict[str, Any]]] = []
 
     def run(self) -> ScanProgress:
-        found = [
-            m
-            for folder_type, index, root in self.roots
-            for m in walk_models(folder_type, index, root, on_skip=self.progress.errors.append)
-        ]
+        found = self._find_models()
         self.progress.total = len(found)
         self.on_progress(self.progress)
         known = {
@@ -414,6 +410,17 @@ class Scanner:
         self.progress.removed = len(gone)
         self.progress.current_path = ""
         return self.progress
+
+    def _find_models(self) -> list[FoundModel]:
+        """Every model in every root. Progress tells the folder being listed (total is still 0), so a
+        large tree on a network share shows it moves, and a stop request is heard before the reading."""
+        found = []
+        for folder_type, index, root in self.roots:
+            for model in walk_models(folder_type, index, root, on_skip=self.progress.errors.append):
+                found.append(model)
+                self.progress.current_path = f"{folder_type}/{model.relative_path.rpartition('/')[0]}"
+                self.on_progress(self.progress)
+        return found
 
     def _scan_all(self, found: list[FoundModel], known: dict[tuple[str, int, str], KnownRow]) -> set[int]:
         """Scans each model in turn; returns the ids of the known rows whose file is still there."""

@@ -46,7 +46,8 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
     def on_progress(progress: ScanProgress) -> None:
         if ctx.requested() in {"cancel", "shutdown"}:
             raise ScanStopped(ctx.requested())
-        if throttle.ready(force=progress.processed == 0):
+        # The moment the listing ends and the total is known goes out at once; the rest once a second.
+        if throttle.ready(force=progress.processed == 0 and progress.total > 0):
             for name in fields:
                 setattr(task, name, getattr(progress, name))
             ScanTask.objects.filter(pk=task.pk).update(**{name: getattr(task, name) for name in fields})

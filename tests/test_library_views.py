@@ -114,6 +114,12 @@ def test_files_a_scan_skipped_are_listed_under_its_status(logged_in, model_roots
     assert "loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it" in html
 
 
+def test_a_scan_still_listing_tells_where_it_looks(logged_in, model_roots):
+    ScanTask.objects.create(status="running", total=0, current_path="loras/style")
+    html = logged_in.get("/").content.decode()
+    assert "Looking for models…" in html and 'title="loras/style">loras/style</span>' in html
+
+
 def test_no_scan_yet(logged_in, model_roots):
     assert "No scan yet" in logged_in.get("/").content.decode()
 

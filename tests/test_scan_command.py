@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.core.management import call_command
 
@@ -29,3 +31,16 @@ def test_scan_command_without_folders_says_how_to_configure(settings, capsys):
     with pytest.raises(SystemExit):
         call_command("scan")
     assert "MM_COMFYUI_PATH" in capsys.readouterr().err
+
+
+def test_scan_command_names_what_it_skipped(library, capsys):
+    with open(os.path.join(os.fsencode(library["loras"]), b"caf\xe9.safetensors"), "wb") as f:
+        f.write(b"any")
+    call_command("scan")
+    captured = capsys.readouterr()
+    assert "Scanned 5 models" in captured.out
+    assert captured.err.splitlines() == [
+        "Skipped:",
+        "  loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it",
+    ]
+    assert "caf\ufffd.safetensors" in ScanTask.objects.get().error

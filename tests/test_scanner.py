@@ -226,7 +226,22 @@ def test_progress_is_reported_and_a_stop_request_ends_the_scan(library):
 
     with pytest.raises(ScanStopped):
         scan_folder(get_roots(), on_progress=on_progress)
-    assert seen == [(0, 5), (1, 5), (2, 5)]
+    assert seen == [(0, 0)] * 5 + [(0, 5), (1, 5), (2, 5)]  # the listing finds 5 models, then reads
+
+
+def test_the_listing_tells_its_folder_and_hears_a_stop_request_before_reading(library, opened):
+    listed = []
+
+    def on_progress(progress):
+        listed.append(progress.current_path)
+        if progress.current_path == "loras/style":
+            raise ScanStopped("cancel")
+
+    with pytest.raises(ScanStopped):
+        scan_folder(get_roots(), on_progress=on_progress)
+    assert listed[-1] == "loras/style" and "checkpoints/" in listed
+    assert opened == []
+    assert not ModelFile.objects.exists()
 
 
 def test_mtime_change_with_the_same_size_is_noticed(library):

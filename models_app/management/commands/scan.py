@@ -43,10 +43,14 @@ class Command(BaseCommand):
         def on_progress(progress: ScanProgress) -> None:
             nonlocal last
             now = time.monotonic()
-            if tty and (now - last > 0.1 or progress.processed == progress.total):
+            finished = progress.total > 0 and progress.processed == progress.total
+            if tty and (now - last > 0.1 or finished):
                 last = now
-                bar = progress_bar(progress.processed, progress.total)
-                self.stdout.write(f"\r{bar} {progress.processed}/{progress.total}", ending="")
+                if progress.total:
+                    line = f"{progress_bar(progress.processed, progress.total)} {progress.processed}/{progress.total}"
+                else:  # still listing the folders
+                    line = f"Looking for models… {progress.current_path}"
+                self.stdout.write(f"\r\x1b[K{line}", ending="")
                 self.stdout.flush()
 
         started = time.monotonic()
@@ -73,5 +77,7 @@ class Command(BaseCommand):
             f"Scanned {result.total} model{'s' if result.total != 1 else ''} in {time.monotonic() - started:.1f} s: "
             f"{result.added} added, {result.updated} updated, {result.removed} removed."
         )
+        if result.errors:
+            self.stderr.write("Skipped:")
         for error in result.errors:
-            self.stderr.write(f"  could not read {error}")
+            self.stderr.write(f"  {error}")
