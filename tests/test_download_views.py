@@ -134,6 +134,20 @@ def test_creating_queues_a_task_with_what_was_chosen(logged_in, services_at_upst
     assert (task.save_info, task.save_description) == (True, False)
 
 
+def test_a_nul_in_a_civitai_description_is_dropped_not_fatal(logged_in, services_at_upstream, monkeypatch):
+    up = services_at_upstream
+    monkeypatch.setattr(up.models[4201], "name", "Dream\x00XL")
+    monkeypatch.setattr(up.models[4201], "description", "<p>The be\x00st</p>")
+    data = {"url": f"{up.civitai_url}/models/4201?nul", "version": "42012", "folder_type": "checkpoints",
+            "path_index": "0", "filename": "dream.safetensors", "save_description": "on", "save_info": "on"}  # fmt: skip
+    response = logged_in.post(reverse("download_create"), data, headers=HX)
+    assert "Download queued" in response.content.decode()
+    task = DownloadTask.objects.get()
+    assert task.title == "DreamXL"
+    assert "The best" in task.description_html
+    assert task.info["model"]["name"] == "DreamXL"
+
+
 def test_task_buttons_pause_resume_cancel_and_remove(logged_in, db):
     task = DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
                                        folder_type="loras", filename="a.safetensors")  # fmt: skip

@@ -16,6 +16,7 @@ from downloads_app.sources import (
     Resolution,
     SourceError,
 )
+from models_app.text import without_nul
 
 HOSTS = {"civitai.com", "www.civitai.com", "civitai.green"}
 FOLDER_OF_TYPE = {
@@ -105,7 +106,8 @@ def resolve(url: str, *, endpoints: Endpoints, keys: Keys, client: HttpClient) -
         if model_id is None:
             version_data = client.get(f"{base}/api/v1/model-versions/{version_id}", key=keys.civitai).json()
             model_id = int(version_data["modelId"])
-        model = client.get(f"{base}/api/v1/models/{model_id}", key=keys.civitai).json()
+        # Descriptions are the uploaders' own text: a stray NUL in one would make PostgreSQL refuse the task.
+        model = without_nul(client.get(f"{base}/api/v1/models/{model_id}", key=keys.civitai).json())
     except HttpError as error:
         raise SourceError(explain(error, has_key=bool(keys.civitai))) from None
     except (ValueError, KeyError):
