@@ -14,6 +14,7 @@ from downloads_app.models import ApiKey, DownloadTask, Platform
 from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution
 from mmsite.models import TaskStatus
 from mmsite.worker import wake_workers
+from models_app.models import MAX_RELATIVE_PATH
 from models_app.roots import (
     MODEL_EXTENSIONS,
     PathOutsideRoot,
@@ -22,7 +23,6 @@ from models_app.roots import (
     get_roots,
     resolve_model_path,
 )
-from models_app.scanner import MAX_RELATIVE_PATH
 
 
 class DownloadRequestError(ValueError):

@@ -4,13 +4,17 @@ from django.db import models
 
 from mmsite.models import TaskStatus, WorkerTask
 
+MAX_RELATIVE_PATH = 1024  # characters; longer paths are skipped by the scan and refused by edits
+
 
 class ModelFile(models.Model):
     """One model found by the scanner: a file with a model extension, or a diffusers folder."""
 
     folder_type = models.CharField(max_length=64)
     path_index = models.PositiveSmallIntegerField()
-    relative_path = models.CharField(max_length=1024, help_text="Inside its root, with / separators.")
+    relative_path = models.CharField(
+        max_length=MAX_RELATIVE_PATH, help_text="Inside its root, with / separators."
+    )
     sub_folder = models.CharField(max_length=1024, blank=True)
     name = models.CharField(max_length=512, help_text="File name without its extension.")
     extension = models.CharField(max_length=16, blank=True)

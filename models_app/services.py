@@ -13,10 +13,10 @@ from django.utils import timezone
 
 from mmsite.models import ACTIVE_STATUSES
 from mmsite.worker import wake_workers
-from models_app.models import InfoMode, InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
+from models_app.models import MAX_RELATIVE_PATH, InfoMode, InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
 from models_app.previews import save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot, clean_relative_path, get_roots, resolve_model_path
-from models_app.scanner import MAX_RELATIVE_PATH, scan_one_model
+from models_app.scanner import scan_one_model
 from models_app.sidecars import (
     IMAGE_EXTENSIONS,
     PREVIEW_SUFFIXES,
