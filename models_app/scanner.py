@@ -301,7 +301,7 @@ class Scanner:
         self._sidecar_updates: list[tuple[int, dict[str, Any]]] = []
 
     def run(self) -> ScanProgress:
-        found = self._find_models()
+        found, unreachable = self._find_models()
         self.progress.total = len(found)
         self.on_progress(self.progress)
         known = {
@@ -311,23 +311,67 @@ class Scanner:
             ).iterator(chunk_size=5000)
         }
         seen = self._scan_all(found, known)
-        gone = [pk for pk, *_ in known.values() if pk not in seen]
+        kept = self._keep_unreachable(known, seen, unreachable)
+        gone = [pk for pk, *_ in known.values() if pk not in seen and pk not in kept]
         for start in range(0, len(gone), BATCH_SIZE):
             ModelFile.objects.filter(pk__in=gone[start : start + BATCH_SIZE]).delete()
         self.progress.removed = len(gone)
         self.progress.current_path = ""
         return self.progress
 
-    def _find_models(self) -> list[FoundModel]:
-        """Every model in every root. Progress tells the folder being listed (total is still 0), so a
-        large tree on a network share shows it moves, and a stop request is heard before the reading."""
+    def _find_models(self) -> tuple[list[FoundModel], dict[tuple[str, int, str], str]]:
+        """Every model in every root, and the places that could not be reached, with why.
+
+        Progress tells the folder being listed (total is still 0), so a large tree on a network share
+        shows it moves, and a stop request is heard before the reading."""
         found = []
+        unreachable: dict[tuple[str, int, str], str] = {}
         for folder_type, index, root in self.roots:
-            for model in walk_models(folder_type, index, root, on_skip=self.progress.errors.append):
+
+            def note(path: str, reason: str, key: tuple[str, int] = (folder_type, index)) -> None:
+                unreachable[(*key, path)] = reason
+
+            for model in walk_models(
+                folder_type, index, root, on_skip=self.progress.errors.append, on_unreachable=note
+            ):
                 found.append(model)
                 self.progress.current_path = f"{folder_type}/{model.relative_path.rpartition('/')[0]}"
                 self.on_progress(self.progress)
-        return found
+        return found, unreachable
+
+    def _keep_unreachable(
+        self,
+        known: dict[tuple[str, int, str], KnownRow],
+        seen: set[int],
+        unreachable: dict[tuple[str, int, str], str],
+    ) -> set[int]:
+        """The ids of the known rows under places that could not be reached: kept, and said so, since
+        a drive that is not mounted yet does not mean its models are gone."""
+        kept: set[int] = set()
+        unseen: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        for (t, i, path), (pk, *_) in known.items() if unreachable else ():
+            if pk not in seen:
+                unseen.setdefault((t, i), []).append((path, pk))
+        for (folder_type, index, place), reason in unreachable.items():
+            under = [
+                pk
+                for path, pk in unseen.get((folder_type, index), [])
+                if place == "" or path == place or path.startswith(place + "/")
+            ]
+            where = (
+                f"{folder_type}/{place}"
+                if place
+                else f"{folder_type} folder {self.roots.get(folder_type, index)}"
+            )
+            if under:
+                kept.update(under)
+                self.progress.errors.append(
+                    f"{where}: {reason or 'not there'} (a drive not mounted?); keeping the {len(under)} "
+                    f"model{'s' if len(under) != 1 else ''} known there until it is back"
+                )
+            elif reason:
+                self.progress.errors.append(f"{where}: {reason}")
+        return kept
 
     def _scan_all(self, found: list[FoundModel], known: dict[tuple[str, int, str], KnownRow]) -> set[int]:
         """Scans each model in turn; returns the ids of the known rows whose file is still there."""

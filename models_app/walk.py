@@ -69,12 +69,23 @@ def list_folder(folder: Path | str) -> tuple[dict[str, os.DirEntry[str]], list[s
 
 
 def walk_models(
-    folder_type: str, path_index: int, root: Path, *, on_skip: Callable[[str], None] = logger.warning
+    folder_type: str,
+    path_index: int,
+    root: Path,
+    *,
+    on_skip: Callable[[str], None] = logger.warning,
+    on_unreachable: Callable[[str, str], None] = lambda path, reason: None,
 ) -> Iterator[FoundModel]:
     """Every model under `root`: symlinks followed (each real folder once), hidden names skipped.
-    `on_skip` hears of each folder that cannot be listed and of each model or folder left out because
-    of its name or the length of its path."""
+
+    `on_skip` hears of each model or folder left out because of its name or the length of its path.
+    `on_unreachable` hears of each place whose models cannot be known now, with its path inside the
+    root and why: the root itself when it is missing (path ""), a symlink that leads nowhere (both with
+    no reason: they are not errors unless models were known there), a folder that cannot be listed. A
+    drive that is not mounted looks like that; its models are not gone.
+    """
     if not root.is_dir():
+        on_unreachable("", "")
         return
     seen_dirs: set[tuple[int, int]] = set()
     stack: list[tuple[Path, str]] = [(root, "")]
@@ -87,7 +98,7 @@ def walk_models(
             seen_dirs.add((st.st_dev, st.st_ino))
             entries, unreadable = list_folder(folder)
         except OSError as exc:
-            on_skip(f"{folder_type}/{relative}: cannot list the folder: {exc.strerror or exc}")
+            on_unreachable(relative.rstrip("/"), f"cannot list the folder: {exc.strerror or exc}")
             continue
         for name in unreadable:
             on_skip(f"{folder_type}/{relative}{name}: the name is not valid UTF-8; rename it to scan it")
@@ -98,6 +109,9 @@ def walk_models(
                 is_dir = entry.is_dir()
                 if is_dir and not os.path.exists(os.path.join(entry.path, DIFFUSERS_MARKER)):
                     subfolders.append((Path(entry.path), relative + name + "/"))
+                    continue
+                if not is_dir and entry.is_symlink() and not os.path.exists(entry.path):
+                    on_unreachable(relative + name, "")
                     continue
                 if not is_dir and not (_is_model_name(name) and entry.is_file()):
                     continue

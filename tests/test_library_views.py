@@ -110,7 +110,7 @@ def test_files_a_scan_skipped_are_listed_under_its_status(logged_in, model_roots
     call_command("scan", stdout=io.StringIO(), stderr=io.StringIO())
     html = logged_in.get("/").content.decode()
     assert "1 model," in html
-    assert "Some files were skipped" in html
+    assert "Not everything could be read" in html
     assert "loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it" in html
 
 

@@ -178,7 +178,48 @@ def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_scanned(model_r
     monkeypatch.setattr(os, "scandir", scandir)
     progress = scan_folder(get_roots())
     assert list(ModelFile.objects.values_list("relative_path", flat=True)) == ["open.safetensors"]
-    assert progress.errors == ["loras/private/: cannot list the folder: Permission denied"]
+    assert progress.errors == ["loras/private: cannot list the folder: Permission denied"]
+
+
+def test_models_of_a_folder_that_cannot_be_listed_now_stay_listed(library, monkeypatch):
+    scan_folder(get_roots())
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("style"):
+            raise OSError(5, "Input/output error")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    (library["loras"] / "poses.safetensors").unlink()  # beside it, a model really removed
+    progress = scan_folder(get_roots())
+    assert progress.removed == 1
+    assert ModelFile.objects.filter(relative_path="style/pepper.safetensors").exists()
+    assert progress.errors == [
+        "loras/style: cannot list the folder: Input/output error (a drive not mounted?); "
+        "keeping the 1 model known there until it is back"
+    ]
+
+
+def test_models_of_a_missing_root_or_a_dangling_folder_link_stay_listed(library, settings, tmp_path):
+    nas = tmp_path / "nas"
+    write_model(nas / "far.safetensors")
+    (library["loras"] / "on_nas").symlink_to(nas)
+    scan_folder(get_roots())
+    assert ModelFile.objects.count() == 6
+    nas.rename(tmp_path / "unmounted")
+    checkpoints = library["checkpoints"].rename(tmp_path / "checkpoints_away")
+    progress = scan_folder(get_roots())
+    assert (progress.removed, ModelFile.objects.count()) == (0, 6)
+    assert sorted(progress.errors) == [
+        f"checkpoints folder {library['checkpoints']}: not there (a drive not mounted?); "
+        "keeping the 3 models known there until it is back",
+        "loras/on_nas: not there (a drive not mounted?); keeping the 1 model known there until it is back",
+    ]
+    checkpoints.rename(library["checkpoints"])
+    (library["loras"] / "on_nas").unlink()  # the link removed on purpose: its model is gone
+    progress = scan_folder(get_roots())
+    assert (progress.removed, progress.errors, ModelFile.objects.count()) == (1, [], 5)
 
 
 def test_symlinks_are_followed_without_looping(model_roots, tmp_path):
