@@ -37,7 +37,7 @@ from models_app.sidecars import (
     SidecarInfo,
     read_sidecars,
 )
-from models_app.walk import FoundModel, list_folder, walk_models
+from models_app.walk import FoundModel, Unreachable, list_folder, walk_models
 
 logger = logging.getLogger("mm.scanner")
 
@@ -319,17 +319,17 @@ class Scanner:
         self.progress.current_path = ""
         return self.progress
 
-    def _find_models(self) -> tuple[list[FoundModel], dict[tuple[str, int, str], str]]:
+    def _find_models(self) -> tuple[list[FoundModel], list[tuple[str, int, Unreachable]]]:
         """Every model in every root, and the places that could not be reached, with why.
 
         Progress tells the folder being listed (total is still 0), so a large tree on a network share
         shows it moves, and a stop request is heard before the reading."""
         found = []
-        unreachable: dict[tuple[str, int, str], str] = {}
+        unreachable: list[tuple[str, int, Unreachable]] = []
         for folder_type, index, root in self.roots:
 
-            def note(path: str, reason: str, key: tuple[str, int] = (folder_type, index)) -> None:
-                unreachable[(*key, path)] = reason
+            def note(place: Unreachable, key: tuple[str, int] = (folder_type, index)) -> None:
+                unreachable.append((*key, place))
 
             for model in walk_models(
                 folder_type, index, root, on_skip=self.progress.errors.append, on_unreachable=note
@@ -343,7 +343,7 @@ class Scanner:
         self,
         known: dict[tuple[str, int, str], KnownRow],
         seen: set[int],
-        unreachable: dict[tuple[str, int, str], str],
+        unreachable: list[tuple[str, int, Unreachable]],
     ) -> set[int]:
         """The ids of the known rows under places that could not be reached: kept, and said so, since
         a drive that is not mounted yet does not mean its models are gone."""
@@ -352,7 +352,7 @@ class Scanner:
         for (t, i, path), (pk, *_) in known.items() if unreachable else ():
             if pk not in seen:
                 unseen.setdefault((t, i), []).append((path, pk))
-        for (folder_type, index, place), reason in unreachable.items():
+        for folder_type, index, (place, reason, is_error) in unreachable:
             under = [
                 pk
                 for path, pk in unseen.get((folder_type, index), [])
@@ -366,10 +366,10 @@ class Scanner:
             if under:
                 kept.update(under)
                 self.progress.errors.append(
-                    f"{where}: {reason or 'not there'} (a drive not mounted?); keeping the {len(under)} "
+                    f"{where}: {reason} (a drive not mounted?); keeping the {len(under)} "
                     f"model{'s' if len(under) != 1 else ''} known there until it is back"
                 )
-            elif reason:
+            elif is_error:
                 self.progress.errors.append(f"{where}: {reason}")
         return kept
 

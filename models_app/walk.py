@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from models_app.models import MAX_RELATIVE_PATH
 from models_app.roots import MODEL_EXTENSIONS
@@ -68,24 +69,32 @@ def list_folder(folder: Path | str) -> tuple[dict[str, os.DirEntry[str]], list[s
     return entries, unreadable
 
 
+class Unreachable(NamedTuple):
+    """A place under a root whose models cannot be known now. A drive that is not mounted yet looks
+    like one of these, and its models are not gone."""
+
+    path: str  # inside the root; "" for the root itself
+    reason: str
+    is_error: bool  # worth saying even where no model was known
+
+
 def walk_models(
     folder_type: str,
     path_index: int,
     root: Path,
     *,
     on_skip: Callable[[str], None] = logger.warning,
-    on_unreachable: Callable[[str, str], None] = lambda path, reason: None,
+    on_unreachable: Callable[[Unreachable], None] = lambda place: None,
 ) -> Iterator[FoundModel]:
     """Every model under `root`: symlinks followed (each real folder once), hidden names skipped.
 
     `on_skip` hears of each model or folder left out because of its name or the length of its path.
-    `on_unreachable` hears of each place whose models cannot be known now, with its path inside the
-    root and why: the root itself when it is missing (path ""), a symlink that leads nowhere (both with
-    no reason: they are not errors unless models were known there), a folder that cannot be listed. A
-    drive that is not mounted looks like that; its models are not gone.
+    `on_unreachable` hears of each place whose models cannot be known now: the root when it is missing
+    or empty (an unmounted mount point is empty), a symlink that leads nowhere, a folder that cannot be
+    listed.
     """
     if not root.is_dir():
-        on_unreachable("", "")
+        on_unreachable(Unreachable("", "not there", is_error=False))
         return
     seen_dirs: set[tuple[int, int]] = set()
     stack: list[tuple[Path, str]] = [(root, "")]
@@ -98,8 +107,11 @@ def walk_models(
             seen_dirs.add((st.st_dev, st.st_ino))
             entries, unreadable = list_folder(folder)
         except OSError as exc:
-            on_unreachable(relative.rstrip("/"), f"cannot list the folder: {exc.strerror or exc}")
+            reason = f"cannot list the folder: {exc.strerror or exc}"
+            on_unreachable(Unreachable(relative.rstrip("/"), reason, is_error=True))
             continue
+        if not relative and not entries and not unreadable:
+            on_unreachable(Unreachable("", "empty", is_error=False))
         for name in unreadable:
             on_skip(f"{folder_type}/{relative}{name}: the name is not valid UTF-8; rename it to scan it")
         sidecars = FolderSidecars(entries)
@@ -111,7 +123,7 @@ def walk_models(
                     subfolders.append((Path(entry.path), relative + name + "/"))
                     continue
                 if not is_dir and entry.is_symlink() and not os.path.exists(entry.path):
-                    on_unreachable(relative + name, "")
+                    on_unreachable(Unreachable(relative + name, "the link leads nowhere", is_error=False))
                     continue
                 if not is_dir and not (_is_model_name(name) and entry.is_file()):
                     continue

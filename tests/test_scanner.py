@@ -214,12 +214,33 @@ def test_models_of_a_missing_root_or_a_dangling_folder_link_stay_listed(library,
     assert sorted(progress.errors) == [
         f"checkpoints folder {library['checkpoints']}: not there (a drive not mounted?); "
         "keeping the 3 models known there until it is back",
-        "loras/on_nas: not there (a drive not mounted?); keeping the 1 model known there until it is back",
+        "loras/on_nas: the link leads nowhere (a drive not mounted?); keeping the 1 model known there until it is back",
     ]
     checkpoints.rename(library["checkpoints"])
     (library["loras"] / "on_nas").unlink()  # the link removed on purpose: its model is gone
     progress = scan_folder(get_roots())
     assert (progress.removed, progress.errors, ModelFile.objects.count()) == (1, [], 5)
+
+
+def test_a_root_that_turned_empty_keeps_its_models_and_an_emptied_folder_does_not(library):
+    scan_folder(get_roots())
+    for path in library["checkpoints"].iterdir():  # as an unmounted mount point looks
+        path.unlink()
+    for path in (library["loras"] / "style").iterdir():
+        path.unlink()
+    progress = scan_folder(get_roots())
+    assert progress.removed == 1  # style/pepper: its folder is still there, empty
+    assert ModelFile.objects.filter(folder_type="checkpoints").count() == 3
+    assert progress.errors == [
+        f"checkpoints folder {library['checkpoints']}: empty (a drive not mounted?); "
+        "keeping the 3 models known there until it is back"
+    ]
+    assert scan_folder(get_roots(), full=True).errors == progress.errors
+
+
+def test_a_new_empty_or_missing_root_is_not_an_error(model_roots, settings, tmp_path):
+    settings.MM_MODEL_ROOTS += f";vae={tmp_path / 'no_such_folder'}"
+    assert scan_folder(get_roots()).errors == []
 
 
 def test_symlinks_are_followed_without_looping(model_roots, tmp_path):
