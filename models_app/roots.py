@@ -8,6 +8,7 @@ ordered list of folders configured for that type. Everything that touches a mode
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -106,8 +107,19 @@ class _RootsBuilder:
         return ModelRoots({t: tuple(p) for t, p in self.folders.items() if p})
 
 
+# Where WSL mounts the Windows drives: a ComfyUI set up on Windows names its folders C:\…
+WSL_DRIVES = Path("/mnt")
+_WINDOWS_PATH = re.compile(r"^([A-Za-z]):[\\/]")
+
+
 def _expand(value: str) -> str:
-    return os.path.expandvars(os.path.expanduser(value))
+    """`~` and `$VARS` expanded, and on WSL a Windows path (`C:\\ComfyUI\\models`) turned into the path
+    of that drive's mount (`/mnt/c/ComfyUI/models`)."""
+    value = os.path.expandvars(os.path.expanduser(value))
+    windows = _WINDOWS_PATH.match(value) if os.sep == "/" else None
+    if windows and (drive := WSL_DRIVES / windows.group(1).lower()).is_dir():
+        return str(drive / value[3:].replace("\\", "/"))
+    return value
 
 
 def _split_paths(value: object) -> list[str]:
@@ -143,9 +155,10 @@ def parse_extra_model_paths(text: str, yaml_dir: Path) -> list[tuple[str, Path, 
             base = Path(_expand(str(base_path)))
             if not base.is_absolute():
                 base = yaml_dir / base
+        windows_base = bool(base_path and _WINDOWS_PATH.match(str(base_path)))
         for folder_type, value in section.items():
             for path in _split_paths(value):
-                full = Path(_expand(path))
+                full = Path(_expand(path.replace("\\", "/") if windows_base else path))
                 entries.append((str(folder_type), full if full.is_absolute() else base / full, is_default))
     return entries
 

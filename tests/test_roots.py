@@ -72,6 +72,21 @@ def test_base_path_expands_home_and_variables(tmp_path, monkeypatch):
     assert build_roots(extra_model_paths=str(yaml_file)).folders["vae"] == (tmp_path / "m" / "vae",)
 
 
+def test_windows_paths_are_read_through_wsl_s_drive_mounts(tmp_path, monkeypatch):
+    monkeypatch.setattr("models_app.roots.WSL_DRIVES", tmp_path / "mnt")
+    (tmp_path / "mnt" / "c").mkdir(parents=True)
+    yaml_file = tmp_path / "extra.yaml"
+    yaml_file.write_text("win:\n  base_path: C:\\ComfyUI\\models\n  loras: |\n    loras\n    more\\loras\n")
+    roots = build_roots(extra_model_paths=str(yaml_file), model_roots="vae=c:/Models/VAE;unet=Z:\\away")
+    drive = tmp_path / "mnt" / "c"
+    assert roots.folders["loras"] == (
+        drive / "ComfyUI" / "models" / "loras",
+        drive / "ComfyUI" / "models" / "more" / "loras",
+    )
+    assert roots.folders["vae"] == (drive / "Models" / "VAE",)
+    assert roots.folders["diffusion_models"][0].name == "Z:\\away"  # no such drive mounted: as written
+
+
 def test_is_default_puts_the_folder_first(tmp_path):
     comfy = tmp_path / "ComfyUI"
     (comfy / "models").mkdir(parents=True)
