@@ -127,7 +127,7 @@ def walk_models(
                     continue
                 if not is_dir and not (_is_model_name(name) and entry.is_file()):
                     continue
-            except OSError as exc:  # a dangling symlink or a vanished file
+            except OSError as exc:  # it vanished while we looked
                 logger.debug("skipping %s: %s", entry.path, exc)
                 continue
             path = relative + name
