@@ -224,16 +224,30 @@ def model_move(
 
 def _move_all(moves: list[tuple[Path, Path]], *, move: Callable[[Path, Path], object]) -> None:
     """Moves every file with `move`, or none: when one fails, what moved before it goes back, and the
-    OSError is raised."""
+    OSError is raised. The destinations must not exist yet."""
     moved: list[tuple[Path, Path]] = []
     try:
         for src, dst in moves:
-            move(src, dst)
+            try:
+                move(src, dst)
+            except OSError:
+                _remove_partial_copy(src, dst)
+                raise
             moved.append((src, dst))
     except OSError:
         for src, dst in reversed(moved):
             move(dst, src)
         raise
+
+
+def _remove_partial_copy(src: Path, dst: Path) -> None:
+    """What a copy across disks that failed (a full disk) left at `dst`, while `src` is still whole."""
+    if not src.exists() or not (dst.exists() or dst.is_symlink()):
+        return
+    if dst.is_dir() and not dst.is_symlink():
+        shutil.rmtree(dst, ignore_errors=True)
+    else:
+        dst.unlink(missing_ok=True)
 
 
 def purge_old_trash() -> int:

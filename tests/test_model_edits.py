@@ -287,11 +287,15 @@ def test_bad_moves_are_refused_and_nothing_moves(logged_in, scanned, fields, mes
     assert (scanned["checkpoints"] / "alpha_xl.safetensors").exists()
 
 
-def failing_on_the_preview(move, error):
-    """`move` (shutil.move or os.rename), failing as a full or broken disk would when it gets to the .png."""
+def failing_on_the_preview(move, error, *, leaving_half=False):
+    """`move` (shutil.move or os.rename), failing as a full or broken disk would when it gets to the .png;
+    `leaving_half`, as a copy across disks leaves what it wrote."""
 
     def failing(src, dst):
         if str(dst).endswith(".png"):
+            if leaving_half:
+                with open(dst, "wb") as f:
+                    f.write(b"the first half")
             raise error
         return move(src, dst)
 
@@ -299,9 +303,8 @@ def failing_on_the_preview(move, error):
 
 
 def test_a_move_that_fails_halfway_puts_back_what_moved(logged_in, scanned, monkeypatch):
-    monkeypatch.setattr(
-        shutil, "move", failing_on_the_preview(shutil.move, OSError(28, "No space left on device"))
-    )
+    full = OSError(28, "No space left on device")
+    monkeypatch.setattr(shutil, "move", failing_on_the_preview(shutil.move, full, leaving_half=True))
     data = {"folder_type": "checkpoints", "path_index": "0", "sub_folder": "", "name": "carrot"}
     response = logged_in.post(reverse("model_move", args=PEPPER), data, headers=HX)
     assert "No space left on device" in response.content.decode()
