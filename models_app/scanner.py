@@ -327,16 +327,14 @@ class Scanner:
         found = []
         unreachable: list[tuple[str, int, Unreachable]] = []
         for folder_type, index, root in self.roots:
-
-            def note(place: Unreachable, key: tuple[str, int] = (folder_type, index)) -> None:
-                unreachable.append((*key, place))
-
+            places: list[Unreachable] = []
             for model in walk_models(
-                folder_type, index, root, on_skip=self.progress.errors.append, on_unreachable=note
+                folder_type, index, root, on_skip=self.progress.errors.append, on_unreachable=places.append
             ):
                 found.append(model)
                 self.progress.current_path = f"{folder_type}/{model.relative_path.rpartition('/')[0]}"
                 self.on_progress(self.progress)
+            unreachable += [(folder_type, index, place) for place in places]
         return found, unreachable
 
     def _keep_unreachable(
