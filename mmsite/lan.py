@@ -14,7 +14,8 @@ EVERY_INTERFACE = {"0.0.0.0", "::", ""}
 
 
 def machine_addresses() -> list[str]:
-    """This machine's own IP addresses, loopback left out. No DNS server is asked."""
+    """This machine's own IP addresses, loopback left out: those its own name resolves to (from
+    /etc/hosts, usually), and the one its default route leaves from. Asked only with MM_HOST=0.0.0.0."""
     found: set[str] = set()
     with contextlib.suppress(OSError):
         for *_, sockaddr in socket.getaddrinfo(socket.gethostname(), None):
