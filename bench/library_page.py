@@ -22,6 +22,8 @@ def populate(count: int) -> None:
     types = ["checkpoints", "loras", "vae", "embeddings", "controlnet", "upscale_models"]
     bases = ["SD 1.5", "SDXL 1.0", "Flux.1 D", "Pony", ""]
     now = datetime.now(tz=UTC)
+    # Civitai's tags: a few common ones and a long tail, as a library with .civitai.info files has.
+    tags = [[f"tag{(i * k) % (40 if k < 3 else 2000)}" for k in range(1, 2 + i % 6)] for i in range(count)]
     rows = []
     for i in range(count):
         folder_type = types[i % len(types)]
@@ -42,7 +44,9 @@ def populate(count: int) -> None:
                 base_model=bases[i % len(bases)],
                 preview=f"{name}.png" if i % 3 == 0 else "",
                 metadata=kohya if i % 4 == 0 else {"ss_output_name": name, "ss_network_dim": "32"},
-                trained_words=[f"trigger{i % 100}"],
+                trained_words=[f"trigger{i % 100}", name],
+                tags=tags[i],
+                labels="\n" + "".join(f"{w}\n" for w in [f"trigger{i % 100}", name, *tags[i]]),
                 search_text=f"{name} {sub_folder}/{name}.safetensors {bases[i % len(bases)]} trigger{i % 100}".lower(),
             )
         )

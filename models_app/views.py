@@ -30,10 +30,11 @@ from models_app.sidecars import read_json
 from models_app.thumbnails import ThumbnailError, get_thumbnail
 
 # Which partial of library.html a request's HX-Target asks for.
+CARDS_PARTIAL = "library.html#cards"
 LIBRARY_PARTIALS = {
     "library": "library.html#library",
-    "grid": "library.html#cards",
-    "grid-more": "library.html#cards",
+    "grid": CARDS_PARTIAL,
+    "grid-more": CARDS_PARTIAL,
 }
 # Partials a user asked for (a tab, a search, a filter): the address bar then shows their query.
 PUSHED_PARTIALS = {"library", "grid"}
@@ -42,24 +43,28 @@ PUSHED_PARTIALS = {"library", "grid"}
 @require_GET
 def library(request: HttpRequest) -> HttpResponse:
     query = selectors.LibraryQuery.from_params(request.GET.dict())
-    template = "models_app/library.html"
-    if request.htmx and (partial := LIBRARY_PARTIALS.get(request.htmx.target or "")):  # type: ignore[attr-defined]
-        template = "models_app/" + partial
-    types = selectors.type_counts()
+    partial = LIBRARY_PARTIALS.get(request.htmx.target or "") if request.htmx else None  # type: ignore[attr-defined]
     context = {
         "page": selectors.library_page(query),
         "next_page_query": urlencode(query.params(page=query.page + 1)),
-        "total_models": sum(count for _, count in types),
         "query": query,
-        "types": types,
-        "sub_folders": selectors.sub_folders(query.folder_type),
-        "base_models": selectors.base_models(query.folder_type),
-        "labels": selectors.common_labels(query.folder_type),
-        "sorts": {key: label for key, (label, _) in selectors.SORTS.items()},
         "scan": selectors.latest_scan(),
-        "info": selectors.latest_info(),
         "has_roots": bool(get_roots().folders),
     }
+    if partial != CARDS_PARTIAL:
+        # The side bar and the filter lists each read the whole table: a search as you type or the
+        # next page of cards shows none of them, and on a large library they cost more than the cards.
+        types = selectors.type_counts()
+        context |= {
+            "total_models": sum(count for _, count in types),
+            "types": types,
+            "sub_folders": selectors.sub_folders(query.folder_type),
+            "base_models": selectors.base_models(query.folder_type),
+            "labels": selectors.common_labels(query.folder_type),
+            "sorts": {key: label for key, (label, _) in selectors.SORTS.items()},
+            "info": selectors.latest_info(),
+        }
+    template = "models_app/" + (partial or "library.html")
     response = render(request, template, context)
     if request.htmx and request.htmx.target in PUSHED_PARTIALS and "refresh" not in request.GET:  # type: ignore[attr-defined]
         # The form sends every field, empty ones too: the address bar gets the same query without them.
