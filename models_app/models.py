@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import secrets
+
 from django.db import models
 
 from mmsite.models import TaskStatus, WorkerTask
@@ -83,6 +85,25 @@ class ModelFile(models.Model):
     @property
     def preview_is_video(self) -> bool:
         return self.preview.lower().endswith((".mp4", ".webm"))
+
+
+class LibraryVersion(models.Model):
+    """A token the scanner renews whenever it writes model rows. Inserts and deletes change the number
+    of rows or the newest id; this covers the rows rewritten in place, so together they tell when what
+    the library page keeps in the cache is stale."""
+
+    token = models.CharField(max_length=32)
+
+    def __str__(self) -> str:
+        return self.token
+
+    @classmethod
+    def renew(cls) -> None:
+        cls.objects.update_or_create(pk=1, defaults={"token": secrets.token_hex(8)})
+
+    @classmethod
+    def current(cls) -> str:
+        return cls.objects.filter(pk=1).values_list("token", flat=True).first() or ""
 
 
 class ScanMode(models.TextChoices):

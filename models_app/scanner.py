@@ -27,7 +27,7 @@ from models_app.headers import (
     metadata_json_of_header,
     read_header_bytes_at,
 )
-from models_app.models import HashCache, ModelFile
+from models_app.models import HashCache, LibraryVersion, ModelFile
 from models_app.read_ahead import ReadAhead, read_through, starts_are_cached
 from models_app.roots import ModelRoots
 from models_app.sidecars import (
@@ -246,9 +246,11 @@ class RowWriter:
         return to_params
 
     def write(self, inserts: list[dict[str, Any]], *updates: list[tuple[int, dict[str, Any]]]) -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
-            for sql, params in self._statements(inserts, *updates):
-                cursor.executemany(sql, params)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                for sql, params in self._statements(inserts, *updates):
+                    cursor.executemany(sql, params)
+            LibraryVersion.renew()
 
     def _statements(
         self, inserts: list[dict[str, Any]], *updates: list[tuple[int, dict[str, Any]]]

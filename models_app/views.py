@@ -52,15 +52,14 @@ def library(request: HttpRequest) -> HttpResponse:
         "has_roots": bool(get_roots().folders),
     }
     if partial != CARDS_PARTIAL:
-        # The side bar and the filter lists each read the whole table: a search as you type or the
-        # next page of cards shows none of them, and on a large library they cost more than the cards.
-        types = selectors.type_counts()
+        # A search as you type or the next page of cards shows neither the side bar nor the menus.
+        menus = selectors.library_menus(query.folder_type)
         context |= {
-            "total_models": sum(count for _, count in types),
-            "types": types,
-            "sub_folders": selectors.sub_folders(query.folder_type),
-            "base_models": selectors.base_models(query.folder_type),
-            "labels": selectors.common_labels(query.folder_type),
+            "total_models": sum(count for _, count in menus.type_counts),
+            "types": menus.type_counts,
+            "sub_folders": menus.sub_folders,
+            "base_models": menus.base_models,
+            "labels": menus.labels,
             "sorts": {key: label for key, (label, _) in selectors.SORTS.items()},
             "info": selectors.latest_info(),
         }

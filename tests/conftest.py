@@ -42,6 +42,15 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty cache: the database is rolled back between tests, so the next
+    test can bring the same library version with other rows behind it."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def model_roots(tmp_path: Path, settings) -> dict[str, Path]:
     """Two configured folder types, empty; the settings point the app at them."""

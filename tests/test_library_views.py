@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import pytest
@@ -12,7 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image
 
+from models_app import services
 from models_app.models import ModelFile, ScanTask
+from models_app.roots import get_roots
+from models_app.scanner import scan_folder
 from models_app.selectors import PAGE_SIZE
 from tests.model_files import write_model
 
@@ -241,6 +245,34 @@ def test_filter_by_base_model_and_by_trigger_word(logged_in, scanned):
     assert card_names(logged_in.get("/?base=SDXL+1.0")) == ["alpha_xl", "beta_xl", "gamma_xl", "pepper"]
     assert card_names(logged_in.get("/?tag=dynamic_pos3")) == ["poses"]
     assert card_names(logged_in.get("/?tag=dynamic")) == []  # a whole word, not a part of one
+
+
+def test_the_menus_follow_the_library(logged_in, scanned):
+    def menus() -> str:
+        return logged_in.get("/").content.decode().split('<div class="scan-controls">')[0]
+
+    assert '<option value="style"' in menus()
+    # A sidecar added beside a known model: its row is rewritten in place, and its words are offered.
+    (scanned["checkpoints"] / "alpha_xl.civitai.info").write_text(
+        json.dumps({"trainedWords": ["glass_style"], "baseModel": "Pony"})
+    )
+    scan_folder(get_roots())
+    html = menus()
+    assert '<option value="glass_style"' in html and '<option value="Pony"' in html
+    # A model moved to the trash: its subfolder, now empty of models, leaves the folder menu.
+    services.model_trash(model=ModelFile.objects.get(name="pepper"))
+    html = menus()
+    assert '<option value="style"' not in html
+    assert '<span>LoRAs</span><span class="count">1</span>' in html
+
+
+def test_the_menus_are_read_once_per_library_version(logged_in, scanned):
+    logged_in.get("/")
+    with CaptureQueriesContext(connection) as queries:
+        html = logged_in.get("/").content.decode()
+    assert '<option value="aesthetic_pos3"' in html and '<span class="count">3</span>' in html
+    sql = "\n".join(query["sql"] for query in queries.captured_queries)
+    assert "GROUP BY" not in sql and "DISTINCT" not in sql and '"labels"' not in sql
 
 
 def test_duplicates_page_groups_copies_with_the_same_sha256(logged_in, scanned):
