@@ -51,6 +51,20 @@ class LibraryQuery:
             page=page,
         )
 
+    @property
+    def filters(self) -> list[str]:
+        """The filters in use besides the folder type, in words, for "no models match"."""
+        return [
+            text
+            for value, text in (
+                (self.search, f"“{self.search}”"),
+                (self.sub_folder, f"folder {self.sub_folder}"),
+                (self.base_model, f"base model {self.base_model}"),
+                (self.label, f"tag {self.label}"),
+            )
+            if value
+        ]
+
     def params(self, **changes: object) -> dict[str, object]:
         values: dict[str, object] = {
             "type": self.folder_type,

@@ -89,6 +89,17 @@ def test_search_matches_trigger_words_and_every_term(logged_in, scanned):
     assert "No models match" in response.content.decode()
 
 
+def test_filters_that_match_nothing_say_so_and_offer_to_clear_them(logged_in, scanned):
+    response = logged_in.get("/?type=checkpoints&base=SDXL+1.0&tag=aesthetic_pos3")
+    html = response.content.decode()
+    assert card_names(response) == []
+    assert "Nothing in Checkpoints matches base model SDXL 1.0, tag aesthetic_pos3." in html
+    assert "found no model files" not in html
+    assert 'href="?type=checkpoints"' in html
+    html = logged_in.get("/?q=<b>x</b>&folder=style").content.decode()
+    assert "Nothing matches “&lt;b&gt;x&lt;/b&gt;”, folder style." in html
+
+
 def test_subfolder_filter_and_options(logged_in, scanned):
     response = logged_in.get("/?type=loras&folder=style")
     assert card_names(response) == ["pepper"]
