@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections import Counter
 from typing import BinaryIO
 
 from models_app.text import without_nul
@@ -151,3 +152,20 @@ _BASE_MODEL_NAMES = {
 def base_model_from_metadata(metadata: dict[str, str]) -> str:
     raw = metadata.get("ss_base_model_version") or metadata.get("modelspec.architecture", "").split("/")[0]
     return _BASE_MODEL_NAMES.get(raw, raw)
+
+
+def training_tags(metadata: dict[str, str], limit: int = 40) -> list[tuple[str, int]]:
+    """The caption tags a kohya LoRA was trained on, most frequent first, with how many captions had
+    each: without Civitai info they are the best hint of its trigger words. `ss_tag_frequency` maps each
+    dataset folder to {tag: count}; a value that is not that shape gives nothing rather than an error."""
+    try:
+        folders = json.loads(metadata.get("ss_tag_frequency") or "{}")
+    except (TypeError, ValueError):
+        return []
+    counts: Counter[str] = Counter()
+    for tags in folders.values() if isinstance(folders, dict) else ():
+        if isinstance(tags, dict):
+            counts.update(
+                {tag.strip(): n for tag, n in tags.items() if type(n) is int and n > 0 and tag.strip()}
+            )
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]

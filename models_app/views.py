@@ -22,6 +22,7 @@ from django_htmx.http import push_url
 
 from mmsite.toasts import with_toast
 from models_app import selectors, services
+from models_app.headers import training_tags
 from models_app.markdown import render_markdown
 from models_app.models import ModelFile, ScanMode, TrashItem
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
@@ -178,6 +179,7 @@ def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
         "absolute_path": absolute_path,
         "civitai_url": settings.MM_CIVITAI_URL.rstrip("/"),
         "description_html": render_markdown(model.description),
+        "training_tags": training_tags(model.metadata),
         "civitai_images": _civitai_images(model),
         "roots": get_roots().folders,
         "error": error,

@@ -15,6 +15,7 @@ from models_app.headers import (
     read_safetensors_header,
     read_safetensors_metadata,
     read_safetensors_metadata_json,
+    training_tags,
 )
 from tests.model_files import REFERENCE, safetensors_bytes
 
@@ -28,6 +29,21 @@ def test_it_reads_the_kohya_metadata_of_a_real_header():
     assert metadata == expected
     assert metadata["ss_output_name"] == "Pepper__Carrot"
     assert base_model_from_metadata(metadata) == "SDXL 1.0"
+
+
+def test_the_training_tags_of_a_real_lora_are_its_commonest_caption_tags():
+    data = TINY.read_bytes()
+    tags = training_tags(read_safetensors_metadata(io.BytesIO(data), len(data)))
+    assert tags[:4] == [("1girl", 96), ("brown hair", 75), ("hat", 63), ("solo", 63)]
+    assert len(tags) == 40
+
+
+def test_training_tags_add_up_across_dataset_folders_and_ignore_what_is_not_a_count():
+    frequency = {"10_pepper": {"witch": 3, " cat ": 2, "odd": "7", "": 4}, "5_reg": {"cat": 1}, "x": [1]}
+    assert training_tags({"ss_tag_frequency": json.dumps(frequency)}) == [("cat", 3), ("witch", 3)]
+    for broken in ("not json", "[1, 2]", "null", '{"img": "hat"}'):
+        assert training_tags({"ss_tag_frequency": broken}) == []
+    assert training_tags({}) == []
 
 
 def test_a_file_without_metadata_has_an_empty_map():

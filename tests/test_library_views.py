@@ -163,6 +163,10 @@ def test_the_model_dialog_shows_fields_metadata_and_sidecars(logged_in, scanned)
     assert "ss_network_dim" in html
     assert "pepper.md" in html and "pepper.png" in html
     assert "Witch girl with a cat." in html
+    # The commonest tags of its training captions, from ss_tag_frequency, ready to copy.
+    training = html.split("<h3>Training tags")[1].split("</section>")[0]
+    assert '<button type="button" class="chip" data-copy="1girl" title="In 96 captions">' in training
+    assert training.index('data-copy="1girl"') < training.index('data-copy="brown hair"')
     full_page = logged_in.get(url)
     assert "<html" in full_page.content.decode()
 
@@ -170,7 +174,9 @@ def test_the_model_dialog_shows_fields_metadata_and_sidecars(logged_in, scanned)
 def test_the_dialog_of_a_civitai_model_links_to_it(logged_in, scanned):
     html = logged_in.get(reverse("model_detail", args=["loras", 0, "poses.safetensors"])).content.decode()
     assert "https://civitai.com/models/706978?modelVersionId=1050496" in html
-    assert "aesthetic_pos3" in html
+    assert 'data-copy="aesthetic_pos3"' in html
+    assert 'data-copy="aesthetic_pos3, dynamic_pos3"' in html  # "Copy all"
+    assert "Training tags" not in html  # no kohya captions in its header
 
 
 def test_unknown_or_escaping_models_are_404(logged_in, scanned):

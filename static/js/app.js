@@ -1,4 +1,4 @@
-// The little behaviour htmx does not cover: toasts, the model dialog, keyboard shortcuts.
+// The little behaviour htmx does not cover: toasts, the model dialog, keyboard shortcuts, copying.
 (function () {
   "use strict";
 
@@ -11,6 +11,16 @@
     el.textContent = message;
     box.appendChild(el);
   }
+
+  // The toasts are a popover so that they show above an open dialog. The top layer stacks things in
+  // the order they enter it, so the popover enters again whenever a toast or a dialog arrives.
+  const toastBox = document.getElementById("toasts");
+  function raiseToasts() {
+    if (!toastBox || !toastBox.showPopover) return;
+    if (toastBox.matches(":popover-open")) toastBox.hidePopover();
+    if (toastBox.children.length) toastBox.showPopover();
+  }
+  if (toastBox) new MutationObserver(raiseToasts).observe(toastBox, { childList: true });
 
   // Toasts fade out by CSS; remove them once the animation ends.
   document.addEventListener("animationend", function (e) {
@@ -35,7 +45,7 @@
   // Dialog content arrives by htmx; open it once it is in place.
   document.body.addEventListener("htmx:afterSwap", function (e) {
     const target = e.detail.target;
-    if (target && target.tagName === "DIALOG" && !target.open) target.showModal();
+    if (target && target.tagName === "DIALOG" && !target.open) { target.showModal(); raiseToasts(); }
   });
   document.addEventListener("click", function (e) {
     const dialog = e.target;
@@ -80,6 +90,32 @@
     const input = zone.querySelector("input[type=file]");
     input.files = e.dataTransfer.files;
     zone.closest("form").requestSubmit();
+  });
+
+  // A click on a trigger word or a training tag copies it, for the prompt.
+  function copyText(text, near) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    // Plain http on the LAN has no clipboard API; the old way works there. The text area goes next
+    // to the button: outside an open dialog it would be inert, and could not be selected.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    near.after(area);
+    area.select();
+    const copied = document.execCommand("copy");
+    area.remove();
+    return copied ? Promise.resolve() : Promise.reject(new Error("refused"));
+  }
+  document.addEventListener("click", function (e) {
+    const button = e.target.closest && e.target.closest("[data-copy]");
+    if (!button) return;
+    const text = button.dataset.copy;
+    copyText(text, button).then(
+      function () { toast("Copied “" + text + "”.", "success"); },
+      function () { toast("The browser did not let the page copy; select the text instead.", "error"); }
+    );
   });
 
   // Video previews play while pointed at.

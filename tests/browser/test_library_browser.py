@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import io
 import re
 
+from PIL import Image
 from playwright.sync_api import expect
 
 from tests.model_files import write_model
@@ -131,3 +133,25 @@ def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     card_width = page.locator(".card").first.bounding_box()["width"]
     assert card_width < 200  # two columns on a phone
     context.close()
+
+
+def test_a_click_on_a_tag_copies_it_and_the_toast_shows_above_the_dialog(logged_in_page, server):
+    page = logged_in_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.fill("#search", "pepper")
+    expect(page.locator(".card")).to_have_count(1)
+    page.locator(".card", has_text="pepper").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_role("button", name="1girl").click()
+    assert page.evaluate("navigator.clipboard.readText()") == "1girl"
+    toast = page.locator("#toasts .toast", has_text="Copied “1girl”.")
+    expect(toast).to_be_visible()
+    # Above the dialog's backdrop, not dimmed behind it: once faded in, the toast shows its own colour.
+    expect(toast).to_have_css("opacity", "1")
+    box = toast.bounding_box()
+    assert box is not None
+    png = page.screenshot(
+        clip={"x": box["x"] + 10, "y": box["y"] + box["height"] / 2, "width": 1, "height": 1}
+    )
+    red, green, blue = Image.open(io.BytesIO(png)).convert("RGB").getpixel((0, 0))
+    assert toast.evaluate("el => getComputedStyle(el).backgroundColor") == f"rgb({red}, {green}, {blue})"
