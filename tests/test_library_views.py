@@ -162,6 +162,7 @@ def test_the_model_dialog_shows_fields_metadata_and_sidecars(logged_in, scanned)
     assert "Pepper__Carrot" in html  # a metadata value
     assert "ss_network_dim" in html
     assert "pepper.md" in html and "pepper.png" in html
+    assert 'data-copy="style/pepper.safetensors"' in html  # the name ComfyUI's LoRA loader lists
     assert "Witch girl with a cat." in html
     # The commonest tags of its training captions, from ss_tag_frequency, ready to copy.
     training = html.split("<h3>Training tags")[1].split("</section>")[0]
