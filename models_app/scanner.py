@@ -247,10 +247,12 @@ class RowWriter:
 
     def write(self, inserts: list[dict[str, Any]], *updates: list[tuple[int, dict[str, Any]]]) -> None:
         with transaction.atomic():
+            # First: two writers then queue on the version row before either touches a model row,
+            # where the other order could leave each waiting for the other on PostgreSQL.
+            LibraryVersion.renew()
             with connection.cursor() as cursor:
                 for sql, params in self._statements(inserts, *updates):
                     cursor.executemany(sql, params)
-            LibraryVersion.renew()
 
     def _statements(
         self, inserts: list[dict[str, Any]], *updates: list[tuple[int, dict[str, Any]]]
