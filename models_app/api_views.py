@@ -26,6 +26,12 @@ def preview_url(model: ModelFile) -> str | None:
     return reverse("model_thumbnail", args=args) + f"?v={model.mtime_ns}-{model.sidecar_signature[:8]}"
 
 
+SUMMARY_FIELDS = (
+    "folder_type", "path_index", "sub_folder", "name", "extension", "relative_path", "size", "created_at",
+    "modified_at", "preview", "mtime_ns", "sidecar_signature", "base_model", "description",
+)  # fmt: skip
+
+
 def model_summary(model: ModelFile) -> dict[str, Any]:
     return {
         "type": model.folder_type,
@@ -79,7 +85,11 @@ def models_of_type(request: HttpRequest, folder_type: str) -> HttpResponse:
         and not ModelFile.objects.filter(folder_type=folder_type).exists()
     ):
         raise ApiError(f"Unknown model type {folder_type!r}.", status=404)
-    models = ModelFile.objects.filter(folder_type=folder_type).order_by("path_index", "relative_path")
+    models = (
+        ModelFile.objects.filter(folder_type=folder_type)
+        .order_by("path_index", "relative_path")
+        .only(*SUMMARY_FIELDS)  # not the metadata: 14 KB of JSON for each kohya LoRA
+    )
     return api_ok([model_summary(m) for m in models])
 
 
