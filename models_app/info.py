@@ -43,7 +43,11 @@ def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> st
 
 
 def models_for(task: InfoTask) -> list[ModelFile]:
-    models = ModelFile.objects.filter(is_dir=False)
+    # Without the large columns nothing here reads: after a first scan of a big LoRA library every
+    # model needs a hash, and their metadata alone would take gigabytes.
+    models = ModelFile.objects.filter(is_dir=False).defer(
+        "metadata", "description", "notes", "search_text", "labels"
+    )
     if task.model_ids:
         return list(models.filter(pk__in=task.model_ids))
     if task.mode == InfoMode.HASH:
