@@ -4,13 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("models_app", "0003_progress_paths_unbounded"),
+        ('models_app', '0003_progress_paths_unbounded'),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name="modelfile",
-            index=models.Index(fields=["name"], name="models_app__name_650aa1_idx"),
+            model_name='modelfile',
+            index=models.Index(fields=['name'], name='models_app__name_650aa1_idx'),
         ),
     ]
