@@ -7,6 +7,9 @@ from django.db import models
 
 from mmsite.models import WorkerTask
 
+MAX_TITLE = 300  # characters; a longer Civitai or Hugging Face title is cut to fit
+MAX_VERSION_NAME = 200
+
 
 class Platform(models.TextChoices):
     CIVITAI = "civitai", "Civitai"
@@ -20,8 +23,8 @@ class DownloadTask(WorkerTask):
     platform = models.CharField(max_length=16, choices=Platform.choices)
     source_url = models.URLField(max_length=2000, help_text="The page or link the user gave.")
     download_url = models.URLField(max_length=2000)
-    title = models.CharField(max_length=300, blank=True)
-    version_name = models.CharField(max_length=200, blank=True)
+    title = models.CharField(max_length=MAX_TITLE, blank=True)
+    version_name = models.CharField(max_length=MAX_VERSION_NAME, blank=True)
     folder_type = models.CharField(max_length=64)
     path_index = models.PositiveSmallIntegerField(default=0)
     sub_folder = models.CharField(max_length=1024, blank=True)

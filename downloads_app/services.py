@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from downloads_app.events import publish_deleted, publish_task
-from downloads_app.models import ApiKey, DownloadTask, Platform
+from downloads_app.models import MAX_TITLE, MAX_VERSION_NAME, ApiKey, DownloadTask, Platform
 from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution
 from mmsite.models import TaskStatus
 from mmsite.worker import wake_workers
@@ -143,8 +143,8 @@ def download_create(
             if resolution.url.startswith("http")
             else (version.page_url or remote.download_url),
             download_url=remote.download_url,
-            title=resolution.title[:300],
-            version_name=version.name[:200] if resolution.platform == Platform.CIVITAI else "",
+            title=resolution.title[:MAX_TITLE],
+            version_name=version.name[:MAX_VERSION_NAME] if resolution.platform == Platform.CIVITAI else "",
             folder_type=destination.folder_type,
             path_index=destination.path_index,
             sub_folder=destination.sub_folder,
