@@ -86,26 +86,24 @@ def main() -> None:
     populate(args.models)
     client = Client()
     client.force_login(get_user_model().objects.create_user("bench", password="x" * 20))
-    cases = [
-        ("library page (all models, first page)", "/", {}),
-        ("same, first load after the library changed", "/", {}),
-        ("library page, sorted by size", "/?sort=-size", {}),
-        ("type tab (HTMX partial)", "/?type=loras", {"HX-Request": "true", "HX-Target": "library"}),
-        (
-            "search as you type (HTMX partial)",
-            "/?q=photo+trigger7",
-            {"HX-Request": "true", "HX-Target": "grid"},
-        ),
+    htmx = {"HX-Request": "true"}
+    cases = [  # label, URL, headers, whether the cached menus are emptied before each request
+        ("library page (all models, first page)", "/", {}, False),
+        ("same, first load after the library changed", "/", {}, True),
+        ("library page, sorted by size", "/?sort=-size", {}, False),
+        ("type tab (HTMX partial)", "/?type=loras", {**htmx, "HX-Target": "library"}, False),
+        ("search as you type (HTMX partial)", "/?q=photo+trigger7", {**htmx, "HX-Target": "grid"}, False),
         (
             "search + type + subfolder",
             "/?type=loras&folder=group_07&q=photo",
-            {"HX-Request": "true", "HX-Target": "grid"},
+            {**htmx, "HX-Target": "grid"},
+            False,
         ),
-        ("infinite scroll, page 50", "/?page=50", {"HX-Request": "true", "HX-Target": "grid-more"}),
+        ("infinite scroll, page 50", "/?page=50", {**htmx, "HX-Target": "grid-more"}, False),
     ]
     print(f"{args.models} models, {args.runs} runs each (server time through Django's full middleware stack)")
-    for label, url, headers in cases:
-        median, p95 = measure(client, url, headers, args.runs, cold_menus=label.endswith("changed"))
+    for label, url, headers, cold_menus in cases:
+        median, p95 = measure(client, url, headers, args.runs, cold_menus=cold_menus)
         print(f"  {label:<44} median {median:6.1f} ms   p95 {p95:6.1f} ms   (goal p95 < 100 ms)")
 
 
