@@ -45,7 +45,8 @@ CHROMIUM_ARGS = [
 @pytest.fixture(autouse=True)
 def _empty_cache():
     """Each test starts with an empty cache: the database is rolled back between tests, so the next
-    test can bring the same library version with other rows behind it."""
+    test can bring the same library version with other rows behind it, and resolutions of links are
+    cached per link."""
     from django.core.cache import cache
 
     cache.clear()
@@ -115,9 +116,6 @@ def services_at_upstream(settings, upstream, model_roots):
     settings.MM_CIVITAI_URL = upstream.civitai_url
     settings.HF_ENDPOINT = upstream.hf_url
     settings.MM_STALL_TIMEOUT = 2
-    from django.core.cache import cache
-
-    cache.clear()  # resolutions are cached per link
     return upstream
 
 
