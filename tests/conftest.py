@@ -32,6 +32,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:  # t
 
 
 CHROMIUM = os.environ.get("MM_CHROMIUM", "/usr/bin/chromium")
+LAN_NAME = "model-manager.lan.test"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -39,6 +40,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # A name that is not localhost: a page served from it over plain http is not a secure context, as
+    # the app is on a LAN, and the tests can see what works there.
+    f"--host-resolver-rules=MAP {LAN_NAME} 127.0.0.1",
 ]
 
 

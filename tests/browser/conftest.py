@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import LAN_NAME, free_port, wait_for_port
 from tests.model_files import build_library
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +57,7 @@ def server(tmp_path_factory, fake_upstream) -> Iterator[Server]:
         "MM_COMFYUI_PATH": "",
         "MM_EXTRA_MODEL_PATHS": "",
         "MM_PORT": str(port),
+        "MM_ALLOWED_HOSTS": f"127.0.0.1,{LAN_NAME}",
         "MM_PROGRESS_INTERVAL": "0.2",
         "MM_CIVITAI_URL": fake_upstream.civitai_url,
         "HF_ENDPOINT": fake_upstream.hf_url,

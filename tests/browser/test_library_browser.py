@@ -6,6 +6,8 @@ import re
 from PIL import Image
 from playwright.sync_api import expect
 
+from tests.browser.conftest import PASSWORD, USERNAME
+from tests.conftest import LAN_NAME
 from tests.model_files import write_model
 
 
@@ -155,3 +157,28 @@ def test_a_click_on_a_tag_copies_it_and_the_toast_shows_above_the_dialog(logged_
     )
     red, green, blue = Image.open(io.BytesIO(png)).convert("RGB").getpixel((0, 0))
     assert toast.evaluate("el => getComputedStyle(el).backgroundColor") == f"rgb({red}, {green}, {blue})"
+
+
+def test_copying_works_over_plain_http_on_a_lan(browser, server):
+    """There the browser has no clipboard API; the dialog copies through a hidden text area instead."""
+    lan_url = server.url.replace("127.0.0.1", LAN_NAME)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(lan_url + "/")
+    page.fill("input[name=username]", USERNAME)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    assert page.evaluate("window.isSecureContext || Boolean(navigator.clipboard)") is False
+    page.fill("#search", "pepper")
+    expect(page.locator(".card")).to_have_count(1)
+    page.locator(".card", has_text="pepper").click()
+    page.locator("dialog[open]").get_by_role("button", name="brown hair").click()
+    expect(page.locator("#toasts")).to_contain_text("Copied “brown hair”.")
+    # The browser's clipboard, read from a page that may read it.
+    reader = browser.new_context()
+    reader.grant_permissions(["clipboard-read"], origin=server.url)
+    reader_page = reader.new_page()
+    reader_page.goto(server.url + "/accounts/login/")
+    assert reader_page.evaluate("navigator.clipboard.readText()") == "brown hair"
+    reader.close()
+    context.close()
