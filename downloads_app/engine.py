@@ -297,7 +297,9 @@ class Engine:
                     timeout=(self.connect_timeout, self.stall_timeout),
                 )
             except requests.RequestException as exc:
-                raise TransientError(f"cannot reach {urlsplit(url).netloc}: {_reason(exc)}") from None
+                raise TransientError(
+                    f"cannot reach {urlsplit(url).netloc}: {describe_request_error(exc)}"
+                ) from None
             if response.status_code in REDIRECTS and "Location" in response.headers:
                 linked = response.headers.get("X-Linked-Etag", "").strip('"')
                 if not job.expected_sha256 and SHA256_RE.match(linked):
@@ -561,6 +563,21 @@ def _int_or_none(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def describe_request_error(exc: requests.RequestException) -> str:
+    """Why a request got no answer, in words a user can act on rather than urllib3's chain of errors."""
+    if isinstance(exc, requests.Timeout):
+        return "it did not answer in time"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its certificate could not be verified"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return "the proxy refused the connection"
+    if isinstance(exc, requests.ConnectionError):
+        return "no connection (is the address right, and is this machine online?)"
+    if isinstance(exc, requests.TooManyRedirects):
+        return "it redirects in a loop"
+    return str(exc)[:200] or type(exc).__name__
 
 
 def _reason(exc: BaseException) -> str:

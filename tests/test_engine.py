@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 
 import pytest
@@ -169,6 +170,23 @@ def test_a_stall_is_detected_and_resumed(upstream, tmp_path):
     result = fast_engine(stall_timeout=0.5).download(job, on_retry=lambda e, d: retries.append(str(e)))
     assert result.sha256 == stored.sha256
     assert "stalled" in retries[0]
+
+
+def test_a_host_that_cannot_be_reached_is_retried_then_explained(tmp_path):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    job = DownloadJob(
+        url=f"http://127.0.0.1:{port}/m.safetensors", dest_dir=tmp_path, filename="m.safetensors"
+    )
+    retries = []
+    with pytest.raises(TransientError) as error:
+        fast_engine(max_attempts=3).download(job, on_retry=lambda e, d: retries.append(str(e)))
+    reason = (
+        f"cannot reach 127.0.0.1:{port}: no connection (is the address right, and is this machine online?)"
+    )
+    assert str(error.value) == reason and retries == [reason, reason]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def test_5xx_is_retried_with_growing_backoff(upstream, tmp_path):

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from downloads_app import sources
 from downloads_app.sources import Endpoints, Keys, SourceError, civitai, huggingface, platform_of, resolve
 
 pytestmark = pytest.mark.usefixtures("upstream")
@@ -152,6 +155,19 @@ def test_a_direct_link_is_named_by_content_disposition(upstream):
     )
     remote = resolution.file(resolution.version())
     assert (resolution.platform, remote.name, remote.size) == ("direct", stored.name, stored.size)
+
+
+def test_a_site_that_cannot_be_reached_is_explained(monkeypatch):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(SourceError, match=rf"127.0.0.1:{port} cannot be reached: no connection \(is the"):
+        resolve(f"http://127.0.0.1:{port}/m.safetensors", endpoints=Endpoints(), keys=Keys())
+    monkeypatch.setattr(sources, "TIMEOUT", (2, 0.3))
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/m.safetensors"
+        with pytest.raises(SourceError, match="cannot be reached: it did not answer in time"):
+            resolve(url, endpoints=Endpoints(), keys=Keys())
 
 
 def test_not_a_link():

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from downloads_app.engine import USER_AGENT, HttpError
+from downloads_app.engine import USER_AGENT, HttpError, describe_request_error
 
 TIMEOUT = (10, 30)
 
@@ -124,7 +124,7 @@ class HttpClient:
             response = self.session.get(url, headers=headers, timeout=TIMEOUT, **kwargs)
         except requests.RequestException as exc:
             raise SourceError(
-                f"{urlsplit(url).netloc} cannot be reached: {exc.__class__.__name__}."
+                f"{urlsplit(url).netloc} cannot be reached: {describe_request_error(exc)}."
             ) from None
         if response.status_code >= 400:
             raise HttpError(response.status_code, url, dict(response.headers), response.text[:4000])
