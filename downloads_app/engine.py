@@ -574,7 +574,7 @@ def describe_request_error(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.exceptions.ProxyError):
         return "the proxy refused the connection"
     if isinstance(exc, requests.ConnectionError):
-        return "no connection (is the address right, and is this machine online?)"
+        return "no connection (check the address and this machine's network)"
     if isinstance(exc, requests.TooManyRedirects):
         return "it redirects in a loop"
     return str(exc)[:200] or type(exc).__name__

@@ -182,9 +182,7 @@ def test_a_host_that_cannot_be_reached_is_retried_then_explained(tmp_path):
     retries = []
     with pytest.raises(TransientError) as error:
         fast_engine(max_attempts=3).download(job, on_retry=lambda e, d: retries.append(str(e)))
-    reason = (
-        f"cannot reach 127.0.0.1:{port}: no connection (is the address right, and is this machine online?)"
-    )
+    reason = f"cannot reach 127.0.0.1:{port}: no connection (check the address and this machine's network)"
     assert str(error.value) == reason and retries == [reason, reason]
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 

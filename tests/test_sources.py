@@ -161,7 +161,9 @@ def test_a_site_that_cannot_be_reached_is_explained(monkeypatch):
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    with pytest.raises(SourceError, match=rf"127.0.0.1:{port} cannot be reached: no connection \(is the"):
+    with pytest.raises(
+        SourceError, match=rf"127.0.0.1:{port} cannot be reached: no connection \(check the address"
+    ):
         resolve(f"http://127.0.0.1:{port}/m.safetensors", endpoints=Endpoints(), keys=Keys())
     monkeypatch.setattr(sources, "TIMEOUT", (2, 0.3))
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
