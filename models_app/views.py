@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
+from downloads_app.engine import USER_AGENT, describe_request_error
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.headers import training_tags
@@ -255,13 +256,11 @@ def preview_save(request: HttpRequest, folder_type: str, path_index: int, relati
 
 def _fetch_image(url: str) -> bytes:
     try:
-        response = requests.get(
-            url, timeout=(10, 30), stream=True, headers={"User-Agent": "ModelManager/0.1"}
-        )
+        response = requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": USER_AGENT})
         response.raise_for_status()
         data = response.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
     except requests.RequestException as exc:
-        raise PreviewError(f"The image could not be fetched: {exc.__class__.__name__}.") from None
+        raise PreviewError(f"The image could not be fetched: {describe_request_error(exc)}.") from None
     if len(data) > MAX_PREVIEW_BYTES:
         raise PreviewError("The image is larger than 20 MB.")
     return data

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+import socket
 from datetime import timedelta
 
 import pytest
@@ -164,6 +166,22 @@ def test_only_the_models_own_civitai_images_are_fetched(logged_in, scanned):
         headers=HX,
     )
     assert "Choose an image file" in response.content.decode()
+
+
+def test_a_civitai_image_that_cannot_be_fetched_is_explained(logged_in, scanned):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/preview.jpeg"
+    info = scanned["loras"] / "poses.civitai.info"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "images": [{"url": url, "type": "image"}]}))
+    response = logged_in.post(
+        reverse("preview_save", args=["loras", 0, "poses.safetensors"]), {"image_url": url}, headers=HX
+    )
+    assert (
+        "The image could not be fetched: no connection (check the address and this machine&#x27;s network)."
+        in response.content.decode()
+    )
+    assert not (scanned["loras"] / "poses.webp").exists()
 
 
 # -- delete, trash, restore ---------------------------------------------------------------------------
