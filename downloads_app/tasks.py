@@ -8,7 +8,6 @@ import time
 from collections import deque
 from typing import Protocol
 
-import requests
 from django.conf import settings
 from django.utils import timezone
 
@@ -32,7 +31,7 @@ from mmsite.worker import JobKind, TaskContext
 from models_app.hashing import hash_key
 from models_app.markdown import sanitize_html
 from models_app.models import HashCache
-from models_app.previews import PreviewError, save_preview, write_atomically
+from models_app.previews import PreviewError, fetch_image, save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot
 from models_app.services import scan_start
 
@@ -222,13 +221,9 @@ def _save_sidecars(task: DownloadTask, result: DownloadResult) -> str:
         write_atomically(base.parent / (base.name + ".md"), clean.encode())
     if task.save_preview and task.preview_url:
         try:
-            response = requests.get(
-                task.preview_url, timeout=(10, 30), headers={"User-Agent": "ModelManager/0.1"}
-            )
-            response.raise_for_status()
-            save_preview(response.content, result.path)
-        except (requests.RequestException, PreviewError) as exc:
-            notes.append(f"The preview image could not be saved: {exc}")
+            save_preview(fetch_image(task.preview_url), result.path)
+        except PreviewError as exc:
+            notes.append(f"No preview was saved. {exc}")
     return " ".join(notes)[:500]
 
 

@@ -8,7 +8,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import requests
+import urllib3
 from PIL import Image, ImageOps
+
+from downloads_app.engine import USER_AGENT, describe_request_error
 
 MAX_PREVIEW_BYTES = 20 * 1024 * 1024
 MAX_PREVIEW_SIDE = 1024
@@ -16,6 +20,21 @@ MAX_PREVIEW_SIDE = 1024
 
 class PreviewError(ValueError):
     """A message for the user: the file is not an image we accept."""
+
+
+def fetch_image(url: str) -> bytes:
+    """The image at `url` (one of Civitai's), read up to the size a preview may have."""
+    try:
+        with requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": USER_AGENT}) as response:
+            response.raise_for_status()
+            data = response.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
+    except requests.RequestException as exc:
+        raise PreviewError(f"The image could not be fetched: {describe_request_error(exc)}.") from None
+    except (urllib3.exceptions.HTTPError, OSError):  # the body, read through urllib3, broke off
+        raise PreviewError("The image could not be fetched: the connection broke off.") from None
+    if len(data) > MAX_PREVIEW_BYTES:
+        raise PreviewError("The image is larger than 20 MB.")
+    return data
 
 
 def save_preview(data: bytes, model_path: Path) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import mimetypes
 from urllib.parse import urlencode
 
-import requests
 from django.conf import settings
 from django.http import (
     FileResponse,
@@ -20,13 +19,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
-from downloads_app.engine import USER_AGENT, describe_request_error
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.headers import training_tags
 from models_app.markdown import render_markdown
 from models_app.models import ModelFile, ScanMode, TrashItem
-from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
+from models_app.previews import MAX_PREVIEW_BYTES, PreviewError, fetch_image
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
 from models_app.sidecars import read_json
 from models_app.thumbnails import ThumbnailError, get_thumbnail
@@ -245,25 +243,13 @@ def preview_save(request: HttpRequest, folder_type: str, path_index: int, relati
                 )
             data = upload.read()
         elif image_url and image_url in _civitai_images(model):
-            data = _fetch_image(image_url)
+            data = fetch_image(image_url)
         else:
             raise PreviewError("Choose an image file, or one of the Civitai images.")
         model = services.preview_set(model=model, data=data)
     except (PreviewError, services.ModelEditError) as exc:
         return _dialog(request, model, error=str(exc), partial="preview_form")
     return _dialog(request, model, toast="Preview saved.")
-
-
-def _fetch_image(url: str) -> bytes:
-    try:
-        response = requests.get(url, timeout=(10, 30), stream=True, headers={"User-Agent": USER_AGENT})
-        response.raise_for_status()
-        data = response.raw.read(MAX_PREVIEW_BYTES + 1, decode_content=True)
-    except requests.RequestException as exc:
-        raise PreviewError(f"The image could not be fetched: {describe_request_error(exc)}.") from None
-    if len(data) > MAX_PREVIEW_BYTES:
-        raise PreviewError("The image is larger than 20 MB.")
-    return data
 
 
 @require_POST

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -102,6 +103,24 @@ async def test_a_civitai_download_lands_with_its_sidecars_and_in_the_library(
             await asyncio.sleep(0.1)
     model = await sync_to_async(ModelFile.objects.get)(name=stored.name.rsplit(".", 1)[0])
     assert (model.civitai_model_id, model.preview) == (1231067, base.name + ".webp")
+
+
+async def test_a_preview_that_cannot_be_fetched_leaves_a_notice_not_a_failure(
+    services_at_upstream, model_roots
+):
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        unreachable = f"http://127.0.0.1:{closed.getsockname()[1]}/preview.jpeg"
+    task = await sync_to_async(queue)(f"{services_at_upstream.civitai_url}/models/1231067")
+    await sync_to_async(DownloadTask.objects.filter(pk=task.pk).update)(preview_url=unreachable)
+    async with Running():
+        done = await wait_for(task.pk, {"done", "failed"})
+    assert done.status == "done", done.error
+    assert done.notice == (
+        "No preview was saved. The image could not be fetched: "
+        "no connection (check the address and this machine's network)."
+    )
+    assert not list(model_roots["loras"].rglob("*.webp"))
 
 
 async def test_pause_keeps_the_part_and_resume_finishes_from_it(services_at_upstream, model_roots):
