@@ -69,3 +69,13 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     assert (server.roots["loras"] / "mystery.civitai.info").exists()
     page.get_by_role("link", name="Library").click()
     expect(page.locator(".card", has_text="mystery")).to_have_count(1)
+
+    # Rename: the card behind the dialog follows at once.
+    dialog = open_model(page, "mystery")
+    dialog.get_by_role("button", name="Rename / move").click()
+    dialog.get_by_label("Name").fill("riddle")
+    dialog.get_by_role("button", name="Move").click()
+    expect(page.locator("#toasts")).to_contain_text("Moved to loras/riddle.safetensors")
+    expect(page.locator(".card", has_text="riddle")).to_have_count(1)
+    expect(page.locator(".card", has_text="mystery")).to_have_count(0)
+
