@@ -133,6 +133,12 @@ class ScanTask(CountedTask):
     updated = models.PositiveIntegerField(default=0)
     removed = models.PositiveIntegerField(default=0)
     current_path = models.TextField(blank=True)
+    kept = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Places the scan could not reach, whose models it kept: "
+        "[folder type, root index, place, count, message] each.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -141,9 +147,18 @@ class ScanTask(CountedTask):
         return f"{'Full rescan' if self.mode == ScanMode.FULL else 'Scan'} #{self.pk} ({self.status})"
 
     @property
-    def skipped(self) -> list[str]:
-        """What a finished scan skipped, and why, one a line."""
-        return self.error.splitlines() if self.status == TaskStatus.DONE else []
+    def kept_models(self) -> int:
+        """How many known models it kept in places it could not reach (not in `total`)."""
+        return sum(entry[3] for entry in self.kept)
+
+    @property
+    def skipped(self) -> list[tuple[str, int | None]]:
+        """What a finished scan skipped, and why, one a line; with a line about a place whose models
+        were kept, that place's index in `kept` (the page offers to forget them)."""
+        if self.status != TaskStatus.DONE:
+            return []
+        kept = {entry[4]: index for index, entry in enumerate(self.kept)}
+        return [(line, kept.get(line)) for line in self.error.splitlines()]
 
 
 class TrashItem(models.Model):

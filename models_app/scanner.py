@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, models, transaction
 
@@ -53,6 +53,17 @@ class ScanStopped(Exception):
 KnownRow = tuple[int, int, int, str]  # a stored model's id, size, mtime_ns and sidecar signature
 
 
+class KeptPlace(NamedTuple):
+    """A place the scan could not reach, whose known models it kept; `message` is its line in the
+    scan's errors. The user may forget them (services.forget_kept_models) when the place is gone for good."""
+
+    folder_type: str
+    path_index: int
+    place: str  # inside the root; "" for the root itself
+    model_count: int
+    message: str
+
+
 @dataclass
 class ScanProgress:
     total: int = 0
@@ -62,6 +73,7 @@ class ScanProgress:
     removed: int = 0
     current_path: str = ""
     errors: list[str] = field(default_factory=list)
+    kept: list[KeptPlace] = field(default_factory=list)
 
     def error_report(self, limit: int = 20) -> str:
         """The first `limit` errors, one a line, and how many more there were."""
@@ -317,8 +329,7 @@ class Scanner:
         seen = self._scan_all(found, known)
         kept = self._keep_unreachable(known, seen, unreachable)
         gone = [pk for pk, *_ in known.values() if pk not in seen and pk not in kept]
-        for start in range(0, len(gone), BATCH_SIZE):
-            ModelFile.objects.filter(pk__in=gone[start : start + BATCH_SIZE]).delete()
+        delete_models(gone)
         self.progress.removed = len(gone)
         self.progress.current_path = ""
         return self.progress
@@ -367,10 +378,12 @@ class Scanner:
             )
             if under:
                 kept.update(under)
-                self.progress.errors.append(
+                message = (
                     f"{where}: {reason} (a drive not mounted?); keeping the {len(under)} "
                     f"model{'s' if len(under) != 1 else ''} known there until it is back"
                 )
+                self.progress.errors.append(message)
+                self.progress.kept.append(KeptPlace(folder_type, index, place, len(under), message))
             elif is_error:
                 self.progress.errors.append(f"{where}: {reason}")
         return kept
@@ -443,6 +456,12 @@ class Scanner:
         self._inserts, self._updates, self._sidecar_updates = [], [], []
         if any(batch):
             self.writer.write(*batch)
+
+
+def delete_models(pks: list[int]) -> None:
+    """Deletes the rows in batches: a query's parameters are limited (SQLite allows 32,766)."""
+    for start in range(0, len(pks), BATCH_SIZE):
+        ModelFile.objects.filter(pk__in=pks[start : start + BATCH_SIZE]).delete()
 
 
 def scan_one_model(roots: ModelRoots, folder_type: str, path_index: int, relative_path: str) -> None:

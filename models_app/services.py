@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from django.db.models import Q
 from django.utils import timezone
 
 from mmsite.models import ACTIVE_STATUSES
@@ -16,7 +17,7 @@ from mmsite.worker import wake_workers
 from models_app.models import MAX_RELATIVE_PATH, InfoMode, InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
 from models_app.previews import save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot, clean_relative_path, get_roots, resolve_model_path
-from models_app.scanner import scan_one_model
+from models_app.scanner import delete_models, scan_one_model
 from models_app.sidecars import (
     IMAGE_EXTENSIONS,
     PREVIEW_SUFFIXES,
@@ -105,6 +106,26 @@ def preview_set(*, model: ModelFile, data: bytes) -> ModelFile:
             with contextlib.suppress(OSError):  # the new preview is saved; an old one left over is harmless
                 other.unlink()
     return _refresh(model)
+
+
+def forget_kept_models(*, scan: ScanTask, index: int) -> int:
+    """Forgets the models `scan` kept in a place it could not reach (`scan.kept[index]`) whose files are
+    still not there: a folder emptied on purpose, a drive gone for good. A model whose file is back
+    stays (the next scan reads it). Returns how many were forgotten."""
+    try:
+        folder_type, path_index, place, _count, message = scan.kept[index]
+    except (IndexError, TypeError, ValueError):
+        raise ModelEditError("That place is no longer listed; scan again.") from None
+    root = get_roots().get(folder_type, path_index)
+    rows = ModelFile.objects.filter(folder_type=folder_type, path_index=path_index)
+    if place:
+        rows = rows.filter(Q(relative_path=place) | Q(relative_path__startswith=place + "/"))
+    gone = [pk for pk, path in rows.values_list("pk", "relative_path") if not os.path.exists(root / path)]
+    delete_models(gone)
+    scan.kept = [entry for entry in scan.kept if entry[4] != message]
+    scan.error = "\n".join(line for line in scan.error.splitlines() if line != message)
+    scan.save(update_fields=["kept", "error"])
+    return len(gone)
 
 
 def model_trash(*, model: ModelFile) -> TrashItem:

@@ -71,7 +71,8 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
     task.status = TaskStatus.DONE
     task.finished_at = timezone.now()
     task.error = result.error_report()
-    task.save(update_fields=[*fields, "status", "finished_at", "error"])
+    task.kept = [list(place) for place in result.kept]
+    task.save(update_fields=[*fields, "status", "finished_at", "error", "kept"])
     ctx.publish("complete_scan_task", scan_task_data(task), render_scan_progress(task, refresh_library=True))
     hash_missing()
 

@@ -9,6 +9,7 @@ MODEL = "<str:folder_type>/<int:path_index>/<path:relative_path>"
 urlpatterns = [
     path("", views.library, name="library"),
     path("library/scan/", views.scan_start, name="scan_start"),
+    path("library/scan/<int:scan_id>/forget/<int:index>/", views.scan_forget, name="scan_forget"),
     path("library/info/", views.info_start, name="info_start"),
     path(f"model/{MODEL}", views.model_detail, name="model_detail"),
     path(f"thumbnail/{MODEL}", views.model_thumbnail, name="model_thumbnail"),

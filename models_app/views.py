@@ -15,15 +15,16 @@ from django.http import (
     HttpResponseBase,
 )
 from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import push_url
+from django_htmx.http import push_url, trigger_client_event
 
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.headers import training_tags
 from models_app.markdown import render_markdown
-from models_app.models import ModelFile, ScanMode, TrashItem
+from models_app.models import ModelFile, ScanMode, ScanTask, TrashItem
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError, fetch_image
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
 from models_app.sidecars import read_json
@@ -146,6 +147,22 @@ def scan_start(request: HttpRequest) -> HttpResponse:
             response, "Full rescan started." if scan.mode == ScanMode.FULL else "Scan started.", level="info"
         )
     return with_toast(response, "A scan is already running.", level="info")
+
+
+@require_POST
+def scan_forget(request: HttpRequest, scan_id: int, index: int) -> HttpResponse:
+    """Forget the models a scan kept in a place it could not reach (see services.forget_kept_models)."""
+    scan = get_object_or_404(ScanTask, pk=scan_id)
+    try:
+        count = services.forget_kept_models(scan=scan, index=index)
+    except (services.ModelEditError, UnknownRoot) as exc:
+        return with_toast(HttpResponse(status=204), str(exc), level="error")
+    response = trigger_client_event(HttpResponse(status=204), "libraryChanged")
+    if not count:
+        return with_toast(
+            response, "Nothing to forget: their files are back. Scan to read them.", level="info"
+        )
+    return with_toast(response, f"Forgot {count} model{pluralize(count)} whose files are gone.")
 
 
 # -- editing from the model dialog -----------------------------------------------------------------------

@@ -144,6 +144,51 @@ def test_files_a_scan_skipped_are_listed_under_its_status(logged_in, model_roots
     assert "loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it" in html
 
 
+def test_the_models_of_a_place_gone_for_good_can_be_forgotten(logged_in, library, tmp_path):
+    call_command("scan", stdout=io.StringIO(), stderr=io.StringIO())
+    away = tmp_path / "away"
+    library["checkpoints"].rename(away)
+    library["checkpoints"].mkdir()  # emptied on purpose, or a drive not mounted: the scan cannot tell
+    call_command("scan", stdout=io.StringIO(), stderr=io.StringIO())
+    scan = ScanTask.objects.latest("pk")
+    forget = reverse("scan_forget", args=[scan.pk, 0])
+    html = logged_in.get("/").content.decode()
+    assert "2 models, 3 out of reach" in html
+    assert "empty (a drive not mounted?); keeping the 3 models known there until it is back" in html
+    assert f'hx-post="{forget}"' in html
+    (away / "alpha_xl.safetensors").rename(library["checkpoints"] / "alpha_xl.safetensors")
+
+    assert logged_in.get(forget).status_code == 405
+    response = logged_in.post(forget)
+    assert response.status_code == 204
+    trigger = json.loads(response["HX-Trigger"])
+    assert trigger["toast"]["message"] == "Forgot 2 models whose files are gone."
+    assert "libraryChanged" in trigger  # the page reads the library again
+    assert sorted(ModelFile.objects.values_list("relative_path", flat=True)) == [
+        "alpha_xl.safetensors",  # its file is back: the next scan reads it
+        "poses.safetensors",
+        "style/pepper.safetensors",
+    ]
+    html = logged_in.get("/").content.decode()
+    assert "keeping the 3 models" not in html and "Forget them" not in html and "out of reach" not in html
+    again = logged_in.post(forget)
+    assert json.loads(again["HX-Trigger"])["toast"] == {
+        "message": "That place is no longer listed; scan again.",
+        "level": "error",
+    }
+
+
+def test_forgetting_needs_csrf(user, library):
+    call_command("scan", stdout=io.StringIO(), stderr=io.StringIO())
+    for path in library["checkpoints"].iterdir():
+        path.unlink()
+    call_command("scan", stdout=io.StringIO(), stderr=io.StringIO())
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post(reverse("scan_forget", args=[ScanTask.objects.latest("pk").pk, 0])).status_code == 403
+    assert ModelFile.objects.count() == 5
+
+
 def test_a_scan_still_listing_tells_where_it_looks(logged_in, model_roots):
     ScanTask.objects.create(status="running", total=0, current_path="loras/style")
     html = logged_in.get("/").content.decode()

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from django.core.management import call_command
 
 from models_app.models import ModelFile, ScanTask
+from tests.model_files import write_model
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +46,28 @@ def test_scan_command_names_what_it_skipped(library, capsys):
         "  loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it",
     ]
     assert "caf\ufffd.safetensors" in ScanTask.objects.get().error
+
+
+def test_scan_command_can_forget_the_models_of_places_it_cannot_reach(library, capsys):
+    nas = library["loras"].parent / "nas"
+    write_model(nas / "far.safetensors")
+    (library["loras"] / "on_nas").symlink_to(nas)
+    call_command("scan")
+    for path in library["checkpoints"].iterdir():
+        path.unlink()
+    shutil.rmtree(nas)
+    call_command("scan")
+    assert ModelFile.objects.count() == 6
+    assert "keeping the 3 models known there until it is back" in capsys.readouterr().err
+    call_command("scan", "--forget-unreachable")
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-2:] == [
+        f"Forgot 3 models in checkpoints folder {library['checkpoints']}.",
+        "Forgot 1 model in loras/on_nas.",
+    ]
+    assert captured.err == ""
+    assert sorted(ModelFile.objects.values_list("relative_path", flat=True)) == [
+        "poses.safetensors",
+        "style/pepper.safetensors",
+    ]
+    assert ScanTask.objects.latest("pk").kept == []

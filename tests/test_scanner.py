@@ -12,7 +12,7 @@ from models_app import scanner
 from models_app.models import ModelFile
 from models_app.read_ahead import starts_are_cached
 from models_app.roots import get_roots
-from models_app.scanner import ScanStopped, scan_folder
+from models_app.scanner import KeptPlace, ScanStopped, scan_folder
 from tests.model_files import write_image, write_model
 
 pytestmark = pytest.mark.django_db
@@ -231,10 +231,12 @@ def test_a_root_that_turned_empty_keeps_its_models_and_an_emptied_folder_does_no
     progress = scan_folder(get_roots())
     assert progress.removed == 1  # style/pepper: its folder is still there, empty
     assert ModelFile.objects.filter(folder_type="checkpoints").count() == 3
-    assert progress.errors == [
+    message = (
         f"checkpoints folder {library['checkpoints']}: empty (a drive not mounted?); "
         "keeping the 3 models known there until it is back"
-    ]
+    )
+    assert progress.errors == [message]
+    assert progress.kept == [KeptPlace("checkpoints", 0, "", 3, message)]
     assert scan_folder(get_roots(), full=True).errors == progress.errors
 
 

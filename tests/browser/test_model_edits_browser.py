@@ -79,3 +79,27 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     expect(page.locator(".card", has_text="riddle")).to_have_count(1)
     expect(page.locator(".card", has_text="mystery")).to_have_count(0)
 
+
+def test_forget_the_models_of_a_share_gone_for_good(logged_in_page, server, tmp_path):
+    page = logged_in_page
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "faraway.safetensors").write_bytes(
+        (server.roots["loras"] / "style" / "pepper.safetensors").read_bytes()
+    )
+    (server.roots["loras"] / "on_share").symlink_to(share)
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator(".card", has_text="faraway")).to_have_count(1, timeout=15_000)
+
+    shutil.rmtree(share)  # the share is gone: the scan keeps its model, as for a drive not mounted yet
+    page.get_by_role("button", name="Scan", exact=True).click()
+    skipped = page.locator(".scan-skipped")
+    skipped.get_by_text("Not everything could be read").click(timeout=15_000)
+    expect(skipped).to_contain_text("loras/on_share: the link leads nowhere")
+    expect(page.locator(".card", has_text="faraway")).to_have_count(1)
+
+    page.once("dialog", lambda confirm: confirm.accept())
+    skipped.get_by_role("button", name="Forget them").click()
+    expect(page.locator("#toasts")).to_contain_text("Forgot 1 model whose files are gone.")
+    expect(page.locator(".card", has_text="faraway")).to_have_count(0)
+    expect(page.locator(".scan-skipped")).to_have_count(0)

@@ -11,6 +11,7 @@ from mmsite.models import TaskStatus
 from models_app.models import ScanMode, ScanTask
 from models_app.roots import get_roots
 from models_app.scanner import ScanProgress, scan_folder
+from models_app.services import forget_kept_models
 
 
 def progress_bar(done: int, total: int, width: int = 30) -> str:
@@ -23,8 +24,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--full", action="store_true", help="Read every file again, changed or not.")
+        parser.add_argument(
+            "--forget-unreachable",
+            action="store_true",
+            help="Forget the models of places that cannot be reached (a root that is missing or empty, a "
+            "link that leads nowhere) instead of keeping them until the place is back.",
+        )
 
-    def handle(self, *args: Any, full: bool, **options: Any) -> None:
+    def handle(self, *args: Any, full: bool, forget_unreachable: bool, **options: Any) -> None:
         roots = get_roots()
         if not roots.folders:
             self.stderr.write(
@@ -69,6 +76,7 @@ class Command(BaseCommand):
             updated=result.updated,
             removed=result.removed,
             error=result.error_report(),
+            kept=[list(place) for place in result.kept],
             finished_at=timezone.now(),
         )
         if tty:
@@ -77,7 +85,21 @@ class Command(BaseCommand):
             f"Scanned {result.total} model{'s' if result.total != 1 else ''} in {time.monotonic() - started:.1f} s: "
             f"{result.added} added, {result.updated} updated, {result.removed} removed."
         )
-        if result.errors:
+        forgotten = set()
+        if forget_unreachable:
+            task.refresh_from_db()
+            while task.kept:
+                folder_type, path_index, place, _count, message = task.kept[0]
+                count = forget_kept_models(scan=task, index=0)
+                forgotten.add(message)
+                where = (
+                    f"{folder_type}/{place}"
+                    if place
+                    else f"{folder_type} folder {roots.get(folder_type, path_index)}"
+                )
+                self.stdout.write(f"Forgot {count} model{'s' if count != 1 else ''} in {where}.")
+        errors = [error for error in result.errors if error not in forgotten]
+        if errors:
             self.stderr.write("Skipped:")
-        for error in result.errors:
+        for error in errors:
             self.stderr.write(f"  {error}")
