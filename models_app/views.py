@@ -210,10 +210,13 @@ def _dialog(
     toast: str = "",
     partial: str = "dialog",
     typed_description: str | None = None,
+    refresh_card: bool = False,
 ) -> HttpResponse:
-    """The dialog, or one of its forms; a form shown again after an error keeps what was typed in it."""
+    """The dialog, or one of its forms; a form shown again after an error keeps what was typed in it.
+    `refresh_card`: the model's card behind the dialog is drawn again too (a new preview)."""
     context = _detail_context(model, error=error)
     context["typed_description"] = model.description if typed_description is None else typed_description
+    context["refresh_card"] = refresh_card
     response = render(request, f"models_app/model_detail.html#{partial}", context)
     if error:
         return with_toast(response, error, level="error")
@@ -266,7 +269,7 @@ def preview_save(request: HttpRequest, folder_type: str, path_index: int, relati
         model = services.preview_set(model=model, data=data)
     except (PreviewError, services.ModelEditError) as exc:
         return _dialog(request, model, error=str(exc), partial="preview_form")
-    return _dialog(request, model, toast="Preview saved.")
+    return _dialog(request, model, toast="Preview saved.", refresh_card=True)
 
 
 @require_POST

@@ -31,7 +31,9 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     assert dialog.locator("#description script").count() == 0
     assert "Use **0.8**" in (server.roots["loras"] / "style" / "pepper.md").read_text()
 
-    # Preview: an uploaded image becomes pepper.webp.
+    # Preview: an uploaded image becomes pepper.webp, on the card behind the dialog too.
+    card_image = page.locator(".card", has_text="pepper").locator("img")
+    old_thumbnail = card_image.get_attribute("src")
     dialog.get_by_role("button", name="Change preview").click()
     image = tmp_path / "new.png"
     buffer = io.BytesIO()
@@ -41,6 +43,7 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     dialog.get_by_role("button", name="Upload").click()
     expect(page.locator("#toasts")).to_contain_text("Preview saved")
     assert (server.roots["loras"] / "style" / "pepper.webp").exists()
+    expect(card_image).not_to_have_attribute("src", old_thumbnail)
     page.keyboard.press("Escape")
 
     # Civitai info by hash for a file nobody described.
@@ -48,6 +51,7 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     dialog.get_by_role("button", name="Fetch info from Civitai").click()
     expect(page.locator("#toasts")).to_contain_text("1 found on Civitai", timeout=20_000)
     page.keyboard.press("Escape")
+    expect(page.locator(".card", has_text="mystery").locator("img")).to_have_count(1)  # its Civitai preview
     page.reload()
     dialog = open_model(page, "mystery")
     expect(dialog).to_contain_text("mystery.civitai.info")
