@@ -221,3 +221,10 @@ class InfoTask(CountedTask):
 
     def __str__(self) -> str:
         return f"{self.get_mode_display()} #{self.pk} ({self.status})"
+
+    @property
+    def only_model(self) -> ModelFile | None:
+        """The one model the task was started for (from its dialog), while it is in the library."""
+        if len(self.model_ids) != 1:
+            return None
+        return ModelFile.objects.filter(pk=self.model_ids[0]).first()

@@ -50,6 +50,7 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     dialog = open_model(page, "mystery")
     dialog.get_by_role("button", name="Fetch info from Civitai").click()
     expect(page.locator("#toasts")).to_contain_text("1 found on Civitai", timeout=20_000)
+    expect(dialog).to_contain_text("mystery.civitai.info")  # the open dialog shows what was found
     page.keyboard.press("Escape")
     expect(page.locator(".card", has_text="mystery").locator("img")).to_have_count(1)  # its Civitai preview
     page.reload()
