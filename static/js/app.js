@@ -22,6 +22,14 @@
   }
   if (toastBox) new MutationObserver(raiseToasts).observe(toastBox, { childList: true });
 
+  // On a phone the main links scroll sideways: bring the current page's link into view.
+  const current = document.querySelector(".topnav [aria-current]");
+  const topnav = current && current.parentElement;
+  if (topnav) {
+    const hidden = current.getBoundingClientRect().right - topnav.getBoundingClientRect().right;
+    if (hidden > 0) topnav.scrollLeft += hidden + 8;
+  }
+
   // Toasts fade out by CSS; remove them once the animation ends.
   document.addEventListener("animationend", function (e) {
     if (e.target.classList && e.target.classList.contains("toast")) e.target.remove();

@@ -134,6 +134,12 @@ def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     assert background == "rgb(18, 20, 25)"
     card_width = page.locator(".card").first.bounding_box()["width"]
     assert card_width < 200  # two columns on a phone
+    # Every page fits the phone's width: the top bar's links scroll on their own, Log out stays in view.
+    for link in ("Trash", "Settings"):
+        page.goto(f"{server.url}/{link.lower()}/")
+        assert page.evaluate("document.documentElement.scrollWidth") == 390
+        expect(page.get_by_role("button", name="Log out")).to_be_in_viewport()
+        expect(page.get_by_role("link", name=link, exact=True)).to_be_in_viewport()
     context.close()
 
 
