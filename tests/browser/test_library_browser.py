@@ -134,6 +134,12 @@ def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     assert background == "rgb(18, 20, 25)"
     card_width = page.locator(".card").first.bounding_box()["width"]
     assert card_width < 200  # two columns on a phone
+    # A search that empties the grid leaves the search box where it was, right under the type tabs.
+    search = page.get_by_label("Search models")
+    top = search.bounding_box()["y"]
+    search.fill("no-such-model")
+    expect(page.get_by_text("No models match")).to_be_visible()
+    assert search.bounding_box()["y"] == top
     # Every page fits the phone's width: the top bar's links scroll on their own, Log out stays in view.
     for link in ("Trash", "Settings"):
         page.goto(f"{server.url}/{link.lower()}/")
