@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -251,6 +252,19 @@ def test_a_model_without_preview_has_no_thumbnail(logged_in, scanned):
         logged_in.get(reverse("model_thumbnail", args=["checkpoints", 0, "alpha_xl.safetensors"])).status_code
         == 404
     )
+
+
+def test_a_tag_in_the_dialog_shows_every_model_with_it(logged_in, library):
+    tags = {"tags": ["Anime Style", "character"]}
+    (library["loras"] / "poses.metadata.json").write_text(json.dumps(tags))
+    (library["checkpoints"] / "beta_xl.metadata.json").write_text(json.dumps({"tags": ["anime style"]}))
+    scan_folder(get_roots())
+    url = reverse("model_detail", args=["loras", 0, "poses.safetensors"])
+    html = logged_in.get(url, headers={"HX-Request": "true", "HX-Target": "dialog"}).content.decode()
+    links = re.findall(r'href="([^"]+)"', html.split("<dt>Tags</dt>")[1].split("</dd>")[0])
+    assert links == ["/?tag=anime%20style", "/?tag=character"]
+    link = links[0]
+    assert card_names(logged_in.get(link)) == ["beta_xl", "poses"]
 
 
 def test_a_sidecar_is_served_as_text_never_as_html(logged_in, scanned, library):
