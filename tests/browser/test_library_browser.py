@@ -146,6 +146,7 @@ def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
         assert page.evaluate("document.documentElement.scrollWidth") == 390
         expect(page.get_by_role("button", name="Log out")).to_be_in_viewport()
         expect(page.get_by_role("link", name=link, exact=True)).to_be_in_viewport()
+    expect(page.get_by_role("link", name="Model Manager")).to_be_visible()  # the icon alone keeps its name
     context.close()
 
 
