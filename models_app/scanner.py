@@ -53,6 +53,11 @@ class ScanStopped(Exception):
 KnownRow = tuple[int, int, int, str]  # a stored model's id, size, mtime_ns and sidecar signature
 
 
+def place_name(roots: ModelRoots, folder_type: str, path_index: int, place: str) -> str:
+    """How messages name a place under a root: `loras/style`, or the root itself with its path."""
+    return f"{folder_type}/{place}" if place else f"{folder_type} folder {roots.get(folder_type, path_index)}"
+
+
 class KeptPlace(NamedTuple):
     """A place the scan could not reach, whose known models it kept; `message` is its line in the
     scan's errors. The user may forget them (services.forget_kept_models) when the place is gone for good."""
@@ -371,11 +376,7 @@ class Scanner:
                 for path, pk in unseen.get((folder_type, index), [])
                 if place == "" or path == place or path.startswith(place + "/")
             ]
-            where = (
-                f"{folder_type}/{place}"
-                if place
-                else f"{folder_type} folder {self.roots.get(folder_type, index)}"
-            )
+            where = place_name(self.roots, folder_type, index, place)
             if under:
                 kept.update(under)
                 message = (

@@ -10,7 +10,7 @@ from django.utils import timezone
 from mmsite.models import TaskStatus
 from models_app.models import ScanMode, ScanTask
 from models_app.roots import get_roots
-from models_app.scanner import ScanProgress, scan_folder
+from models_app.scanner import ScanProgress, place_name, scan_folder
 from models_app.services import forget_kept_models
 
 
@@ -92,11 +92,7 @@ class Command(BaseCommand):
                 folder_type, path_index, place, _count, message = task.kept[0]
                 count = forget_kept_models(scan=task, index=0)
                 forgotten.add(message)
-                where = (
-                    f"{folder_type}/{place}"
-                    if place
-                    else f"{folder_type} folder {roots.get(folder_type, path_index)}"
-                )
+                where = place_name(roots, folder_type, path_index, place)
                 self.stdout.write(f"Forgot {count} model{'s' if count != 1 else ''} in {where}.")
         errors = [error for error in result.errors if error not in forgotten]
         if errors:
