@@ -13,6 +13,9 @@ from models_app.models import InfoTask, LibraryVersion, ModelFile, ScanTask
 from models_app.roots import clean_relative_path, get_roots
 
 PAGE_SIZE = 60
+# A refresh draws again as many cards as the page showed, so that the user keeps their place; this many
+# pages at most (the cards further down arrive again by infinite scroll).
+MAX_PAGES_AT_ONCE = 20
 SORTS = {
     "name": ("Name A–Z", ("name", "pk")),
     "-name": ("Name Z–A", ("-name", "-pk")),
@@ -33,6 +36,7 @@ class LibraryQuery:
     label: str = ""
     sort: str = "name"
     page: int = 1
+    pages: int = 1  # how many pages from `page` on; only a refresh asks for more than one
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> LibraryQuery:
@@ -40,6 +44,10 @@ class LibraryQuery:
             page = max(1, int(params.get("page", "1")))
         except ValueError:
             page = 1
+        try:
+            shown = int(params.get("shown", "0"))
+        except ValueError:
+            shown = 0
         sort = params.get("sort", "name")
         return cls(
             folder_type=params.get("type", "").strip(),
@@ -49,6 +57,7 @@ class LibraryQuery:
             label=params.get("tag", "").strip()[:200],
             sort=sort if sort in SORTS else "name",
             page=page,
+            pages=min(MAX_PAGES_AT_ONCE, max(1, -(-shown // PAGE_SIZE))),
         )
 
     @property
@@ -150,10 +159,10 @@ def library_page(query: LibraryQuery) -> LibraryPage:
         "base_model", "preview", "nsfw_level", "sub_folder", "modified_at", "sidecar_signature",
     )  # fmt: skip
     models = filtered_models(query).order_by(*SORTS[query.sort][1]).only(*card_fields)
-    start = (query.page - 1) * PAGE_SIZE
-    rows = list(models[start : start + PAGE_SIZE + 1])
+    start, size = (query.page - 1) * PAGE_SIZE, query.pages * PAGE_SIZE
+    rows = list(models[start : start + size + 1])
     total = filtered_models(query).count() if query.page == 1 else None
-    return LibraryPage(models=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE, query=query, total=total)
+    return LibraryPage(models=rows[:size], has_next=len(rows) > size, query=query, total=total)
 
 
 @dataclass(frozen=True)

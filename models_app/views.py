@@ -47,7 +47,7 @@ def library(request: HttpRequest) -> HttpResponse:
     partial = LIBRARY_PARTIALS.get(request.htmx.target or "") if request.htmx else None  # type: ignore[attr-defined]
     context = {
         "page": selectors.library_page(query),
-        "next_page_query": urlencode(query.params(page=query.page + 1)),
+        "next_page_query": urlencode(query.params(page=query.page + query.pages)),
         "query": query,
         "scan": selectors.latest_scan(),
         "has_roots": bool(get_roots().folders),

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from PIL import Image
 
-from models_app import services
+from models_app import selectors, services
 from models_app.models import ModelFile, ScanTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
@@ -126,6 +126,22 @@ def test_infinite_scroll_pages(logged_in, model_roots):
     second = logged_in.get("/?page=2", headers={"HX-Request": "true", "HX-Target": "grid-more"})
     assert card_names(second) == [f"m{i:03d}" for i in range(PAGE_SIZE, PAGE_SIZE + 5)]
     assert 'id="grid-more"' not in second.content.decode()
+
+
+def test_a_refresh_draws_again_as_many_cards_as_the_page_showed(logged_in, model_roots, monkeypatch):
+    """After a rename deep down the grid, the library comes back as long as it was: the user keeps their place."""
+    for i in range(PAGE_SIZE * 3 + 5):
+        write_model(model_roots["loras"] / f"m{i:03d}.safetensors")
+    scan_folder(get_roots())
+    refresh = logged_in.get(
+        f"/?refresh=1&shown={PAGE_SIZE * 2 + 7}", headers={"HX-Request": "true", "HX-Target": "library"}
+    )
+    assert card_names(refresh) == [f"m{i:03d}" for i in range(PAGE_SIZE * 3)]
+    html = refresh.content.decode()
+    assert "page=4" in html and 'id="grid-more"' in html  # the next page follows the ones drawn
+    monkeypatch.setattr(selectors, "MAX_PAGES_AT_ONCE", 2)
+    assert len(card_names(logged_in.get("/?shown=100000"))) == PAGE_SIZE * 2  # capped, not refused
+    assert len(card_names(logged_in.get("/?shown=junk"))) == PAGE_SIZE
 
 
 def test_empty_states_tell_the_user_what_to_do(logged_in, settings, db):

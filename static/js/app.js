@@ -50,6 +50,13 @@
     toast("The server cannot be reached.", "error");
   });
 
+  // A refresh of the library asks for as many cards as the grid shows: a user who scrolled down to the
+  // model they renamed stays there.
+  document.body.addEventListener("htmx:configRequest", function (e) {
+    if (!e.detail.elt.hasAttribute("data-library-refresh")) return;
+    e.detail.parameters.shown = document.querySelectorAll("#grid .card").length;
+  });
+
   // Dialog content arrives by htmx; open it once it is in place.
   document.body.addEventListener("htmx:afterSwap", function (e) {
     const target = e.detail.target;

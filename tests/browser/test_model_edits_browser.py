@@ -108,3 +108,38 @@ def test_forget_the_models_of_a_share_gone_for_good(logged_in_page, server, tmp_
     expect(page.locator("#toasts")).to_contain_text("Forgot 1 model whose files are gone.")
     expect(page.locator(".card", has_text="faraway")).to_have_count(0)
     expect(page.locator(".scan-skipped")).to_have_count(0)
+
+
+def test_a_rename_deep_down_the_grid_keeps_the_users_place(logged_in_page, server):
+    page = logged_in_page
+    model = (server.roots["loras"] / "style" / "pepper.safetensors").read_bytes()
+    for i in range(150):
+        (server.roots["loras"] / "many").mkdir(exist_ok=True)
+        (server.roots["loras"] / "many" / f"n{i:03d}.safetensors").write_bytes(model)
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("150 new", timeout=15_000)
+    cards = page.locator("#grid .card")
+    while cards.count() < 130:  # infinite scroll: each visit to the bottom brings the next page
+        page.locator("#grid-more").scroll_into_view_if_needed()
+        page.wait_for_function(f"document.querySelectorAll('#grid .card').length > {cards.count()}")
+    shown = cards.count()
+
+    dialog = open_model(page, "n120")
+    scrolled = page.evaluate("window.scrollY")
+    assert scrolled > 2000
+    dialog.get_by_role("button", name="Rename / move").click()
+    dialog.get_by_label("Name").fill("n120b")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    dialog.get_by_role("button", name="Move").click()
+    expect(page.locator("#toasts")).to_contain_text("Moved to loras/many/n120b.safetensors")
+    expect(page.locator(".card", has_text="n120b")).to_have_count(1)
+    page.keyboard.press("Escape")
+    page.wait_for_load_state("networkidle")
+    # One read brings the grid back as long as it was, where the first page alone would have had
+    # infinite scroll fetch the others one after the other, the grid jumping as each came.
+    reads = [url for url in requests if "?" in url]
+    assert len(reads) == 1 and f"shown={shown}" in reads[0], reads
+    assert cards.count() == shown
+    assert abs(page.evaluate("window.scrollY") - scrolled) < 50
+    expect(page.locator(".card", has_text="n120b")).to_be_in_viewport()
