@@ -67,7 +67,16 @@
     if (dialog.tagName === "DIALOG" && dialog.open) dialog.close(); // a click on the backdrop
   });
   document.addEventListener("close", function (e) {
-    if (e.target.tagName === "DIALOG") e.target.replaceChildren();
+    if (e.target.tagName !== "DIALOG") return;
+    // The browser gives the focus back to the card that opened the dialog; when the grid was drawn
+    // again meanwhile (a rename), that card is gone, and the same model's new card takes it instead.
+    const detail = e.target.querySelector(".model-detail");
+    const card = detail && document.getElementById(detail.id.replace("model-detail-", "card-"));
+    const focused = document.activeElement;
+    if (card && (!focused || focused === document.body || e.target.contains(focused))) {
+      card.focus({ preventScroll: true });
+    }
+    e.target.replaceChildren();
   }, true);
 
   // "n" opens the new-download dialog on the downloads page.

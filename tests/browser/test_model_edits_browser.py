@@ -143,3 +143,5 @@ def test_a_rename_deep_down_the_grid_keeps_the_users_place(logged_in_page, serve
     assert cards.count() == shown
     assert abs(page.evaluate("window.scrollY") - scrolled) < 50
     expect(page.locator(".card", has_text="n120b")).to_be_in_viewport()
+    # The card drawn again takes the focus back from the closed dialog: Tab goes on from there.
+    expect(page.locator(".card", has_text="n120b")).to_be_focused()
