@@ -85,6 +85,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "mmsite.nul.RefuseNulMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "mmsite.auth.ApiTokenMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -9,7 +9,7 @@ from django.http.multipartparser import MultiPartParser
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from mmsite.api import ApiError, api_ok, api_view, json_body
+from mmsite.api import ApiError, api_ok, api_view, json_body, refuse_nul
 from models_app import selectors, services
 from models_app.models import ModelFile
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
@@ -119,6 +119,7 @@ def _put_data(request: HttpRequest) -> tuple[dict[str, Any], Any]:
         data, files = MultiPartParser(
             request.META, request, request.upload_handlers, request.encoding
         ).parse()
+        refuse_nul(dict(data.lists()))
         return data.dict(), files.get("previewFile")
     return json_body(request), None
 
