@@ -7,7 +7,6 @@ from pathlib import PurePosixPath
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from downloads_app import selectors, services
 from downloads_app.engine import HttpError
@@ -28,21 +27,18 @@ def _resolution(url: str):  # type: ignore[no-untyped-def]
         raise ApiError(f"The address answered HTTP {exc.status}.", status=502) from None
 
 
-@require_GET
-@api_view
+@api_view("GET")
 def tasks(request: HttpRequest) -> HttpResponse:
     return api_ok([task_data(t) for t in selectors.tasks()])
 
 
-@require_GET
-@api_view
+@api_view("GET")
 def model_info(request: HttpRequest) -> HttpResponse:
     resolution = _resolution(request.GET.get("model-page", "").strip())
     return api_ok(asdict(resolution))
 
 
-@require_POST
-@api_view
+@api_view("POST")
 def create(request: HttpRequest) -> HttpResponse:
     """`downloadUrl, type, pathIndex, fullname[, subFolder]`: the file at downloadUrl (a model page picks
     its primary file) saved as `fullname` (which may carry the subfolder, as in the seed)."""
@@ -72,8 +68,7 @@ def create(request: HttpRequest) -> HttpResponse:
     return api_ok(task_data(task), status=201)
 
 
-@require_http_methods(["PUT", "DELETE"])
-@api_view
+@api_view("PUT", "DELETE")
 def task(request: HttpRequest, task_id: int) -> HttpResponse:
     found = get_object_or_404(DownloadTask, pk=task_id)
     if request.method == "DELETE":
@@ -90,8 +85,7 @@ def task(request: HttpRequest, task_id: int) -> HttpResponse:
     return api_ok(task_data(actions[status](task=found)))
 
 
-@require_POST
-@api_view
+@api_view("POST")
 def setting(request: HttpRequest) -> HttpResponse:
     data = json_body(request)
     try:

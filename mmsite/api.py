@@ -53,18 +53,26 @@ def refuse_nul(data: Any) -> None:
         raise ApiError(NUL_REFUSED)
 
 
-def api_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-    """Turns the errors a request can cause into the envelope with a fitting status."""
+def api_view(*methods: str) -> Callable[[Callable[..., HttpResponseBase]], Callable[..., HttpResponseBase]]:
+    """An API route answering `methods`: a wrong method, and the errors a request can cause, get the
+    envelope with a fitting status (Django's require_* decorators would answer 405 with an empty page)."""
 
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        try:
-            return view(request, *args, **kwargs)
-        except ApiError as exc:
-            return api_error(str(exc), status=exc.status)
-        except PathOutsideRoot as exc:
-            return api_error(str(exc), status=400)
-        except UnknownRoot as exc:
-            return api_error(str(exc), status=404)
+    def decorator(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method not in methods:
+                response = api_error(f"Use {' or '.join(methods)} here.", status=405)
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except ApiError as exc:
+                return api_error(str(exc), status=exc.status)
+            except PathOutsideRoot as exc:
+                return api_error(str(exc), status=400)
+            except UnknownRoot as exc:
+                return api_error(str(exc), status=404)
 
-    return wrapper
+        return wrapper
+
+    return decorator

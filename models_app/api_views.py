@@ -7,7 +7,6 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.multipartparser import MultiPartParser
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mmsite.api import ApiError, api_ok, api_view, json_body, refuse_nul
 from models_app import selectors, services
@@ -69,16 +68,14 @@ def model_details(model: ModelFile) -> dict[str, Any]:
     }
 
 
-@require_GET
-@api_view
+@api_view("GET")
 def folders(request: HttpRequest) -> HttpResponse:
     return api_ok(
         {folder_type: [str(p) for p in paths] for folder_type, paths in get_roots().folders.items()}
     )
 
 
-@require_GET
-@api_view
+@api_view("GET")
 def models_of_type(request: HttpRequest, folder_type: str) -> HttpResponse:
     if (
         folder_type not in get_roots().folders
@@ -93,8 +90,7 @@ def models_of_type(request: HttpRequest, folder_type: str) -> HttpResponse:
     return api_ok([model_summary(m) for m in models])
 
 
-@require_POST
-@api_view
+@api_view("POST")
 def scan(request: HttpRequest) -> HttpResponse:
     mode = json_body(request).get("mode", "diff")
     try:
@@ -124,8 +120,7 @@ def _put_data(request: HttpRequest) -> tuple[dict[str, Any], Any]:
     return json_body(request), None
 
 
-@require_http_methods(["GET", "PUT", "DELETE"])
-@api_view
+@api_view("GET", "PUT", "DELETE")
 def model(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
     found = _model_or_error(folder_type, path_index, relative_path)
     if request.method == "GET":
@@ -161,8 +156,7 @@ def model(request: HttpRequest, folder_type: str, path_index: int, relative_path
     return api_ok(model_details(found))
 
 
-@require_GET
-@api_view
+@api_view("GET")
 def preview(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponseBase:
     found = _model_or_error(folder_type, path_index, relative_path)
     if not found.preview or found.preview_is_video:
@@ -172,8 +166,7 @@ def preview(request: HttpRequest, folder_type: str, path_index: int, relative_pa
     return model_thumbnail(request, folder_type, path_index, found.relative_path)
 
 
-@require_POST
-@api_view
+@api_view("POST")
 def fetch(request: HttpRequest) -> HttpResponse:
     """`{"models": "all"}` or `{"models": [{"type", "pathIndex", "fullname"}, …]}`: a Civitai info job."""
     wanted = json_body(request).get("models", "all")

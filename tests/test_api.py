@@ -92,6 +92,18 @@ def test_scan_refuses_bad_input(logged_in, db):
     assert not_json.json()["error"] == "The request body is not valid JSON."
 
 
+def test_a_wrong_method_gets_405_in_the_envelope(logged_in, scanned):
+    for method, url, allowed in (
+        ("post", "/model-manager/models", "GET"),
+        ("get", "/model-manager/model-info/scan", "POST"),
+        ("patch", "/model-manager/model/loras/0/poses.safetensors", "GET, PUT, DELETE"),
+        ("get", "/model-manager/download/1", "PUT, DELETE"),
+    ):
+        response = getattr(logged_in, method)(url)
+        assert response.status_code == 405 and response["Allow"] == allowed
+        assert response.json() == {"success": False, "error": f"Use {allowed.replace(', ', ' or ')} here."}
+
+
 def test_anonymous_api_calls_get_401_json_not_a_login_page(client, scanned):
     for method, url in (
         ("get", "/model-manager/models"),
