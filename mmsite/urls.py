@@ -18,3 +18,4 @@ urlpatterns = [
 ]
 
 handler404 = "mmsite.views.not_found"
+handler500 = "mmsite.views.server_error"

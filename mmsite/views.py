@@ -9,6 +9,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template import loader
 from django.views.decorators.http import require_POST
 
 from mmsite import setup as first_run
@@ -48,6 +49,19 @@ def setup(request: HttpRequest, token: str) -> HttpResponse:
         auth.login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("library")
     return render(request, "registration/setup.html", {"form": form})
+
+
+SERVER_ERROR = "Something went wrong on the server; the log of manage.py serve says what."
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """An unexpected error: the envelope for API clients, a short text a page shows as a toast, or a page
+    that needs no database (the error may be the database)."""
+    if is_api_request(request):
+        return api_error(SERVER_ERROR, status=500)
+    if request.headers.get("HX-Request"):
+        return HttpResponse(SERVER_ERROR, status=500, content_type="text/plain; charset=utf-8")
+    return HttpResponse(loader.render_to_string("500.html", {"message": SERVER_ERROR}), status=500)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

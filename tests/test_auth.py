@@ -63,3 +63,26 @@ def test_admin_needs_staff(logged_in):
 def test_apitoken_for_an_unknown_user_fails_clearly():
     with pytest.raises(CommandError, match="No user named 'ghost'"):
         call_command("apitoken", "ghost")
+
+
+def test_an_unexpected_error_gets_an_answer_each_client_can_show(user, monkeypatch):
+    """A bug is not bad input, but the answer still fits who asked: the envelope, a toast's text, a page."""
+    from django.test import Client
+
+    from models_app import selectors
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(selectors, "library_page", broken)
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    message = "Something went wrong on the server; the log of manage.py serve says what."
+    page = client.get("/")
+    assert page.status_code == 500 and message in page.content.decode()
+    assert "Back to the library" in page.content.decode()
+    toast = client.get("/?q=x", headers={"HX-Request": "true", "HX-Target": "grid"})
+    assert toast.status_code == 500 and toast.content.decode() == message
+    monkeypatch.setattr("models_app.api_views.get_roots", broken)
+    api = client.get("/model-manager/models")
+    assert api.status_code == 500 and api.json() == {"success": False, "error": message}
