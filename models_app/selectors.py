@@ -41,7 +41,8 @@ class LibraryQuery:
     @classmethod
     def from_params(cls, params: dict[str, str]) -> LibraryQuery:
         try:
-            page = max(1, int(params.get("page", "1")))
+            # Past the last page is an empty page; past this one, an offset the database refuses.
+            page = min(max(1, int(params.get("page", "1"))), 1_000_000)
         except ValueError:
             page = 1
         try:

@@ -126,6 +126,10 @@ def test_infinite_scroll_pages(logged_in, model_roots):
     second = logged_in.get("/?page=2", headers={"HX-Request": "true", "HX-Target": "grid-more"})
     assert card_names(second) == [f"m{i:03d}" for i in range(PAGE_SIZE, PAGE_SIZE + 5)]
     assert 'id="grid-more"' not in second.content.decode()
+    for page in ("3", "99999999999999999999", "-4", "two"):  # an edited address: no error, no surprise
+        beyond = logged_in.get(f"/?page={page}", headers={"HX-Request": "true", "HX-Target": "grid-more"})
+        assert beyond.status_code == 200
+        assert card_names(beyond) == ([] if page[0].isdigit() else card_names(first))
 
 
 def test_a_refresh_draws_again_as_many_cards_as_the_page_showed(logged_in, model_roots, monkeypatch):
