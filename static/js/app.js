@@ -66,12 +66,22 @@
     const dialog = e.target;
     if (dialog.tagName === "DIALOG" && dialog.open) dialog.close(); // a click on the backdrop
   });
+  // A card the dialog removes (a delete) leaves its neighbour to take the focus when the dialog closes.
+  let neighbourOfRemoved = null;
+  document.body.addEventListener("htmx:oobBeforeSwap", function (e) {
+    const card = e.detail.target;
+    if (!card.classList.contains("card")) return;
+    const next = card.nextElementSibling, previous = card.previousElementSibling;
+    neighbourOfRemoved = next && next.matches(".card") ? next : previous && previous.matches(".card") ? previous : null;
+  });
   document.addEventListener("close", function (e) {
     if (e.target.tagName !== "DIALOG") return;
     // The browser gives the focus back to the card that opened the dialog; when the grid was drawn
     // again meanwhile (a rename), that card is gone, and the same model's new card takes it instead.
     const detail = e.target.querySelector(".model-detail");
-    const card = detail && document.getElementById(detail.id.replace("model-detail-", "card-"));
+    const card = (detail && detail.id && document.getElementById(detail.id.replace("model-detail-", "card-"))) ||
+      (neighbourOfRemoved && neighbourOfRemoved.isConnected ? neighbourOfRemoved : null);
+    neighbourOfRemoved = null;
     const focused = document.activeElement;
     if (card && (!focused || focused === document.body || e.target.contains(focused))) {
       card.focus({ preventScroll: true });

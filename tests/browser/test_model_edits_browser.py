@@ -66,6 +66,7 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     expect(page.locator(".card", has_text="mystery")).to_have_count(0)
     assert not (server.roots["loras"] / "mystery.safetensors").exists()
     page.keyboard.press("Escape")
+    expect(page.locator(".card", has_text="pepper")).to_be_focused()  # the next card: Tab goes on from there
     page.get_by_role("link", name="Trash").click()
     row = page.locator("article", has_text="mystery.safetensors")
     row.get_by_role("button", name="Restore").click()
