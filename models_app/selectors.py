@@ -40,15 +40,9 @@ class LibraryQuery:
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> LibraryQuery:
-        try:
-            # Past the last page is an empty page; past this one, an offset the database refuses.
-            page = min(max(1, int(params.get("page", "1"))), 1_000_000)
-        except ValueError:
-            page = 1
-        try:
-            shown = int(params.get("shown", "0"))
-        except ValueError:
-            shown = 0
+        # Past the last page is an empty page; past this one, an offset the database refuses.
+        page = min(max(1, _number(params, "page")), 1_000_000)
+        shown = _number(params, "shown")
         sort = params.get("sort", "name")
         return cls(
             folder_type=params.get("type", "").strip(),
@@ -86,6 +80,14 @@ class LibraryQuery:
         }
         values.update(changes)
         return {k: v for k, v in values.items() if v not in ("", None) and not (k == "sort" and v == "name")}
+
+
+def _number(params: dict[str, str], name: str) -> int:
+    """The whole number in the address, or 0 when it is missing or not one (an edited address)."""
+    try:
+        return int(params.get(name, "0"))
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True)
