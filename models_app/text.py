@@ -34,10 +34,4 @@ def without_nul(value: Any) -> Any:
 
 def has_nul(value: Any) -> bool:
     """Whether `value` (a str, or JSON data) holds a NUL character anywhere, keys included."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_nul(v) for v in value)
-    return False
+    return without_nul(value) != value
