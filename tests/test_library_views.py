@@ -25,8 +25,11 @@ pytestmark = pytest.mark.django_db
 
 
 def card_names(response) -> list[str]:
+    """The names as the cards read: the line-break opportunities (<wbr>) in them are not text."""
     html = response.content.decode()
-    return [part.split("</div>")[0] for part in html.split('<div class="card-name">')[1:]]
+    return [
+        part.split("</div>")[0].replace("<wbr>", "") for part in html.split('<div class="card-name">')[1:]
+    ]
 
 
 def test_the_library_shows_a_card_per_model_with_type_counts(logged_in, scanned):
@@ -38,6 +41,15 @@ def test_the_library_shows_a_card_per_model_with_type_counts(logged_in, scanned)
     assert '<span>LoRAs</span><span class="count">2</span>' in html
     assert '<span>Checkpoints</span><span class="count">3</span>' in html
     assert "SDXL 1.0" in html and "Flux.1 D" in html
+
+
+def test_a_card_name_may_break_only_at_its_word_boundaries(logged_in, model_roots):
+    for name in ("juggernautXL_v9Rundiffusionphoto2", "a&b<i>"):
+        write_model(model_roots["checkpoints"] / f"{name}.safetensors")
+    scan_folder(get_roots())
+    html = logged_in.get("/").content.decode()
+    assert '<div class="card-name">a&amp;b&lt;i&gt;</div>' in html
+    assert '<div class="card-name">juggernaut<wbr>XL_<wbr>v9<wbr>Rundiffusionphoto2</div>' in html
 
 
 def test_filter_by_type_renders_the_library_partial(logged_in, scanned):

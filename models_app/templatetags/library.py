@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import re
+
 from django import template
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
@@ -30,6 +34,17 @@ TYPE_LABELS = {
 @register.filter
 def type_label(folder_type: str) -> str:
     return TYPE_LABELS.get(folder_type, folder_type.replace("_", " ").capitalize())
+
+
+# After a separator, or between a lower-case letter or digit and a capital: juggernaut|XL_|v9|Rundiffusion.
+_NAME_BREAKS = re.compile(r"(?<=[_\-.])(?=.)|(?<=[a-z0-9])(?=[A-Z])")
+
+
+@register.filter
+def breakable(name: str) -> SafeString:
+    """`name` escaped, with a line-break opportunity at each of its word boundaries: model names have
+    no spaces, and a card shows two lines of its name rather than cut it in the middle of a word."""
+    return mark_safe("<wbr>".join(escape(part) for part in _NAME_BREAKS.split(name)))
 
 
 @register.filter

@@ -122,6 +122,31 @@ def test_a_scan_shows_live_progress_and_new_models_appear(logged_in_page, server
     expect(type_link(page, "Checkpoints")).to_contain_text("403")
 
 
+def test_a_name_too_long_for_one_line_is_shown_whole_on_two_broken_at_its_words(logged_in_page, server):
+    page = logged_in_page
+    write_model(server.roots["checkpoints"] / "ponyDiffusionV6XL_v6.safetensors")
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("1 new", timeout=30_000)
+    page.locator("#search").fill("pony")
+    card = page.locator(".card", has_text="ponyDiffusionV6XL_v6")
+    expect(page.locator(".card")).to_have_count(1)
+    lines = card.locator(".card-name").evaluate(
+        """name => {
+            const words = [...name.childNodes].filter(node => node.nodeType === Node.TEXT_NODE);
+            const range = document.createRange();
+            const tops = words.map(word => {
+                range.selectNodeContents(word);
+                const rects = [...range.getClientRects()];
+                return rects.length === 1 ? Math.round(rects[0].top) : null;  // null: cut inside a word
+            });
+            return {tops, clipped: name.scrollHeight > name.clientHeight};
+        }"""
+    )
+    assert None not in lines["tops"], lines
+    assert len(set(lines["tops"])) == 2, lines
+    assert not lines["clipped"]
+
+
 def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     context = browser.new_context(viewport={"width": 390, "height": 800}, color_scheme="dark")
     page = context.new_page()
