@@ -24,6 +24,7 @@ SORTS = {
     "-modified": ("Recently modified", ("-modified_at", "pk")),
     "modified": ("Oldest modified", ("modified_at", "pk")),
     "-created": ("Recently added", ("-created_at", "pk")),
+    "created": ("First added", ("created_at", "pk")),
 }
 
 

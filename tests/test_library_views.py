@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,6 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from PIL import Image
 
 from models_app import selectors, services
@@ -117,6 +119,16 @@ def test_subfolder_filter_and_options(logged_in, scanned):
     response = logged_in.get("/?type=loras&folder=style")
     assert card_names(response) == ["pepper"]
     assert '<option value="style" selected>style</option>' in response.content.decode()
+
+
+def test_sort_by_when_added_both_ways(logged_in, scanned):
+    for days, name in enumerate(["gamma_xl", "pepper", "alpha_xl", "poses", "beta_xl"]):
+        ModelFile.objects.filter(name=name).update(created_at=timezone.now() - timedelta(days=days))
+    newest_first = ["gamma_xl", "pepper", "alpha_xl", "poses", "beta_xl"]
+    assert card_names(logged_in.get("/?sort=-created")) == newest_first
+    response = logged_in.get("/?sort=created")
+    assert card_names(response) == newest_first[::-1]
+    assert '<option value="created" selected>First added</option>' in response.content.decode()
 
 
 def test_sort_by_size(logged_in, scanned):
