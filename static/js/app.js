@@ -107,6 +107,20 @@
     if (search) { e.preventDefault(); search.focus(); search.select(); }
   });
 
+  // Arrow keys move between cards as in a file manager: Tab would walk through every card in turn.
+  // Up and down keep the column; the number of columns is how many cards share the first card's row.
+  document.addEventListener("keydown", function (e) {
+    const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: "up", ArrowDown: "down" }[e.key];
+    const card = step && !e.ctrlKey && !e.metaKey && !e.altKey && !e.shiftKey && document.activeElement;
+    if (!card || !card.matches || !card.matches("#grid > .card")) return;
+    const cards = Array.from(document.querySelectorAll("#grid > .card"));
+    const columns = cards.filter(function (c) { return c.offsetTop === cards[0].offsetTop; }).length;
+    const at = cards.indexOf(card) + (step === "up" ? -columns : step === "down" ? columns : step);
+    const next = cards[Math.max(0, Math.min(cards.length - 1, at))];
+    e.preventDefault();
+    if (next !== card && (step === "down" || at === cards.indexOf(next))) next.focus();
+  });
+
   // Drag and drop an image onto the preview form's drop zone.
   document.addEventListener("dragover", function (e) {
     const zone = e.target.closest && e.target.closest("[data-drop-zone]");

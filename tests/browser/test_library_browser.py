@@ -147,6 +147,34 @@ def test_a_name_too_long_for_one_line_is_shown_whole_on_two_broken_at_its_words(
     assert not lines["clipped"]
 
 
+def test_arrow_keys_move_between_cards_and_down_keeps_the_column(logged_in_page):
+    page = logged_in_page
+    page.set_viewport_size({"width": 520, "height": 800})  # three columns: the five models make two rows
+    cards = page.locator("#grid > .card")
+    expect(cards.nth(4)).to_be_visible()
+    boxes = [cards.nth(i).bounding_box() for i in range(5)]
+    columns = sum(1 for box in boxes if box["y"] == boxes[0]["y"])
+    assert 1 < columns < 5
+
+    def focused() -> str:
+        return page.evaluate("document.activeElement.id")
+
+    cards.first.focus()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowUp")
+    assert focused() == cards.first.get_attribute("id")  # nothing before the first card
+    page.keyboard.press("ArrowRight")
+    assert focused() == cards.nth(1).get_attribute("id")
+    page.keyboard.press("ArrowDown")
+    below = cards.nth(1 + columns)
+    assert focused() == below.get_attribute("id")
+    assert below.bounding_box()["x"] == boxes[1]["x"]
+    page.keyboard.press("ArrowUp")
+    assert focused() == cards.nth(1).get_attribute("id")
+    page.keyboard.press("Enter")
+    expect(page.locator("dialog[open]")).to_contain_text(cards.nth(1).inner_text().splitlines()[0])
+
+
 def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     context = browser.new_context(viewport={"width": 390, "height": 800}, color_scheme="dark")
     page = context.new_page()
