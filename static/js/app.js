@@ -166,6 +166,23 @@
     );
   });
 
+  // A preview that cannot be read (not an image, gone since the scan) shows the card's placeholder, not
+  // the browser's broken-image icon. An image may have failed before this script ran: look for those too.
+  function replaceBrokenPreview(img) {
+    if (img.tagName !== "IMG" || !img.hasAttribute("data-initials")) return;
+    const placeholder = document.createElement("div");
+    placeholder.className = "placeholder" + (img.closest(".detail-preview") ? " large" : "");
+    placeholder.dataset.type = img.dataset.type;
+    placeholder.append(document.createElement("span"), document.createElement("small"));
+    placeholder.firstChild.textContent = img.dataset.initials;
+    placeholder.lastChild.textContent = "preview unreadable";
+    img.replaceWith(placeholder);
+  }
+  document.addEventListener("error", function (e) { replaceBrokenPreview(e.target); }, true);
+  document.querySelectorAll("img[data-initials]").forEach(function (img) {
+    if (img.complete && img.naturalWidth === 0 && img.currentSrc) replaceBrokenPreview(img);
+  });
+
   // Video previews play while pointed at.
   document.addEventListener("mouseover", function (e) {
     const video = e.target.closest && e.target.closest(".card") && e.target.closest(".card").querySelector("video");

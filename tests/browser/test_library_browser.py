@@ -175,6 +175,23 @@ def test_arrow_keys_move_between_cards_and_down_keeps_the_column(logged_in_page)
     expect(page.locator("dialog[open]")).to_contain_text(cards.nth(1).inner_text().splitlines()[0])
 
 
+def test_a_preview_that_is_not_an_image_shows_the_placeholder_not_a_broken_image(logged_in_page, server):
+    page = logged_in_page
+    write_model(server.roots["loras"] / "scribble.safetensors")
+    (server.roots["loras"] / "scribble.png").write_text("not an image")
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("1 new", timeout=30_000)
+    page.locator("#search").fill("scribble")
+    card = page.locator("#grid > .card")
+    expect(card).to_have_count(1)
+    expect(card.locator(".placeholder")).to_contain_text("preview unreadable")
+    expect(card.locator("img")).to_have_count(0)
+    card.click()
+    preview = page.locator("dialog[open] .detail-preview")
+    expect(preview.locator(".placeholder.large")).to_contain_text("SC")
+    expect(preview.locator("img")).to_have_count(0)
+
+
 def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     context = browser.new_context(viewport={"width": 390, "height": 800}, color_scheme="dark")
     page = context.new_page()
