@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from mmsite.forms import ThrottledAdminLogin
 from mmsite.models import ApiToken, UserPreferences
+
+admin.site.login_form = ThrottledAdminLogin
 
 
 @admin.register(ApiToken)

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-from django import forms
 from django.contrib import auth
-from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,10 +12,12 @@ from django.views.decorators.http import require_POST
 from mmsite import setup as first_run
 from mmsite.api import api_error
 from mmsite.auth import is_api_request
+from mmsite.forms import AdminCreationForm, ThrottledLogin
 
 
 class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
+    authentication_form = ThrottledLogin
     redirect_authenticated_user = True
 
 
@@ -26,13 +25,6 @@ class LoginView(auth_views.LoginView):
 def logout_view(request: HttpRequest) -> HttpResponse:
     auth.logout(request)
     return redirect("login")
-
-
-class AdminCreationForm(UserCreationForm):
-    class Meta(UserCreationForm.Meta):
-        model = get_user_model()
-        fields = ("username",)
-        widgets = {"username": forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"})}
 
 
 @login_not_required

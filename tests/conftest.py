@@ -50,10 +50,11 @@ CHROMIUM_ARGS = [
 def _empty_cache():
     """Each test starts with an empty cache: the database is rolled back between tests, so the next
     test can bring the same library version with other rows behind it, and resolutions of links are
-    cached per link."""
-    from django.core.cache import cache
+    cached per link; and no failed login of another test counts against this one."""
+    from django.core.cache import caches
 
-    cache.clear()
+    for cache in caches.all():
+        cache.clear()
 
 
 @pytest.fixture

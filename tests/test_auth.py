@@ -56,6 +56,51 @@ def test_login_and_logout(client, user, db):
     assert client.get("/").status_code == 302
 
 
+def test_failed_logins_are_throttled_per_address_and_username(client, user, db, monkeypatch):
+    from mmsite import login_throttle
+
+    def log_in(password, address="10.0.0.5", username="ada", url="/accounts/login/"):
+        return client.post(url, {"username": username, "password": password}, REMOTE_ADDR=address)
+
+    for _ in range(login_throttle.MAX_FAILURES):
+        assert b"Please enter a correct username and password" in log_in("wrong").content
+    refused = log_in("a-long-test-password")  # the right password, refused all the same
+    assert refused.status_code == 200
+    assert (
+        "Too many failed logins as ada from this address. Try again in 15 minutes."
+        in refused.content.decode()
+    )
+    assert b"Too many failed logins" in log_in("a-long-test-password", url="/admin/login/").content
+    assert "_auth_user_id" not in client.session
+
+    assert log_in("a-long-test-password", address="10.0.0.6").status_code == 302  # another address
+    client.post("/accounts/logout/")
+    assert b"Please enter a correct" in log_in("wrong", username="grace").content  # another username
+
+    now = login_throttle.time.time()
+    monkeypatch.setattr(login_throttle.time, "time", lambda: now + 14 * 60)
+    assert "Try again in 1 minute." in log_in("a-long-test-password").content.decode()
+
+
+def test_a_successful_login_forgets_the_failures_before_it(client, user, db):
+    from mmsite import login_throttle
+
+    for _ in range(login_throttle.MAX_FAILURES - 1):
+        client.post("/accounts/login/", {"username": "ada", "password": "wrong"})
+    assert (
+        client.post("/accounts/login/", {"username": "ada", "password": "a-long-test-password"}).status_code
+        == 302
+    )
+    client.post("/accounts/logout/")
+    for _ in range(login_throttle.MAX_FAILURES - 1):
+        client.post("/accounts/login/", {"username": "ada", "password": "wrong"})
+    assert client.post("/accounts/login/", {"username": "ADA", "password": "wrong"}).status_code == 200
+    assert (
+        b"Too many failed logins"
+        in client.post("/accounts/login/", {"username": "ada", "password": "x"}).content
+    )
+
+
 def test_admin_needs_staff(logged_in):
     assert logged_in.get("/admin/").status_code == 302
 
