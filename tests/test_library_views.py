@@ -43,6 +43,7 @@ def test_the_library_shows_a_card_per_model_with_type_counts(logged_in, scanned)
     assert '<span>LoRAs</span><span class="count">2</span>' in html
     assert '<span>Checkpoints</span><span class="count">3</span>' in html
     assert "SDXL 1.0" in html and "Flux.1 D" in html
+    assert "{#" not in html and "#}" not in html  # a template comment left as text at the page's foot
 
 
 def test_a_card_name_may_break_only_at_its_word_boundaries(logged_in, model_roots):

@@ -52,9 +52,22 @@
 
   // A refresh of the library asks for as many cards as the grid shows: a user who scrolled down to the
   // model they renamed stays there.
+  // Its answer holds the filters as they were when it was asked: when the user has typed a search or
+  // picked a filter since, it would throw that away, so it is asked again with the filters of now.
   document.body.addEventListener("htmx:configRequest", function (e) {
     if (!e.detail.elt.hasAttribute("data-library-refresh")) return;
     e.detail.parameters.shown = document.querySelectorAll("#grid .card").length;
+  });
+  document.body.addEventListener("htmx:beforeSwap", function (e) {
+    const form = document.getElementById("filters");
+    const asked = e.detail.requestConfig;  // e.detail.elt is the target here, not the asking element
+    if (!form || !asked || !asked.elt.hasAttribute("data-library-refresh")) return;
+    const sent = asked.parameters;
+    const now = new FormData(form);
+    const changed = Array.from(now.keys()).some(function (name) { return String(sent[name] ?? "") !== now.get(name); });
+    if (!changed) return;
+    e.detail.shouldSwap = false;
+    htmx.trigger(document.body, "libraryChanged");
   });
 
   // Dialog content arrives by htmx; open it once it is in place.
@@ -183,9 +196,22 @@
     if (img.complete && img.naturalWidth === 0 && img.currentSrc) replaceBrokenPreview(img);
   });
 
-  // Video previews play while pointed at.
-  document.addEventListener("mouseover", function (e) {
-    const video = e.target.closest && e.target.closest(".card") && e.target.closest(".card").querySelector("video");
-    if (video && video.paused) video.play().catch(function () {});
-  });
+  // Video previews play while their card is pointed at or focused, and stop when it no longer is: a
+  // grid swept by the mouse would otherwise keep every video it crossed playing.
+  function cardVideo(target) {
+    const card = target && target.closest && target.closest(".card");
+    return card ? card.querySelector("video") : null;
+  }
+  function playOrPause(play) {
+    return function (e) {
+      const video = cardVideo(e.target);
+      if (!video || video === cardVideo(e.relatedTarget)) return;  // still within the same card
+      if (play && video.paused) video.play().catch(function () {});
+      if (!play) video.pause();
+    };
+  }
+  document.addEventListener("mouseover", playOrPause(true));
+  document.addEventListener("focusin", playOrPause(true));
+  document.addEventListener("mouseout", playOrPause(false));
+  document.addEventListener("focusout", playOrPause(false));
 })();

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import io
 import re
 
@@ -80,6 +81,32 @@ def test_a_search_typed_the_instant_the_grid_is_swapped_in_is_not_lost(logged_in
     expect(page).to_have_url(re.compile(r"q=dynamic"))
     expect(page.locator(".card")).to_have_count(1)
     assert card_names(page) == ["poses"]
+
+
+def test_a_search_typed_while_the_library_is_read_again_is_not_thrown_away(logged_in_page):
+    """A scan ends while the user types: the refresh it starts was asked before the search, and its
+    answer must not put the grid and the search box back as they were."""
+    page = logged_in_page
+    expect(page.locator(".card")).to_have_count(5)
+    held = []
+
+    def hold_the_first(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route(re.compile(r"refresh=1"), hold_the_first)
+    page.evaluate("htmx.trigger(document.body, 'libraryChanged')")
+    while not held:
+        page.wait_for_timeout(20)
+    page.locator("#search").fill("alpha")
+    expect(page.locator(".card")).to_have_count(1)
+    with page.expect_request(re.compile(r"refresh=1.*q=alpha|q=alpha.*refresh=1")):
+        held[0].continue_()  # the answer of before the search arrives now
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#search")).to_have_value("alpha")
+    assert card_names(page) == ["alpha_xl"]
 
 
 def test_a_search_is_kept_when_the_folder_type_changes(logged_in_page):
@@ -190,6 +217,49 @@ def test_a_preview_that_is_not_an_image_shows_the_placeholder_not_a_broken_image
     preview = page.locator("dialog[open] .detail-preview")
     expect(preview.locator(".placeholder.large")).to_contain_text("SC")
     expect(preview.locator("img")).to_have_count(0)
+
+
+RECORD_A_WEBM = """async () => {
+    // A real, playable video preview: one second of a canvas, recorded by the browser itself.
+    const canvas = Object.assign(document.createElement("canvas"), {width: 64, height: 80});
+    const context = canvas.getContext("2d");
+    const recorder = new MediaRecorder(canvas.captureStream(20), {mimeType: "video/webm"});
+    const chunks = [];
+    recorder.ondataavailable = (e) => chunks.push(e.data);
+    const done = new Promise((resolve) => (recorder.onstop = resolve));
+    recorder.start();
+    for (let frame = 0; frame < 20; frame++) {
+        context.fillStyle = `hsl(${frame * 18}, 70%, 50%)`;
+        context.fillRect(0, 0, 64, 80);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    recorder.stop();
+    await done;
+    const bytes = new Uint8Array(await new Blob(chunks).arrayBuffer());
+    return btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+}"""
+
+
+def test_a_video_preview_plays_only_while_its_card_is_pointed_at_or_focused(logged_in_page, server):
+    page = logged_in_page
+    write_model(server.roots["loras"] / "motion.safetensors")
+    (server.roots["loras"] / "motion.webm").write_bytes(base64.b64decode(page.evaluate(RECORD_A_WEBM)))
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("1 new", timeout=30_000)
+    page.locator("#search").fill("motion")
+    card = page.locator("#grid > .card")
+    expect(card).to_have_count(1)
+    playing = "() => !document.querySelector('#grid video').paused"
+    paused = "() => document.querySelector('#grid video').paused"
+    assert page.evaluate(paused)
+    card.hover()
+    page.wait_for_function(playing)
+    page.locator("#search").hover()
+    page.wait_for_function(paused)
+    card.focus()
+    page.wait_for_function(playing)
+    page.locator("#search").focus()
+    page.wait_for_function(paused)
 
 
 def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
