@@ -5,6 +5,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 def hash_token(token: str) -> str:
@@ -92,3 +93,19 @@ class WorkerTask(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_stopping(self) -> bool:
+        return self.status == TaskStatus.RUNNING and self.requested == "cancel"
+
+    def request_stop(self) -> bool:
+        """Cancels the task if it still waits (True), or asks its worker to stop it, which the worker
+        does between two files and then reports (False); nothing when it has ended. Reloads the row."""
+        model = type(self)
+        cancelled = model.objects.filter(pk=self.pk, status=TaskStatus.QUEUED).update(
+            status=TaskStatus.CANCELLED, finished_at=timezone.now()
+        )
+        if not cancelled:
+            model.objects.filter(pk=self.pk, status=TaskStatus.RUNNING).update(requested="cancel")
+        self.refresh_from_db()
+        return bool(cancelled)

@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
 from mmsite.worker import JobKind, TaskContext
@@ -40,6 +41,13 @@ def info_task_data(task: InfoTask) -> dict[str, object]:
 
 def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> str:
     return render_to_string("models_app/info_progress.html", {"info": task, "finished": finished})
+
+
+def stop_info(task: InfoTask) -> None:
+    """Stops the hashing or the lookups: at once when they have not started, else after the current
+    file's next chunk (run_info_task reports it)."""
+    if task.request_stop():
+        events.publish("complete_info_task", info_task_data(task), render_info_progress(task))
 
 
 def models_for(task: InfoTask) -> list[ModelFile]:
@@ -164,8 +172,12 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     except Stop:
         shutdown = ctx.requested() == "shutdown"
         task.status = TaskStatus.QUEUED if shutdown else TaskStatus.CANCELLED
+        task.finished_at = None if shutdown else timezone.now()
         InfoTask.objects.filter(pk=task.pk).update(
-            status=task.status, owner="", **{f: getattr(task, f) for f in fields}
+            status=task.status,
+            owner="",
+            finished_at=task.finished_at,
+            **{f: getattr(task, f) for f in fields},
         )
         ctx.publish("complete_info_task", info_task_data(task), render_info_progress(task))
         return

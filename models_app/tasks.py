@@ -8,6 +8,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import ACTIVE_STATUSES, TaskStatus
 from mmsite.worker import JobKind, TaskContext
@@ -39,6 +40,13 @@ def render_scan_progress(task: ScanTask | None, *, refresh_library: bool = False
     )
 
 
+def stop_scan(task: ScanTask) -> None:
+    """Stops the scan. One that has not started is over at once, and every open page hears so; a
+    running one stops between two files, keeping the rows it wrote (run_scan_task reports it)."""
+    if task.request_stop():
+        events.publish("complete_scan_task", scan_task_data(task), render_scan_progress(task))
+
+
 def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
     throttle = Throttle(settings.MM_PROGRESS_INTERVAL)
     fields = ["total", "processed", "added", "updated", "removed", "current_path"]
@@ -63,7 +71,9 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
         task.status = TaskStatus.QUEUED if shutdown else TaskStatus.CANCELLED
         task.finished_at = None if shutdown else timezone.now()
         ScanTask.objects.filter(pk=task.pk).update(status=task.status, owner="", finished_at=task.finished_at)
-        ctx.publish("complete_scan_task", scan_task_data(task), render_scan_progress(task))
+        # The models read before the stop are in the library now: a cancelled scan shows them too.
+        fragment = render_scan_progress(task, refresh_library=not shutdown)
+        ctx.publish("complete_scan_task", scan_task_data(task), fragment)
         return
     for name, value in asdict(result).items():
         if name in fields:

@@ -23,11 +23,13 @@ from django_htmx.http import push_url, trigger_client_event
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.headers import training_tags
+from models_app.info import stop_info
 from models_app.markdown import render_markdown
-from models_app.models import ModelFile, ScanMode, ScanTask, TrashItem
+from models_app.models import InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError, fetch_image
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
 from models_app.sidecars import read_json
+from models_app.tasks import stop_scan
 from models_app.thumbnails import ThumbnailError, get_thumbnail
 
 # Which partial of library.html a request's HX-Target asks for.
@@ -147,6 +149,13 @@ def scan_start(request: HttpRequest) -> HttpResponse:
             response, "Full rescan started." if scan.mode == ScanMode.FULL else "Scan started.", level="info"
         )
     return with_toast(response, "A scan is already running.", level="info")
+
+
+@require_POST
+def scan_stop(request: HttpRequest, scan_id: int) -> HttpResponse:
+    scan = get_object_or_404(ScanTask, pk=scan_id)
+    stop_scan(scan)
+    return render(request, "models_app/scan_progress.html", {"scan": scan})
 
 
 @require_POST
@@ -350,3 +359,10 @@ def info_start(request: HttpRequest) -> HttpResponse:
     response = render(request, "models_app/info_progress.html", {"info": task})
     what = "this model" if model_id else "every model without it"
     return with_toast(response, f"{task.get_mode_display()} for {what} queued.", level="info")
+
+
+@require_POST
+def info_stop(request: HttpRequest, info_id: int) -> HttpResponse:
+    info = get_object_or_404(InfoTask, pk=info_id)
+    stop_info(info)
+    return render(request, "models_app/info_progress.html", {"info": info})

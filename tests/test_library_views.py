@@ -17,7 +17,7 @@ from django.utils import timezone
 from PIL import Image
 
 from models_app import selectors, services
-from models_app.models import ModelFile, ScanTask
+from models_app.models import InfoTask, ModelFile, ScanTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from models_app.selectors import PAGE_SIZE
@@ -332,6 +332,43 @@ def test_scan_button_queues_one_scan_and_shows_progress(logged_in, scanned):
     assert "already running" in again["HX-Trigger"]
     assert ScanTask.objects.filter(status="queued").count() == 1
     assert logged_in.post(reverse("scan_start"), {"mode": "bogus"}).status_code == 400
+
+
+def test_a_scan_or_hashing_that_waits_stops_at_once_and_a_running_one_is_asked_to(logged_in, scanned):
+    queued = ScanTask.objects.create(mode="full")
+    html = logged_in.get("/").content.decode()
+    assert f'hx-post="{reverse("scan_stop", args=[queued.pk])}"' in html
+    response = logged_in.post(reverse("scan_stop", args=[queued.pk]), headers={"HX-Request": "true"})
+    assert "Last scan cancelled" in response.content.decode()
+    assert ScanTask.objects.get(pk=queued.pk).status == "cancelled"
+
+    running = ScanTask.objects.create(status="running", total=10, processed=3)
+    html = logged_in.post(reverse("scan_stop", args=[running.pk])).content.decode()
+    assert "Stopping…" in html and ">Stop</button>" not in html
+    assert ScanTask.objects.filter(pk=running.pk).values_list("status", "requested").get() == (
+        "running",
+        "cancel",
+    )
+
+    done = ScanTask.objects.create(status="done")
+    logged_in.post(reverse("scan_stop", args=[done.pk]))
+    assert ScanTask.objects.filter(pk=done.pk).values_list("status", "requested").get() == ("done", "")
+
+    hashing = InfoTask.objects.create(mode="hash", status="running", total=40, processed=12)
+    html = logged_in.get("/").content.decode()
+    assert f'hx-post="{reverse("info_stop", args=[hashing.pk])}"' in html
+    assert "Stopping…" in logged_in.post(reverse("info_stop", args=[hashing.pk])).content.decode()
+    InfoTask.objects.filter(pk=hashing.pk).update(status="cancelled")
+    assert "Compute hashes stopped after 12 of 40." in logged_in.get("/").content.decode()
+    assert logged_in.post(reverse("info_stop", args=[999999])).status_code == 404
+
+
+def test_stopping_needs_csrf(user, scanned):
+    task = ScanTask.objects.create()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post(reverse("scan_stop", args=[task.pk])).status_code == 403
+    assert ScanTask.objects.get(pk=task.pk).status == "queued"
 
 
 def test_pages_need_a_login(client, scanned):

@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from mmsite.worker import Worker, claim_rows, release_dead_local_rows
-from models_app.models import ScanTask
+from models_app.models import ModelFile, ScanTask
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,6 +96,23 @@ async def test_a_cancel_request_on_the_row_stops_the_scan(library, slow_scan):
         running.cancel()
     assert task.status == "cancelled"
     assert task.processed < 5
+
+
+async def test_the_stop_button_stops_a_running_scan_which_keeps_what_it_read(library, slow_scan, logged_in):
+    task = await sync_to_async(ScanTask.objects.create)(mode="full")
+    worker = Worker(poll_interval=0.05)
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.to_thread(slow_scan.wait, 5)
+        await asyncio.sleep(0.4)  # one model read
+        response = await sync_to_async(logged_in.post)(f"/library/scan/{task.pk}/stop/")
+        assert "Stopping…" in response.content.decode()
+        task = await wait_for_status(task.pk, {"cancelled", "done"})
+    finally:
+        await worker.stop()
+        running.cancel()
+    assert task.status == "cancelled"
+    assert 1 <= await sync_to_async(ModelFile.objects.count)() < 5
 
 
 async def test_stopping_the_worker_puts_a_running_scan_back_in_the_queue(library, slow_scan):
