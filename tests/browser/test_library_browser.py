@@ -280,6 +280,14 @@ def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     search.fill("no-such-model")
     expect(page.get_by_text("No models match")).to_be_visible()
     assert search.bounding_box()["y"] == top
+    # A model's dialog shows its whole preview and, below it, its fields on the first screen.
+    search.fill("pepper")
+    page.locator(".card", has_text="pepper").click()
+    dialog = page.locator("dialog[open]")
+    preview = dialog.locator(".detail-preview img").bounding_box()
+    assert round(preview["width"] / preview["height"], 2) == 0.8
+    expect(dialog.get_by_text("Size", exact=True)).to_be_in_viewport()
+    page.keyboard.press("Escape")
     # Every page fits the phone's width: the top bar's links scroll on their own, Log out stays in view.
     for link in ("Trash", "Settings"):
         page.goto(f"{server.url}/{link.lower()}/")
