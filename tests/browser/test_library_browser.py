@@ -343,3 +343,29 @@ def test_copying_works_over_plain_http_on_a_lan(browser, server):
     assert reader_page.evaluate("navigator.clipboard.readText()") == "brown hair"
     reader.close()
     context.close()
+
+
+def test_stop_ends_the_hashing_of_a_huge_file_at_once_and_nothing_half_read_is_kept(logged_in_page, server):
+    page = logged_in_page
+    # 32 GB that take no disk (a sparse file): its hashing, which starts by itself after the scan that
+    # finds it, would last 15 s or more; Stop ends it between two reads.
+    huge = write_model(server.roots["checkpoints"] / "colossus.safetensors")
+    with huge.open("r+b") as file:
+        file.truncate(32 << 30)
+    try:
+        page.get_by_role("button", name="Scan", exact=True).click()
+        expect(page.locator("#toasts")).to_contain_text("1 new", timeout=15_000)
+        progress = page.locator("#info-progress")
+        expect(progress).to_contain_text("Compute hashes: 0 / 1")
+        progress.get_by_role("button", name="Stop").click()
+        expect(progress).to_have_text("Compute hashes stopped after 0 of 1.", timeout=5_000)
+
+        page.reload()
+        expect(page.locator("#info-progress")).to_have_text("Compute hashes stopped after 0 of 1.")
+        page.fill("#search", "colossus")
+        page.locator(".card", has_text="colossus").click()
+        dialog = page.locator("dialog[open]")
+        expect(dialog).to_contain_text("32.0 GB")
+        expect(dialog.get_by_text("SHA256", exact=True)).to_have_count(0)
+    finally:
+        huge.unlink()
