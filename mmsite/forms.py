@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django import forms
@@ -8,13 +9,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from mmsite import login_throttle
+from mmsite.client_address import client_address
+
+logger = logging.getLogger("mm.auth")
 
 
 class ThrottledLogin(AuthenticationForm):
     """Refuses a login while its address and username have failed too often (login_throttle.py)."""
 
     def clean(self) -> dict[str, Any]:
-        address = self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+        address = client_address(self.request) if self.request else ""
         username = self.cleaned_data.get("username") or ""
         wait = login_throttle.seconds_refused(address, username)
         if wait:
@@ -28,6 +32,8 @@ class ThrottledLogin(AuthenticationForm):
             cleaned = super().clean()
         except forms.ValidationError as error:
             if error.code == "invalid_login":
+                # One line per failure, with the client's address: what fail2ban and the like read.
+                logger.warning("failed login as %r from %s", username, address)
                 login_throttle.record_failure(address, username)
             raise
         login_throttle.forget_failures(address, username)

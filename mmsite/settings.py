@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from mmsite.client_address import parse_trusted_proxies
 from mmsite.lan import default_allowed_hosts
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -48,6 +49,8 @@ ALLOWED_HOSTS = [
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("MM_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
+# Reverse proxies whose X-Forwarded-For tells the client's address (mmsite/client_address.py).
+MM_TRUSTED_PROXIES = parse_trusted_proxies(os.environ.get("MM_TRUSTED_PROXIES", ""))
 
 # Where the models are (DESIGN.md §4); read by models_app.roots.
 MM_COMFYUI_PATH = os.environ.get("MM_COMFYUI_PATH", "")

@@ -101,6 +101,82 @@ def test_a_successful_login_forgets_the_failures_before_it(client, user, db):
     )
 
 
+def test_behind_a_trusted_proxy_each_client_is_throttled_apart(client, user, db, settings, caplog):
+    """The proxy's own address would make one count of every client: anyone could lock ada out."""
+    from mmsite import login_throttle
+    from mmsite.client_address import parse_trusted_proxies
+
+    settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("127.0.0.1, 172.18.0.0/16")
+
+    def log_in(password, forwarded_for, proxy="172.18.0.3"):
+        return client.post(
+            "/accounts/login/",
+            {"username": "ada", "password": password},
+            REMOTE_ADDR=proxy,
+            HTTP_X_FORWARDED_FOR=forwarded_for,
+        )
+
+    # Each failure comes with an address made up by the attacker, left of the one the proxy wrote.
+    for i in range(login_throttle.MAX_FAILURES):
+        assert log_in("wrong", f"192.0.2.{i}, 203.0.113.9").status_code == 200
+    assert "failed login as 'ada' from 203.0.113.9" in caplog.text
+    assert b"Too many failed logins" in log_in("a-long-test-password", "203.0.113.9").content
+    # ada, at home behind the same proxy (through the outer proxy too), still gets in.
+    assert log_in("a-long-test-password", "198.51.100.7, 127.0.0.1").status_code == 302
+
+
+def test_a_forwarded_for_header_from_anyone_else_is_ignored(client, user, db, settings):
+    from mmsite import login_throttle
+    from mmsite.client_address import parse_trusted_proxies
+
+    settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("172.18.0.3")
+
+    def log_in(password, forwarded_for):
+        return client.post(
+            "/accounts/login/",
+            {"username": "ada", "password": password},
+            REMOTE_ADDR="10.0.0.5",
+            HTTP_X_FORWARDED_FOR=forwarded_for,
+        )
+
+    for i in range(login_throttle.MAX_FAILURES):
+        log_in("wrong", f"192.0.2.{i}")
+    assert b"Too many failed logins" in log_in("a-long-test-password", "192.0.2.99").content
+
+
+def test_the_trusted_proxies_setting_takes_addresses_and_networks_and_refuses_the_rest():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from mmsite.client_address import parse_trusted_proxies
+
+    assert [str(n) for n in parse_trusted_proxies(" 10.0.0.2 ,fd00::/8,, ")] == ["10.0.0.2/32", "fd00::/8"]
+    assert parse_trusted_proxies("") == ()
+    with pytest.raises(ImproperlyConfigured, match=r"'proxy\.lan' is neither an IP address nor a network"):
+        parse_trusted_proxies("10.0.0.2, proxy.lan")
+
+
+@pytest.mark.parametrize(
+    ("remote", "forwarded_for", "client"),
+    [
+        ("10.0.0.5", "192.0.2.1", "10.0.0.5"),  # not a proxy of ours: its header is anyone's
+        ("172.18.0.3", "", "172.18.0.3"),  # a request from the proxy's own machine
+        ("172.18.0.3", "192.0.2.1, 198.51.100.7", "198.51.100.7"),
+        ("172.18.0.3", "198.51.100.7:51234", "198.51.100.7"),  # with the client's port
+        ("172.18.0.3", "[2001:db8::7]:443, 172.18.0.9", "2001:db8::7"),
+        ("172.18.0.3", "172.18.0.8, 172.18.0.9", "172.18.0.8"),  # only proxies: the farthest
+        ("172.18.0.3", "198.51.100.7, unknown", "unknown"),  # what the proxy wrote, even if odd
+    ],
+)
+def test_the_client_address_is_read_from_the_right_of_a_trusted_proxys_header(
+    settings, rf, remote, forwarded_for, client
+):
+    from mmsite.client_address import client_address, parse_trusted_proxies
+
+    settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("172.18.0.0/16")
+    request = rf.get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded_for)
+    assert client_address(request) == client
+
+
 def test_admin_needs_staff(logged_in):
     assert logged_in.get("/admin/").status_code == 302
 

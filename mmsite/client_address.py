@@ -1,0 +1,66 @@
+"""The address of the client behind a request, seen through the reverse proxies the user trusts.
+
+Behind a proxy every request comes from the proxy's address, so the login throttle would count all
+clients as one, and anyone could lock a user out by failing on purpose. X-Forwarded-For says who the
+proxy served, but any client can send one too: it is read only when the request comes from a trusted
+proxy (MM_TRUSTED_PROXIES), and then from its right end, which the proxies wrote, skipping the trusted
+ones. The first address left is the client; whatever a client put further left is ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:  # the settings import this module: it stays light
+    from django.http import HttpRequest
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_trusted_proxies(value: str) -> tuple[Network, ...]:
+    """`10.0.0.2, 172.18.0.0/16, ::1` → the networks; a part that is neither is a setup error."""
+    networks = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"MM_TRUSTED_PROXIES: {part!r} is neither an IP address nor a network such as 10.0.0.0/8"
+            ) from None
+    return tuple(networks)
+
+
+def _address(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address of one X-Forwarded-For entry; some proxies add the port (`1.2.3.4:5678`, `[::1]:80`)."""
+    hop = hop.strip()
+    if hop.startswith("[") and "]" in hop:
+        hop = hop[1 : hop.index("]")]
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
+    try:
+        return ipaddress.ip_address(hop)
+    except ValueError:
+        return None
+
+
+def _is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+    return address is not None and any(address in network for network in settings.MM_TRUSTED_PROXIES)
+
+
+def client_address(request: HttpRequest) -> str:
+    """REMOTE_ADDR, or the client a trusted proxy says it forwarded."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    if not _is_trusted(_address(remote)):
+        return remote
+    hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if not _is_trusted(address):
+            # Not an address at all: the proxy wrote it, so it still tells this client from others.
+            return str(address) if address is not None else hop.strip()[:100]
+    # Every hop is a proxy of ours (or there is no header): the leftmost is the nearest to a client.
+    return str(_address(hops[0])) if hops else remote
