@@ -15,7 +15,8 @@ from downloads_app.sources import Resolution, SourceError
 from mmsite.preferences import preferences_set
 from mmsite.toasts import with_toast
 from models_app.markdown import sanitize_html
-from models_app.roots import get_roots
+from models_app.roots import get_roots, roots_sources
+from models_app.selectors import model_folders
 
 ACTIONS = {
     "pause": services.download_pause,
@@ -179,15 +180,20 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             error = str(exc)
         else:
             saved = service
-    context = {
-        "keys": selectors.api_keys(),
+    keys = selectors.api_keys()
+    context: dict[str, object] = {
+        "keys": keys,
         "services": ApiKey.Service.choices,
         "error": error,
         "saved": saved,
     }
-    template = "downloads_app/settings.html#keys" if request.htmx else "downloads_app/settings.html"  # type: ignore[attr-defined]
+    if request.htmx:  # type: ignore[attr-defined]
+        template = "downloads_app/settings.html#keys"
+    else:
+        template = "downloads_app/settings.html"
+        context |= {"folders": model_folders(), "folder_sources": roots_sources()}
     response = render(request, template, context)
     if saved:
         label = dict(ApiKey.Service.choices)[saved]
-        return with_toast(response, f"{label} key {'saved' if saved in context['keys'] else 'removed'}.")
+        return with_toast(response, f"{label} key {'saved' if saved in keys else 'removed'}.")
     return response

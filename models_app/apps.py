@@ -10,6 +10,7 @@ class ModelsAppConfig(AppConfig):
     def ready(self) -> None:
         from mmsite.events import STATE_RENDERERS
         from mmsite.worker import PERIODIC, register_job_kind
+        from models_app import checks  # noqa: F401  (registers them)
         from models_app.info import INFO_JOB, render_info_progress
         from models_app.selectors import latest_info, latest_scan
         from models_app.services import purge_old_trash

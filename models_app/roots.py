@@ -56,6 +56,10 @@ class UnknownRoot(LookupError):
     """A folder type or path index that is not configured."""
 
 
+class RootsConfigError(ValueError):
+    """The settings or a yaml file that say where the models are cannot be read; says which and why."""
+
+
 @dataclass(frozen=True)
 class ModelRoots:
     """Folder type → ordered list of absolute folders."""
@@ -142,7 +146,7 @@ def parse_extra_model_paths(text: str, yaml_dir: Path) -> list[tuple[str, Path, 
     """
     config = yaml.safe_load(text) or {}
     if not isinstance(config, dict):
-        raise ValueError("extra_model_paths.yaml must map section names to folder settings.")
+        raise ValueError("it must map section names to folder settings")
     entries: list[tuple[str, Path, bool]] = []
     for section in config.values():
         if not isinstance(section, dict):
@@ -172,25 +176,52 @@ def parse_model_roots_setting(value: str) -> list[tuple[str, Path]]:
             continue
         folder_type, sep, path = item.partition("=")
         if not sep or not folder_type.strip() or not path.strip():
-            raise ValueError(f"MM_MODEL_ROOTS entries look like type=path, not {item!r}.")
+            raise RootsConfigError(f"MM_MODEL_ROOTS entries look like type=path, not {item!r}.")
         entries.append((folder_type.strip(), Path(_expand(path.strip()))))
     return entries
 
 
+def comfyui_folder(comfyui_path: str) -> Path:
+    """The ComfyUI install that MM_COMFYUI_PATH names, as build_roots reads it."""
+    return Path(_expand(comfyui_path)).resolve()
+
+
+def _read_extra_model_paths(yaml_file: Path) -> list[tuple[str, Path, bool]]:
+    try:
+        return parse_extra_model_paths(yaml_file.read_text(encoding="utf-8"), yaml_file.resolve().parent)
+    except OSError as exc:
+        raise RootsConfigError(f"{yaml_file}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise RootsConfigError(f"{yaml_file}: is not UTF-8 text") from None
+    except yaml.MarkedYAMLError as exc:
+        where = f"line {exc.problem_mark.line + 1}: " if exc.problem_mark else ""
+        raise RootsConfigError(f"{yaml_file}: is not valid YAML ({where}{exc.problem})") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        raise RootsConfigError(f"{yaml_file}: {exc}") from None
+
+
+def _yaml_files(comfyui_path: str, extra_model_paths: str) -> list[Path]:
+    """The extra_model_paths.yaml files in the ComfyUI folder, then those of MM_EXTRA_MODEL_PATHS."""
+    found = sorted(comfyui_folder(comfyui_path).glob("extra_model_paths.y*ml")) if comfyui_path else []
+    return found + [Path(_expand(p)) for p in extra_model_paths.split(os.pathsep) if p.strip()]
+
+
+def roots_sources() -> list[str]:
+    """What get_roots read, in its order, for people checking why a folder is (not) there."""
+    sources = [f"ComfyUI at {comfyui_folder(settings.MM_COMFYUI_PATH)}"] if settings.MM_COMFYUI_PATH else []
+    sources += [str(f) for f in _yaml_files(settings.MM_COMFYUI_PATH, settings.MM_EXTRA_MODEL_PATHS)]
+    return sources + (["MM_MODEL_ROOTS"] if settings.MM_MODEL_ROOTS.strip() else [])
+
+
 def build_roots(*, comfyui_path: str = "", extra_model_paths: str = "", model_roots: str = "") -> ModelRoots:
     builder = _RootsBuilder()
-    yaml_files: list[Path] = []
     if comfyui_path:
-        comfy = Path(_expand(comfyui_path)).resolve()
+        comfy = comfyui_folder(comfyui_path)
         for folder_type, names in COMFYUI_DEFAULT_FOLDERS.items():
             for name in names:
                 builder.add(folder_type, comfy / "models" / name)
-        yaml_files += sorted(comfy.glob("extra_model_paths.y*ml"))
-    yaml_files += [Path(_expand(p)) for p in extra_model_paths.split(os.pathsep) if p.strip()]
-    for yaml_file in yaml_files:
-        for folder_type, path, is_default in parse_extra_model_paths(
-            yaml_file.read_text(encoding="utf-8"), yaml_file.resolve().parent
-        ):
+    for yaml_file in _yaml_files(comfyui_path, extra_model_paths):
+        for folder_type, path, is_default in _read_extra_model_paths(yaml_file):
             builder.add(folder_type, path, is_default=is_default)
     for folder_type, path in parse_model_roots_setting(model_roots):
         builder.add(folder_type, path)

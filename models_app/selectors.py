@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Q, QuerySet
@@ -203,6 +204,27 @@ def _with_configured_types(counts: dict[str, int]) -> list[tuple[str, int]]:
     """Every configured folder type (and any type still in the database) with its number of models."""
     types = get_roots().types() + sorted(set(counts) - set(get_roots().types()))
     return [(t, counts.get(t, 0)) for t in types]
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A configured folder, whether it is there now, and how many models the library knows in it."""
+
+    folder_type: str
+    path_index: int
+    path: Path
+    is_there: bool
+    models: int
+
+
+def model_folders() -> list[ModelFolder]:
+    counts = {
+        (t, i): n
+        for t, i, n in ModelFile.objects.order_by()
+        .values_list("folder_type", "path_index")
+        .annotate(n=Count("pk"))
+    }
+    return [ModelFolder(t, i, p, p.is_dir(), counts.get((t, i), 0)) for t, i, p in get_roots()]
 
 
 def sub_folders(folder_type: str) -> list[str]:

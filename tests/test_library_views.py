@@ -473,3 +473,30 @@ def test_the_model_page_still_opens_when_its_folder_is_no_longer_configured(logg
     response = logged_in.get(reverse("model_detail", args=["loras", 0, "poses.safetensors"]))
     assert response.status_code == 200
     assert "On disk" not in response.content.decode()
+
+
+def test_the_settings_page_lists_each_model_folder_with_the_models_known_there(
+    logged_in, scanned, settings, tmp_path
+):
+    settings.MM_MODEL_ROOTS += f";loras={tmp_path / 'nas' / 'loras'}"
+    html = logged_in.get(reverse("settings")).content.decode()
+    section = html.split('id="model-folders"')[1]
+    assert "What the scan reads, from MM_MODEL_ROOTS." in section
+    rows = [
+        tuple(" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in row)
+        for row in re.findall(
+            r'<th scope="row">(.*?)</th>\s*<td class="mono">(.*?)</td>\s*<td class="num">(.*?)</td>',
+            section,
+            re.S,
+        )
+    ]
+    assert rows == [
+        ("Checkpoints", str(scanned["checkpoints"]), "3"),
+        ("LoRAs", str(scanned["loras"]), "2"),
+        ("", f"{tmp_path / 'nas' / 'loras'} not there", "0"),
+    ]
+    assert '<a href="/?type=loras">2</a>' in section
+
+    settings.MM_MODEL_ROOTS = ""
+    html = logged_in.get(reverse("settings")).content.decode()
+    assert "No model folder is configured." in html.split('id="model-folders"')[1]

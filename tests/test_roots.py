@@ -6,6 +6,7 @@ import pytest
 
 from models_app.roots import (
     PathOutsideRoot,
+    RootsConfigError,
     UnknownRoot,
     build_roots,
     clean_relative_path,
@@ -111,6 +112,59 @@ def test_model_roots_setting_refuses_entries_without_a_type():
     assert parse_model_roots_setting("loras=/a; vae=/b ;") == [("loras", Path("/a")), ("vae", Path("/b"))]
     with pytest.raises(ValueError, match="type=path"):
         parse_model_roots_setting("/just/a/path")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"comfyui:\n  loras: [unclosed\n", "is not valid YAML (line 3: expected ',' or ']'"),
+        (b"- just\n- a list\n", "it must map section names to folder settings"),
+        (b"loras: \xff\xfe\n", "is not UTF-8 text"),
+        (None, "cannot be read: No such file or directory"),
+    ],
+)
+def test_an_unreadable_extra_model_paths_file_is_named_with_what_is_wrong(tmp_path, content, message):
+    extra = tmp_path / "extra_model_paths.yaml"
+    if content is not None:
+        extra.write_bytes(content)
+    with pytest.raises(RootsConfigError) as error:
+        build_roots(extra_model_paths=str(extra))
+    assert str(error.value).startswith(f"{extra}: {message}")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.django_db
+def test_a_broken_setting_stops_the_start_with_one_clear_line(settings, tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    (tmp_path / "extra.yaml").write_text("a: [unclosed\n")
+    settings.MM_EXTRA_MODEL_PATHS = str(tmp_path / "extra.yaml")
+    for command, options in (
+        ("check", {}),
+        ("serve", {"skip_checks": False}),
+        ("scan", {"skip_checks": False}),
+    ):
+        with pytest.raises(
+            SystemCheckError, match=r"models_app\.E001\) Where the models are cannot be read: "
+        ):
+            call_command(command, **options)
+    settings.MM_EXTRA_MODEL_PATHS = ""
+    settings.MM_MODEL_ROOTS = "/data/loras"
+    with pytest.raises(
+        SystemCheckError, match="MM_MODEL_ROOTS entries look like type=path, not '/data/loras'"
+    ):
+        call_command("check")
+
+
+@pytest.mark.django_db
+def test_a_comfyui_path_without_models_is_a_warning_only(settings, tmp_path):
+    from django.core import checks
+
+    settings.MM_COMFYUI_PATH = str(tmp_path / "ComfyUl")  # a typo
+    assert [(m.id, m.level) for m in checks.run_checks()] == [("models_app.W001", checks.WARNING)]
+    (tmp_path / "ComfyUl" / "models").mkdir(parents=True)
+    assert checks.run_checks() == []
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/../../x", "/etc/passwd", "", "..\\..\\x"])
