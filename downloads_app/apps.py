@@ -8,10 +8,14 @@ class DownloadsAppConfig(AppConfig):
     verbose_name = "Downloads"
 
     def ready(self) -> None:
+        from downloads_app.models import DownloadTask
         from downloads_app.selectors import unfinished_rows_fragment
         from downloads_app.tasks import DOWNLOAD_JOB
         from mmsite.events import STATE_RENDERERS
         from mmsite.worker import register_job_kind
+        from models_app.root_moves import ROOT_ADDRESSED, RootAddressed
 
         register_job_kind(DOWNLOAD_JOB)
         STATE_RENDERERS.append(unfinished_rows_fragment)
+        # A download resumes into its folder, not into whichever folder takes its old index.
+        ROOT_ADDRESSED.append(RootAddressed(DownloadTask))

@@ -83,6 +83,8 @@ class JobKind:
 JOB_KINDS: dict[str, JobKind] = {}
 # Housekeeping each worker runs now and then (emptying old trash): (function, interval in seconds).
 PERIODIC: list[tuple[Callable[[], object], float]] = []
+# What each worker runs as it starts, before it takes any task (moving rows to their folder's new index).
+AT_START: list[Callable[[], object]] = []
 
 
 def register_job_kind(kind: JobKind) -> None:
@@ -168,6 +170,11 @@ class Worker:
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         events.bind_loop(self.loop)
+        for func in AT_START:
+            try:
+                await self._in_thread(func)
+            except Exception:
+                logger.exception("%s failed", getattr(func, "__name__", func))
         helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeat())]
         helpers += [asyncio.create_task(self._every(func, interval)) for func, interval in PERIODIC]
         await self._in_thread(self._release_dead_local)

@@ -9,9 +9,11 @@ class ModelsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from mmsite.events import STATE_RENDERERS
-        from mmsite.worker import PERIODIC, register_job_kind
+        from mmsite.worker import AT_START, PERIODIC, register_job_kind
         from models_app import checks  # noqa: F401  (registers them)
         from models_app.info import INFO_JOB, render_info_progress
+        from models_app.root_moves import follow_moved_roots
+        from models_app.roots import get_roots
         from models_app.selectors import latest_info, latest_scan
         from models_app.services import purge_old_trash
         from models_app.tasks import SCAN_JOB, render_scan_progress
@@ -19,5 +21,6 @@ class ModelsAppConfig(AppConfig):
         register_job_kind(SCAN_JOB)
         register_job_kind(INFO_JOB)
         PERIODIC.append((purge_old_trash, 3600))
+        AT_START.append(lambda: follow_moved_roots(get_roots()))
         STATE_RENDERERS.append(lambda: render_scan_progress(latest_scan()))
         STATE_RENDERERS.append(lambda: render_info_progress(latest_info()))

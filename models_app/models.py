@@ -106,6 +106,23 @@ class LibraryVersion(models.Model):
         return cls.objects.filter(pk=1).values_list("token", flat=True).first() or ""
 
 
+class RootFolder(models.Model):
+    """A model folder as the last start configured it: root_moves.py moves rows along when one of them
+    gets another index."""
+
+    folder_type = models.CharField(max_length=64)
+    path_index = models.PositiveSmallIntegerField()
+    path = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["folder_type", "path_index"], name="unique_root_folder")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.folder_type}/{self.path_index}: {self.path}"
+
+
 class ScanMode(models.TextChoices):
     DIFF = "diff", "Changed files only"
     FULL = "full", "Everything"

@@ -29,6 +29,7 @@ from models_app.headers import (
 )
 from models_app.models import HashCache, LibraryVersion, ModelFile
 from models_app.read_ahead import ReadAhead, read_through, starts_are_cached
+from models_app.root_moves import follow_moved_roots
 from models_app.roots import ModelRoots
 from models_app.sidecars import (
     MAX_SIDECAR_BYTES,
@@ -322,6 +323,7 @@ class Scanner:
         self._sidecar_updates: list[tuple[int, dict[str, Any]]] = []
 
     def run(self) -> ScanProgress:
+        follow_moved_roots(self.roots)
         found, unreachable = self._find_models()
         self.progress.total = len(found)
         self.on_progress(self.progress)

@@ -125,3 +125,30 @@ async def test_stopping_the_worker_puts_a_running_scan_back_in_the_queue(library
     running.cancel()
     task = await sync_to_async(ScanTask.objects.get)(pk=task.pk)
     assert (task.status, task.owner) == ("queued", "")
+
+
+async def test_a_starting_worker_moves_rows_to_their_folders_new_index_before_any_task(
+    library, settings, tmp_path
+):
+    """A download waiting in the queue must resume into its folder, not the one that took its index."""
+    from models_app.roots import get_roots
+    from models_app.scanner import scan_folder
+
+    await sync_to_async(scan_folder)(get_roots())
+    (tmp_path / "in_front").mkdir()
+    settings.MM_MODEL_ROOTS = f"loras={tmp_path / 'in_front'};" + settings.MM_MODEL_ROOTS
+    lora_indexes = sync_to_async(
+        lambda: set(ModelFile.objects.filter(folder_type="loras").values_list("path_index", flat=True))
+    )
+    worker = Worker(poll_interval=0.05)
+    running = asyncio.create_task(worker.run())
+    try:
+        for _ in range(100):
+            if await lora_indexes() == {1}:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        running.cancel()
+    assert await lora_indexes() == {1}
+    assert not await sync_to_async(ScanTask.objects.exists)()
