@@ -171,10 +171,7 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         events.bind_loop(self.loop)
         for func in AT_START:
-            try:
-                await self._in_thread(func)
-            except Exception:
-                logger.exception("%s failed", getattr(func, "__name__", func))
+            await self._run_logged(func)
         helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeat())]
         helpers += [asyncio.create_task(self._every(func, interval)) for func, interval in PERIODIC]
         await self._in_thread(self._release_dead_local)
@@ -264,12 +261,16 @@ class Worker:
                 logger.warning("worker lost its channel layer; polling only for 5 s", exc_info=True)
                 await asyncio.sleep(5)
 
+    async def _run_logged(self, func: Callable[[], object]) -> None:
+        """Runs housekeeping whose failure is logged and never stops the worker."""
+        try:
+            await self._in_thread(func)
+        except Exception:
+            logger.exception("%s failed", getattr(func, "__name__", func))
+
     async def _every(self, func: Callable[[], object], interval: float) -> None:
         while True:
-            try:
-                await self._in_thread(func)
-            except Exception:
-                logger.exception("%s failed", getattr(func, "__name__", func))
+            await self._run_logged(func)
             await asyncio.sleep(interval)
 
     async def _heartbeat(self) -> None:
