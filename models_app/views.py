@@ -57,9 +57,11 @@ def library(request: HttpRequest) -> HttpResponse:
     if partial != CARDS_PARTIAL:
         # A search as you type or the next page of cards shows neither the side bar nor the menus.
         menus = selectors.library_menus(query.folder_type)
+        types, empty_types = menus.types_split(query.folder_type)
         context |= {
             "total_models": sum(count for _, count in menus.type_counts),
-            "types": menus.type_counts,
+            "types": types,
+            "empty_types": empty_types,
             "sub_folders": menus.sub_folders,
             "base_models": menus.base_models,
             "labels": menus.labels,

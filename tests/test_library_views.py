@@ -46,6 +46,29 @@ def test_the_library_shows_a_card_per_model_with_type_counts(logged_in, scanned)
     assert "{#" not in html and "#}" not in html  # a template comment left as text at the page's foot
 
 
+def test_empty_folder_types_fold_under_one_disclosure_but_the_open_one_stays(
+    logged_in, scanned, settings, tmp_path
+):
+    settings.MM_MODEL_ROOTS += f";vae={tmp_path / 'vae'};embeddings={tmp_path / 'embeddings'}"
+
+    def sidebar(url: str) -> tuple[str, str]:
+        html = (
+            logged_in.get(url).content.decode().split('<nav aria-label="Folder types"')[1].split("</nav>")[0]
+        )
+        shown, _, folded = html.partition('<details class="empty-types">')
+        return shown, folded
+
+    shown, folded = sidebar("/")
+    assert "<span>LoRAs</span>" in shown and "<span>Checkpoints</span>" in shown
+    assert "<summary>2 empty types</summary>" in folded
+    assert "<span>VAE</span>" in folded and "<span>Embeddings</span>" in folded
+    assert "<span>VAE</span>" not in shown
+
+    shown, folded = sidebar("/?type=vae")
+    assert 'aria-current="page" class="dim">\n        <span>VAE</span>' in shown
+    assert "<summary>1 empty type</summary>" in folded and "<span>Embeddings</span>" in folded
+
+
 def test_a_card_name_may_break_only_at_its_word_boundaries(logged_in, model_roots):
     for name in ("juggernautXL_v9Rundiffusionphoto2", "a&b<i>"):
         write_model(model_roots["checkpoints"] / f"{name}.safetensors")

@@ -22,13 +22,26 @@
   }
   if (toastBox) new MutationObserver(raiseToasts).observe(toastBox, { childList: true });
 
-  // On a phone the main links scroll sideways: bring the current page's link into view.
-  const current = document.querySelector(".topnav [aria-current]");
-  const topnav = current && current.parentElement;
-  if (topnav) {
-    const hidden = current.getBoundingClientRect().right - topnav.getBoundingClientRect().right;
-    if (hidden > 0) topnav.scrollLeft += hidden + 8;
+  // On a phone the main links and the folder types scroll sideways: bring the current one into view.
+  // The folder types are drawn afresh with each choice, scrolled back to their start.
+  function revealCurrent(row) {
+    const current = row && row.querySelector("[aria-current]");
+    if (!current) return;
+    // The row's end fades out over its right padding: past that the link reads clearly.
+    const visibleEnd = row.getBoundingClientRect().right - parseFloat(getComputedStyle(row).paddingRight);
+    const hidden = current.getBoundingClientRect().right - visibleEnd;
+    if (hidden > 0) row.scrollLeft += hidden + 8;
   }
+  revealCurrent(document.querySelector(".topnav"));
+  let typesRow = null;
+  function revealCurrentType() {
+    const row = document.querySelector(".types");
+    if (row === typesRow) return;
+    typesRow = row;
+    revealCurrent(row);
+  }
+  revealCurrentType();
+  document.body.addEventListener("htmx:afterSettle", revealCurrentType);
 
   // Toasts fade out by CSS; remove them once the animation ends.
   document.addEventListener("animationend", function (e) {

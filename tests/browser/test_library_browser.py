@@ -298,6 +298,18 @@ def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     context.close()
 
 
+def test_on_a_narrow_phone_the_chosen_folder_type_stays_in_view_in_the_sideways_row(logged_in_page):
+    page = logged_in_page
+    page.set_viewport_size({"width": 320, "height": 700})
+    loras = type_link(page, "LoRAs")
+    loras.click()  # Playwright scrolls the row to reach it; the row is drawn afresh with the answer
+    expect(loras).to_have_attribute("aria-current", "page")
+    expect(page.locator(".card", has_text="pepper")).to_be_visible()
+    expect(loras).to_be_in_viewport(ratio=1)
+    page.reload()
+    expect(loras).to_be_in_viewport(ratio=1)
+
+
 def test_a_click_on_a_tag_copies_it_and_the_toast_shows_above_the_dialog(logged_in_page, server):
     page = logged_in_page
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
