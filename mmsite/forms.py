@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
 from mmsite import login_throttle
-from mmsite.client_address import client_address
+from mmsite.proxies import client_address
 
 logger = logging.getLogger("mm.auth")
 

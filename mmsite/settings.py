@@ -7,8 +7,8 @@ import secrets
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from mmsite.client_address import parse_trusted_proxies
 from mmsite.lan import default_allowed_hosts
+from mmsite.proxies import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -49,8 +49,10 @@ ALLOWED_HOSTS = [
 CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("MM_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
-# Reverse proxies whose X-Forwarded-For tells the client's address (mmsite/client_address.py).
+# Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (mmsite/proxies.py: its
+# middleware drops the latter from anyone else before Django reads it here).
 MM_TRUSTED_PROXIES = parse_trusted_proxies(os.environ.get("MM_TRUSTED_PROXIES", ""))
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # Where the models are (DESIGN.md §4); read by models_app.roots.
 MM_COMFYUI_PATH = os.environ.get("MM_COMFYUI_PATH", "")
@@ -84,6 +86,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "mmsite.proxies.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

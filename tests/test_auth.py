@@ -104,7 +104,7 @@ def test_a_successful_login_forgets_the_failures_before_it(client, user, db):
 def test_behind_a_trusted_proxy_each_client_is_throttled_apart(client, user, db, settings, caplog):
     """The proxy's own address would make one count of every client: anyone could lock ada out."""
     from mmsite import login_throttle
-    from mmsite.client_address import parse_trusted_proxies
+    from mmsite.proxies import parse_trusted_proxies
 
     settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("127.0.0.1, 172.18.0.0/16")
 
@@ -127,7 +127,7 @@ def test_behind_a_trusted_proxy_each_client_is_throttled_apart(client, user, db,
 
 def test_a_forwarded_for_header_from_anyone_else_is_ignored(client, user, db, settings):
     from mmsite import login_throttle
-    from mmsite.client_address import parse_trusted_proxies
+    from mmsite.proxies import parse_trusted_proxies
 
     settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("172.18.0.3")
 
@@ -144,10 +144,54 @@ def test_a_forwarded_for_header_from_anyone_else_is_ignored(client, user, db, se
     assert b"Too many failed logins" in log_in("a-long-test-password", "192.0.2.99").content
 
 
+def log_in_over_tls(user_agent, remote, proto="https"):
+    """Log in from a page served at https://testserver, the way a browser behind a TLS proxy does."""
+    from django.test import Client
+
+    client = Client(
+        enforce_csrf_checks=True, REMOTE_ADDR=remote, HTTP_HOST="testserver", HTTP_X_FORWARDED_PROTO=proto
+    )
+    page = client.get("/accounts/login/")
+    token = page.context["csrf_token"]
+    response = client.post(
+        "/accounts/login/",
+        {"username": "ada", "password": "a-long-test-password", "csrfmiddlewaretoken": str(token)},
+        HTTP_ORIGIN="https://testserver",
+        HTTP_USER_AGENT=user_agent,
+    )
+    return page, response
+
+
+def test_behind_a_trusted_tls_proxy_forms_pass_the_csrf_check_and_cookies_are_secure(user, db, settings):
+    from mmsite.proxies import parse_trusted_proxies
+
+    settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("172.18.0.3")
+    page, response = log_in_over_tls("firefox", "172.18.0.3")
+    assert page.cookies["csrftoken"]["secure"] is True
+    assert response.status_code == 302  # logged in, with no MM_CSRF_TRUSTED_ORIGINS
+    assert response.cookies["sessionid"]["secure"] is True
+
+
+def test_a_forwarded_proto_header_from_anyone_else_is_ignored(user, db, settings):
+    from mmsite.proxies import parse_trusted_proxies
+
+    settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("172.18.0.3")
+    page, response = log_in_over_tls("curl", "10.0.0.5")
+    assert page.cookies["csrftoken"]["secure"] == ""
+    assert response.status_code == 403  # the page's https origin is not this plain-HTTP server's
+    assert "sessionid" not in response.cookies
+
+
+def test_over_plain_http_cookies_are_not_marked_secure(client, user, db):
+    response = client.post("/accounts/login/", {"username": "ada", "password": "a-long-test-password"})
+    assert response.status_code == 302
+    assert response.cookies["sessionid"]["secure"] == ""
+
+
 def test_the_trusted_proxies_setting_takes_addresses_and_networks_and_refuses_the_rest():
     from django.core.exceptions import ImproperlyConfigured
 
-    from mmsite.client_address import parse_trusted_proxies
+    from mmsite.proxies import parse_trusted_proxies
 
     assert [str(n) for n in parse_trusted_proxies(" 10.0.0.2 ,fd00::/8,, ")] == ["10.0.0.2/32", "fd00::/8"]
     assert parse_trusted_proxies("") == ()
@@ -170,7 +214,7 @@ def test_the_trusted_proxies_setting_takes_addresses_and_networks_and_refuses_th
 def test_the_client_address_is_read_from_the_right_of_a_trusted_proxys_header(
     settings, rf, remote, forwarded_for, client
 ):
-    from mmsite.client_address import client_address, parse_trusted_proxies
+    from mmsite.proxies import client_address, parse_trusted_proxies
 
     settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("172.18.0.0/16")
     request = rf.get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded_for)

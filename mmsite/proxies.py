@@ -1,22 +1,27 @@
-"""The address of the client behind a request, seen through the reverse proxies the user trusts.
+"""What the reverse proxies the user trusts (MM_TRUSTED_PROXIES) say about the client behind a request.
 
 Behind a proxy every request comes from the proxy's address, so the login throttle would count all
 clients as one, and anyone could lock a user out by failing on purpose. X-Forwarded-For says who the
 proxy served, but any client can send one too: it is read only when the request comes from a trusted
-proxy (MM_TRUSTED_PROXIES), and then from its right end, which the proxies wrote, skipping the trusted
-ones. The first address left is the client; whatever a client put further left is ignored.
+proxy, and then from its right end, which the proxies wrote, skipping the trusted ones. The first
+address left is the client; whatever a client put further left is ignored.
+
+X-Forwarded-Proto says whether the browser spoke HTTPS to the proxy. Django's CSRF check compares the
+page's origin, https://…, with the scheme it sees, so without it every form behind a TLS proxy failed
+unless the user listed the origin by hand. It too is believed only from a trusted proxy.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:  # the settings import this module: it stays light
-    from django.http import HttpRequest
+    from django.http import HttpRequest, HttpResponse
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -51,10 +56,14 @@ def _is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -
     return address is not None and any(address in network for network in settings.MM_TRUSTED_PROXIES)
 
 
+def _from_trusted_proxy(request: HttpRequest) -> bool:
+    return _is_trusted(_address(request.META.get("REMOTE_ADDR", "")))
+
+
 def client_address(request: HttpRequest) -> str:
     """REMOTE_ADDR, or the client a trusted proxy says it forwarded."""
     remote = request.META.get("REMOTE_ADDR", "")
-    if not _is_trusted(_address(remote)):
+    if not _from_trusted_proxy(request):
         return remote
     hops = [hop for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
     for hop in reversed(hops):
@@ -64,3 +73,21 @@ def client_address(request: HttpRequest) -> str:
             return str(address) if address is not None else hop.strip()[:100]
     # Every hop is a proxy of ours (or there is no header): the leftmost is the nearest to a client.
     return str(_address(hops[0])) if hops else remote
+
+
+class TrustedProxyMiddleware:
+    """First in the chain: X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER) from anyone but a trusted proxy is
+    dropped before Django reads it. Cookies set on a request that came over HTTPS are marked Secure;
+    over plain HTTP on a LAN they cannot be, or no browser would send them back."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not _from_trusted_proxy(request):
+            request.META.pop("HTTP_X_FORWARDED_PROTO", None)
+        response = self.get_response(request)
+        if request.is_secure():
+            for cookie in response.cookies.values():
+                cookie["secure"] = True
+        return response
