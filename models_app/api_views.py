@@ -6,14 +6,16 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.multipartparser import MultiPartParser
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
 from mmsite.api import ApiError, api_ok, api_view, json_body, refuse_nul
 from models_app import selectors, services
-from models_app.models import ModelFile
+from models_app.info import info_task_data, stop_info
+from models_app.models import InfoTask, ModelFile, ScanTask
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
 from models_app.roots import get_roots
-from models_app.tasks import scan_task_data
+from models_app.tasks import scan_task_data, stop_scan
 
 
 def preview_url(model: ModelFile) -> str | None:
@@ -183,6 +185,30 @@ def fetch(request: HttpRequest) -> HttpResponse:
                 ).pk
             )
     task = services.info_start(mode="fetch", model_ids=ids)
-    from models_app.info import info_task_data
-
     return api_ok(info_task_data(task), status=202)
+
+
+def _stop_wanted(request: HttpRequest) -> bool:
+    """GET reads a job, `PUT {"status": "stop"}` stops it, as downloads are paused."""
+    if request.method == "GET":
+        return False
+    if json_body(request).get("status") != "stop":
+        raise ApiError('status must be "stop".')
+    return True
+
+
+@api_view("GET", "PUT")
+def scan_task(request: HttpRequest, task_id: int) -> HttpResponse:
+    """A scan's state, for a script that missed its last event on /ws/events/ (they are sent once)."""
+    task = get_object_or_404(ScanTask, pk=task_id)
+    if _stop_wanted(request):
+        stop_scan(task)  # the rows it wrote stay
+    return api_ok(scan_task_data(task))
+
+
+@api_view("GET", "PUT")
+def fetch_task(request: HttpRequest, task_id: int) -> HttpResponse:
+    task = get_object_or_404(InfoTask, pk=task_id)
+    if _stop_wanted(request):
+        stop_info(task)
+    return api_ok(info_task_data(task))

@@ -35,4 +35,6 @@ api_urlpatterns = [
     path(f"preview/{MODEL}", api_views.preview, name="api_preview"),
     path("model-info/scan", api_views.scan, name="api_scan"),
     path("model-info/fetch", api_views.fetch, name="api_fetch"),
+    path("model-info/scan/<int:task_id>", api_views.scan_task, name="api_scan_task"),
+    path("model-info/fetch/<int:task_id>", api_views.fetch_task, name="api_fetch_task"),
 ]

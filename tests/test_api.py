@@ -81,6 +81,25 @@ def test_scan_starts_once_and_returns_its_id(logged_in, scanned):
     assert again.json()["data"]["taskId"] == task.pk
 
 
+@pytest.mark.parametrize("job", ["scan", "fetch"])
+def test_a_script_reads_a_jobs_state_by_its_id_and_can_stop_it(logged_in, scanned, job):
+    body = {"mode": "full"} if job == "scan" else {"models": "all"}
+    started = logged_in.post(f"/model-manager/model-info/{job}", body, content_type="application/json")
+    url = f"/model-manager/model-info/{job}/{started.json()['data']['taskId']}"
+    state = logged_in.get(url).json()
+    assert state["success"] is True
+    assert (state["data"]["status"], state["data"]["processed"]) == ("queued", 0)
+
+    refused = logged_in.put(url, {"status": "pause"}, content_type="application/json")
+    assert (refused.status_code, refused.json()["error"]) == (400, 'status must be "stop".')
+    stopped = logged_in.put(url, {"status": "stop"}, content_type="application/json")
+    assert stopped.json()["data"]["status"] == "cancelled"
+    assert logged_in.get(url).json()["data"]["status"] == "cancelled"
+
+    unknown = logged_in.get(f"/model-manager/model-info/{job}/999999")
+    assert (unknown.status_code, unknown.json()["success"]) == (404, False)
+
+
 def test_scan_refuses_bad_input(logged_in, db):
     bad_mode = logged_in.post(
         "/model-manager/model-info/scan", {"mode": "x"}, content_type="application/json"
@@ -110,6 +129,7 @@ def test_anonymous_api_calls_get_401_json_not_a_login_page(client, scanned):
         ("get", "/model-manager/models/loras"),
         ("get", "/model-manager/model/loras/0/poses.safetensors"),
         ("post", "/model-manager/model-info/scan"),
+        ("get", "/model-manager/model-info/scan/1"),
     ):
         response = getattr(client, method)(url)
         assert response.status_code == 401, url

@@ -285,7 +285,7 @@ def test_the_model_dialog_shows_fields_metadata_and_sidecars(logged_in, scanned)
     full_page = logged_in.get(url)
     assert "<html" in full_page.content.decode()
     one_key = logged_in.get(reverse("model_detail", args=["checkpoints", 0, "alpha_xl.safetensors"]))
-    assert "safetensors metadata <span class=\"muted small\">(1 key)</span>" in one_key.content.decode()
+    assert 'safetensors metadata <span class="muted small">(1 key)</span>' in one_key.content.decode()
 
 
 def test_the_dialog_of_a_civitai_model_links_to_it(logged_in, scanned):
