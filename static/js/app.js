@@ -101,7 +101,7 @@
     neighbourOfRemoved = next && next.matches(".card") ? next : previous && previous.matches(".card") ? previous : null;
   });
   document.addEventListener("close", function (e) {
-    if (e.target.tagName !== "DIALOG") return;
+    if (e.target.id !== "dialog") return;  // the one htmx fills; the others keep their content
     // The browser gives the focus back to the card that opened the dialog; when the grid was drawn
     // again meanwhile (a rename), that card is gone, and the same model's new card takes it instead.
     const detail = e.target.querySelector(".model-detail");
@@ -115,22 +115,22 @@
     e.target.replaceChildren();
   }, true);
 
-  // "n" opens the new-download dialog on the downloads page.
+  // One-key shortcuts ("/" search, "n" new download, "?" this list): the element that declares the key
+  // (aria-keyshortcuts) is focused when it is a text box, else clicked. Never while typing or in a dialog.
   document.addEventListener("keydown", function (e) {
-    if (e.key !== "n" || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key.length !== 1 || e.ctrlKey || e.metaKey || e.altKey) return;
     const tag = (document.activeElement && document.activeElement.tagName) || "";
     if (/INPUT|TEXTAREA|SELECT/.test(tag) || document.querySelector("dialog[open]")) return;
-    const button = document.querySelector("[aria-keyshortcuts='n']");
-    if (button) { e.preventDefault(); button.click(); }
+    const target = document.querySelector('[aria-keyshortcuts="' + CSS.escape(e.key) + '"]');
+    if (!target) return;
+    e.preventDefault();
+    if (target.matches("input")) { target.focus(); target.select(); } else target.click();
   });
 
-  // "/" focuses the search box, as on most sites with one.
-  document.addEventListener("keydown", function (e) {
-    if (e.key !== "/" || e.ctrlKey || e.metaKey || e.altKey) return;
-    const tag = (document.activeElement && document.activeElement.tagName) || "";
-    if (/INPUT|TEXTAREA|SELECT/.test(tag) || document.querySelector("dialog[open]")) return;
-    const search = document.getElementById("search");
-    if (search) { e.preventDefault(); search.focus(); search.select(); }
+  document.addEventListener("click", function (e) {
+    const opener = e.target.closest && e.target.closest("[data-opens]");
+    const dialog = opener && document.getElementById(opener.dataset.opens);
+    if (dialog) dialog.showModal();
   });
 
   // Arrow keys move between cards as in a file manager: Tab would walk through every card in turn.

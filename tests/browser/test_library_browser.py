@@ -61,6 +61,29 @@ def test_browse_filter_search_and_open_a_model(logged_in_page, server):
     expect(page.locator("dialog[open]")).to_have_count(0)
 
 
+def test_question_mark_lists_the_keyboard_shortcuts_and_n_starts_a_download(logged_in_page, server):
+    page = logged_in_page
+    expect(page.locator(".card").first).to_be_visible()
+    page.keyboard.press("?")
+    shortcuts = page.get_by_role("dialog", name="Keyboard shortcuts")
+    expect(shortcuts).to_be_visible()
+    expect(shortcuts.get_by_role("row", name="/ Search the library")).to_be_visible()
+    page.keyboard.press("/")  # no shortcut reaches the page under an open dialog
+    expect(page.locator("#search")).not_to_be_focused()
+    page.keyboard.press("Escape")
+    expect(shortcuts).to_be_hidden()
+    # Opened again, from its button in the top bar, it still lists them all.
+    page.get_by_role("button", name="Keyboard shortcuts").click()
+    expect(shortcuts.get_by_role("row")).to_have_count(6)
+    page.keyboard.press("Escape")
+
+    page.goto(server.url + "/downloads/")
+    page.keyboard.press("n")
+    expect(page.get_by_role("textbox", name="Link")).to_be_focused()
+    page.keyboard.type("n")  # typed into the box, not another dialog
+    expect(page.get_by_role("textbox", name="Link")).to_have_value("n")
+
+
 def test_a_search_typed_the_instant_the_grid_is_swapped_in_is_not_lost(logged_in_page):
     page = logged_in_page
     expect(page.locator(".card")).to_have_count(5)
