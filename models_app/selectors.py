@@ -182,8 +182,11 @@ class LibraryMenus:
     def types_split(self, active: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """The types that hold models (and the one open), then the empty ones: a ComfyUI folder brings
         nineteen types, and most people fill a handful."""
-        shown = [(kind, count) for kind, count in self.type_counts if count or kind == active]
-        return shown, [(kind, count) for kind, count in self.type_counts if not (count or kind == active)]
+        shown: list[tuple[str, int]] = []
+        empty: list[tuple[str, int]] = []
+        for kind, count in self.type_counts:
+            (shown if count or kind == active else empty).append((kind, count))
+        return shown, empty
 
 
 MENUS_CACHE_SECONDS = 24 * 3600
