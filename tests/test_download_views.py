@@ -34,6 +34,20 @@ def test_step_one_refuses_what_is_not_a_link(logged_in, services_at_upstream):
     assert "That is not a link" in response.content.decode()
 
 
+def test_a_missing_key_links_to_the_settings_where_it_is_added(logged_in, services_at_upstream):
+    up = services_at_upstream
+    settings_link = f'in <a href="{reverse("settings")}#api-keys">Settings</a>'
+    html = choose(logged_in, f"{up.hf_url}/gated-org/gated-model").content.decode()
+    assert f"add a Hugging Face token {settings_link}, and accept" in html
+    DownloadTask.objects.create(
+        platform="civitai", source_url="https://civitai.com/models/5001", download_url="https://civitai.com/api/download/models/5",
+        folder_type="loras", filename="members.safetensors", status="failed",
+        error="This model needs a Civitai API key: add one in Settings. <b>not markup</b>",
+    )  # fmt: skip
+    html = logged_in.get(reverse("downloads")).content.decode()
+    assert f"add one {settings_link}. &lt;b&gt;not markup&lt;/b&gt;" in html
+
+
 def test_step_two_offers_versions_files_and_the_suggested_folder(logged_in, services_at_upstream):
     up = services_at_upstream
     html = choose(logged_in, f"{up.civitai_url}/models/4201").content.decode()

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from django import template
+from django.urls import reverse
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
@@ -21,3 +24,11 @@ def duration(seconds: int | None) -> str:
 @register.filter
 def get_item(mapping: dict[str, object], key: str) -> object:
     return mapping.get(key)
+
+
+@register.filter
+def link_settings(message: str) -> SafeString:
+    """An upstream error ("… add one in Settings.") with Settings linked to the API keys, where it is fixed."""
+    link = format_html('in <a href="{}#api-keys">Settings</a>', reverse("settings"))
+    # Safe: the message is escaped before the link goes in.
+    return mark_safe(conditional_escape(message).replace("in Settings", link))
