@@ -70,12 +70,14 @@ def test_empty_folder_types_fold_under_one_disclosure_but_the_open_one_stays(
 
 
 def test_a_card_name_may_break_only_at_its_word_boundaries(logged_in, model_roots):
-    for name in ("juggernautXL_v9Rundiffusionphoto2", "a&b<i>"):
+    for name in ("juggernautXL_v9Rundiffusionphoto2", "a&b<i>", "animagine-xl-3.1", "sd_xl_base_1.0.refiner"):
         write_model(model_roots["checkpoints"] / f"{name}.safetensors")
     scan_folder(get_roots())
     html = logged_in.get("/").content.decode()
     assert '<div class="card-name">a&amp;b&lt;i&gt;</div>' in html
     assert '<div class="card-name">juggernaut<wbr>XL_<wbr>v9<wbr>Rundiffusionphoto2</div>' in html
+    assert '<div class="card-name">animagine-<wbr>xl-<wbr>3.1</div>' in html
+    assert '<div class="card-name">sd_<wbr>xl_<wbr>base_<wbr>1.0.<wbr>refiner</div>' in html
 
 
 def test_filter_by_type_renders_the_library_partial(logged_in, scanned):

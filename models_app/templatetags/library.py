@@ -36,8 +36,9 @@ def type_label(folder_type: str) -> str:
     return TYPE_LABELS.get(folder_type, folder_type.replace("_", " ").capitalize())
 
 
-# After a separator, or between a lower-case letter or digit and a capital: juggernaut|XL_|v9|Rundiffusion.
-_NAME_BREAKS = re.compile(r"(?<=[_\-.])(?=.)|(?<=[a-z0-9])(?=[A-Z])")
+# After a separator, or between a lower-case letter or digit and a capital: juggernaut|XL_|v9|Rundiffusion;
+# never inside a version number (animagine-|xl-|3.1).
+_NAME_BREAKS = re.compile(r"(?<=[_\-])(?=.)|(?<=\.)(?=\D)|(?<=[a-z0-9])(?=[A-Z])")
 
 
 @register.filter
