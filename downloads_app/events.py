@@ -8,6 +8,7 @@ from django.template.loader import render_to_string
 
 from downloads_app.models import DownloadTask
 from mmsite.events import publish
+from mmsite.toasts import toast_fragment
 
 
 def task_data(task: DownloadTask) -> dict[str, Any]:
@@ -34,15 +35,12 @@ def publish_task(task: DownloadTask, event: str) -> None:
     fragment = render_task_row(
         task, oob="afterbegin:#download-tasks" if event == "create_download_task" else ""
     )
+    toast = ""
     if event == "complete_download_task":
-        fragment += render_to_string(
-            "downloads_app/toast.html", {"level": "success", "message": f"Downloaded {task.filename}."}
-        )
+        toast = toast_fragment(f"Downloaded {task.filename}.")
     elif event == "error_download_task":
-        fragment += render_to_string(
-            "downloads_app/toast.html", {"level": "error", "message": f"{task.filename}: {task.error}"}
-        )
-    publish(event, task_data(task), fragment)
+        toast = toast_fragment(f"{task.filename}: {task.error}", level="error")
+    publish(event, task_data(task), fragment, topic="downloads", toast=toast)
 
 
 def publish_deleted(task_id: int) -> None:
@@ -50,4 +48,5 @@ def publish_deleted(task_id: int) -> None:
         "delete_download_task",
         {"taskId": task_id},
         f'<div id="download-task-{task_id}" hx-swap-oob="delete"></div>',
+        topic="downloads",
     )

@@ -19,24 +19,46 @@ from channels.layers import get_channel_layer
 logger = logging.getLogger("mm.events")
 
 EVENTS_GROUP = "mm-events"
+# Every page hears the toasts; the fragments of a live topic ("scan", "downloads", …) go only to the
+# pages that show it, so a page never receives rows it has no place for.
 UI_GROUP = "mm-ui"
 
-# Each app registers a function that renders its live fragments as they are now; a page whose socket
-# (re)connects gets them first, so a missed progress message never leaves it stale.
-STATE_RENDERERS: list[Callable[[], str]] = []
+# Each app registers, per topic, a function that renders its live fragments as they are now; a page
+# whose socket (re)connects gets them first, so a missed progress message never leaves it stale.
+STATE_RENDERERS: dict[str, list[Callable[[], str]]] = {}
 
 
-def current_state_fragments() -> str:
-    return "".join(render() for render in STATE_RENDERERS)
+def ui_topic_group(topic: str) -> str:
+    return f"{UI_GROUP}.{topic}"
 
 
-async def publish_async(event: str, data: dict[str, Any], fragment: str = "") -> None:
+def add_state_renderer(topic: str, render: Callable[[], str]) -> None:
+    STATE_RENDERERS.setdefault(topic, []).append(render)
+
+
+def live_topics(asked: str | None) -> list[str]:
+    """The known topics among those a page asks for (comma-separated); every topic when it asks none."""
+    if asked is None:
+        return list(STATE_RENDERERS)
+    return [topic for topic in asked.split(",") if topic in STATE_RENDERERS]
+
+
+def current_state_fragments(topics: list[str]) -> str:
+    return "".join(render() for topic in topics for render in STATE_RENDERERS[topic])
+
+
+async def publish_async(
+    event: str, data: dict[str, Any], fragment: str = "", *, topic: str = "", toast: str = ""
+) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     await layer.group_send(EVENTS_GROUP, {"type": "event.message", "event": event, "data": data})
     if fragment:
-        await layer.group_send(UI_GROUP, {"type": "ui.fragment", "html": fragment})
+        group = ui_topic_group(topic) if topic else UI_GROUP
+        await layer.group_send(group, {"type": "ui.fragment", "html": fragment})
+    if toast:
+        await layer.group_send(UI_GROUP, {"type": "ui.fragment", "html": toast})
 
 
 _layer_loop: asyncio.AbstractEventLoop | None = None
@@ -48,7 +70,7 @@ def bind_loop(loop: asyncio.AbstractEventLoop) -> None:
     _layer_loop = loop
 
 
-def run_on_layer_loop(func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+def run_on_layer_loop(func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, **kwargs: Any) -> None:
     """Runs a layer call from synchronous code on the loop that owns the layer.
 
     From another thread (a worker job, a request thread) it is handed over and waited for; on the loop
@@ -61,17 +83,20 @@ def run_on_layer_loop(func: Callable[..., Coroutine[Any, Any, Any]], *args: Any)
         except RuntimeError:
             running = None
         if running is loop:
-            loop.create_task(func(*args))
+            loop.create_task(func(*args, **kwargs))
             return
-        asyncio.run_coroutine_threadsafe(func(*args), loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(func(*args, **kwargs), loop).result(timeout=10)
         return
-    async_to_sync(func)(*args)
+    async_to_sync(func)(*args, **kwargs)
 
 
-def publish(event: str, data: dict[str, Any], fragment: str = "") -> None:
-    """Sends an event (and its fragment) from synchronous code; a lost event never breaks the sender."""
+def publish(
+    event: str, data: dict[str, Any], fragment: str = "", *, topic: str = "", toast: str = ""
+) -> None:
+    """Sends an event (its fragment to the pages showing `topic`, its toast to every page) from
+    synchronous code; a lost event never breaks the sender."""
     try:
-        run_on_layer_loop(publish_async, event, data, fragment)
+        run_on_layer_loop(publish_async, event, data, fragment, topic=topic, toast=toast)
     except Exception:
         logger.exception("could not publish %s", event)
 

@@ -42,16 +42,13 @@ def heartbeat_timeout() -> timedelta:
 
 
 class TaskContext:
-    """What a running job may do besides its own work: publish events and see stop requests."""
+    """What a running job may ask of its worker besides its own work: whether to stop."""
 
     def __init__(self, task: WorkerTask, worker: Worker) -> None:
         self.task = task
         self.worker = worker
         self._checked_at = 0.0
         self._requested = ""
-
-    def publish(self, event: str, data: dict[str, Any], fragment: str = "") -> None:
-        events.publish(event, data, fragment)
 
     def requested(self) -> str:
         """'' to go on, else 'pause', 'cancel' or 'shutdown'. Reads the row at most every 0.5 s."""

@@ -8,7 +8,7 @@ class ModelsAppConfig(AppConfig):
     verbose_name = "Model library"
 
     def ready(self) -> None:
-        from mmsite.events import STATE_RENDERERS
+        from mmsite.events import add_state_renderer
         from mmsite.worker import AT_START, PERIODIC, register_job_kind
         from models_app import checks  # noqa: F401  (registers them)
         from models_app.info import INFO_JOB, render_info_progress
@@ -22,5 +22,5 @@ class ModelsAppConfig(AppConfig):
         register_job_kind(INFO_JOB)
         PERIODIC.append((purge_old_trash, 3600))
         AT_START.append(lambda: follow_moved_roots(get_roots()))
-        STATE_RENDERERS.append(lambda: render_scan_progress(latest_scan()))
-        STATE_RENDERERS.append(lambda: render_info_progress(latest_info()))
+        add_state_renderer("scan", lambda: render_scan_progress(latest_scan()))
+        add_state_renderer("info", lambda: render_info_progress(latest_info()))

@@ -16,6 +16,7 @@ from django.utils import timezone
 from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
+from mmsite.toasts import toast_fragment
 from mmsite.worker import JobKind, TaskContext
 from models_app import services
 from models_app.hashing import HashStopped, file_sha256, hash_key
@@ -43,11 +44,28 @@ def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> st
     return render_to_string("models_app/info_progress.html", {"info": task, "finished": finished})
 
 
+def info_toast(task: InfoTask) -> str:
+    found = (
+        f": {task.found} found on Civitai, {task.missing} not on Civitai"
+        if task.mode == InfoMode.FETCH
+        else ""
+    )
+    return toast_fragment(f"{task.get_mode_display()} done{found}.")
+
+
+def publish_info(event: str, task: InfoTask, *, finished: bool = False) -> None:
+    """The job's event; its progress to the pages that show it and, once it is done, a toast for every page."""
+    progress = render_info_progress(task, finished=finished)
+    events.publish(
+        event, info_task_data(task), progress, topic="info", toast=info_toast(task) if finished else ""
+    )
+
+
 def stop_info(task: InfoTask) -> None:
     """Stops the hashing or the lookups: at once when they have not started, else after the current
     file's next chunk (run_info_task reports it)."""
     if task.request_stop():
-        events.publish("complete_info_task", info_task_data(task), render_info_progress(task))
+        publish_info("complete_info_task", task)
 
 
 def models_for(task: InfoTask) -> list[ModelFile]:
@@ -139,7 +157,7 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     def report(force: bool = False) -> None:
         if throttle.ready(force=force):
             InfoTask.objects.filter(pk=task.pk).update(**{f: getattr(task, f) for f in fields})
-            ctx.publish("update_info_task", info_task_data(task), render_info_progress(task))
+            publish_info("update_info_task", task)
 
     def should_stop() -> bool:
         return ctx.requested() in {"cancel", "shutdown"}
@@ -179,12 +197,12 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
             finished_at=task.finished_at,
             **{f: getattr(task, f) for f in fields},
         )
-        ctx.publish("complete_info_task", info_task_data(task), render_info_progress(task))
+        publish_info("complete_info_task", task)
         return
     task.status, task.current, task.finished_at = TaskStatus.DONE, "", timezone.now()
     task.error = "\n".join(errors[:20])
     task.save(update_fields=[*fields, "status", "finished_at", "error"])
-    ctx.publish("complete_info_task", info_task_data(task), render_info_progress(task, finished=True))
+    publish_info("complete_info_task", task, finished=True)
 
 
 INFO_JOB = JobKind(name="info", model=InfoTask, run=run_info_task, capacity=lambda: 1)

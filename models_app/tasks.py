@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.conf import settings
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import ACTIVE_STATUSES, TaskStatus
+from mmsite.toasts import toast_fragment
 from mmsite.worker import JobKind, TaskContext
 from models_app.models import InfoMode, InfoTask, ModelFile, ScanMode, ScanTask
 from models_app.roots import get_roots
@@ -40,11 +42,29 @@ def render_scan_progress(task: ScanTask | None, *, refresh_library: bool = False
     )
 
 
+def scan_toast(task: ScanTask) -> str:
+    if task.status != TaskStatus.DONE:
+        return toast_fragment(f"Scan {task.get_status_display().lower()}.", level="info")
+    new = f", {intcomma(task.added)} new" if task.added else ""
+    return toast_fragment(
+        f"Scan finished: {intcomma(task.total)} model{'' if task.total == 1 else 's'}{new}."
+    )
+
+
+def publish_scan(event: str, task: ScanTask, *, ended: bool = False) -> None:
+    """The scan's event; its progress to the pages that show it and, once it has ended with models
+    to show, the library's refresh and a toast for every page."""
+    progress = render_scan_progress(task, refresh_library=ended)
+    events.publish(
+        event, scan_task_data(task), progress, topic="scan", toast=scan_toast(task) if ended else ""
+    )
+
+
 def stop_scan(task: ScanTask) -> None:
     """Stops the scan. One that has not started is over at once, and every open page hears so; a
     running one stops between two files, keeping the rows it wrote (run_scan_task reports it)."""
     if task.request_stop():
-        events.publish("complete_scan_task", scan_task_data(task), render_scan_progress(task))
+        publish_scan("complete_scan_task", task)
 
 
 def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
@@ -59,11 +79,11 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
             for name in fields:
                 setattr(task, name, getattr(progress, name))
             ScanTask.objects.filter(pk=task.pk).update(**{name: getattr(task, name) for name in fields})
-            ctx.publish("update_scan_task", scan_task_data(task), render_scan_progress(task))
+            publish_scan("update_scan_task", task)
 
     task.started_at = timezone.now()
     ScanTask.objects.filter(pk=task.pk).update(started_at=task.started_at)
-    ctx.publish("update_scan_task", scan_task_data(task), render_scan_progress(task))
+    publish_scan("update_scan_task", task)
     try:
         result = scan_folder(get_roots(), full=task.mode == ScanMode.FULL, on_progress=on_progress)
     except ScanStopped as stop:
@@ -72,8 +92,7 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
         task.finished_at = None if shutdown else timezone.now()
         ScanTask.objects.filter(pk=task.pk).update(status=task.status, owner="", finished_at=task.finished_at)
         # The models read before the stop are in the library now: a cancelled scan shows them too.
-        fragment = render_scan_progress(task, refresh_library=not shutdown)
-        ctx.publish("complete_scan_task", scan_task_data(task), fragment)
+        publish_scan("complete_scan_task", task, ended=not shutdown)
         return
     for name, value in asdict(result).items():
         if name in fields:
@@ -83,7 +102,7 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
     task.error = result.error_report()
     task.kept = [list(place) for place in result.kept]
     task.save(update_fields=[*fields, "status", "finished_at", "error", "kept"])
-    ctx.publish("complete_scan_task", scan_task_data(task), render_scan_progress(task, refresh_library=True))
+    publish_scan("complete_scan_task", task, ended=True)
     hash_missing()
 
 

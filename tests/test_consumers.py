@@ -49,14 +49,23 @@ async def test_a_socket_from_another_origin_is_refused(user):
     assert connected is False
 
 
+async def received_fragments(communicator) -> list[str]:
+    fragments = []
+    while not await communicator.receive_nothing(timeout=0.2):
+        fragments.append(await communicator.receive_from())
+    return fragments
+
+
 async def test_scan_events_reach_the_events_socket_and_fragments_the_ui_socket(user, library):
     headers = await sync_to_async(session_headers)(user)
     events = WebsocketCommunicator(application, "/ws/events/", headers=headers)
-    ui = WebsocketCommunicator(application, "/ws/ui/", headers=headers)
-    assert (await events.connect())[0]
-    assert (await ui.connect())[0]
-    first = await ui.receive_from()
+    library_page = WebsocketCommunicator(application, "/ws/ui/?live=scan,info", headers=headers)
+    downloads_page = WebsocketCommunicator(application, "/ws/ui/?live=downloads", headers=headers)
+    for socket in (events, library_page, downloads_page):
+        assert (await socket.connect())[0]
+    first = await library_page.receive_from()
     assert first.startswith('<div id="scan-progress"')  # the current state, sent on connect
+    assert '<div id="info-progress"' in first
 
     task, _ = await sync_to_async(scan_start)(mode="full")
     worker = Worker(poll_interval=0.1)
@@ -71,16 +80,17 @@ async def test_scan_events_reach_the_events_socket_and_fragments_the_ui_socket(u
     done = received[-1]["data"]
     assert (done["status"], done["total"], done["added"], done["progress"]) == ("done", 5, 5, 100)
 
-    fragments = []
-    while not await ui.receive_nothing(timeout=0.2):
-        fragments.append(await ui.receive_from())
+    fragments = await received_fragments(library_page)
     assert any('id="scan-progress"' in f and "<progress" in f for f in fragments)
-    finished = [f for f in fragments if "Scan finished" in f]
-    assert len(finished) == 1
-    assert "Scan finished: 5 models, 5 new." in finished[0]
-    assert 'hx-trigger="load"' in finished[0]  # the grid reloads itself
-    await events.disconnect()
-    await ui.disconnect()
+    assert any('id="scan-progress"' in f and 'hx-trigger="load"' in f for f in fragments)  # the grid reloads
+    toast = '<div hx-swap-oob="beforeend:#toasts"><div class="toast success" role="status">Scan finished: 5 models, 5 new.'
+    assert sum(f.startswith(toast) for f in fragments) == 1
+    # The downloads page has no place for the scan's progress (htmx would log an error for each):
+    # it hears only the toast.
+    elsewhere = await received_fragments(downloads_page)
+    assert len(elsewhere) == 1 and elsewhere[0].startswith(toast)
+    for socket in (events, library_page, downloads_page):
+        await socket.disconnect()
     assert (await sync_to_async(ScanTask.objects.get)(pk=task.pk)).status == "done"
 
 
@@ -95,10 +105,17 @@ async def test_a_reconnecting_page_gets_every_unfinished_download_at_once(user, 
         platform="civitai", source_url="https://civitai.com/models/1", download_url="https://civitai.com/api/download/models/3",
         folder_type="loras", filename="old.safetensors", status="done",
     )  # fmt: skip
-    ui = WebsocketCommunicator(application, "/ws/ui/", headers=await sync_to_async(session_headers)(user))
+    headers = await sync_to_async(session_headers)(user)
+    ui = WebsocketCommunicator(application, "/ws/ui/?live=downloads", headers=headers)
     assert (await ui.connect())[0]
     state = await ui.receive_from()
     assert f'id="download-task-{running.pk}"' in state
     assert '<progress max="100" value="30"' in state
     assert "old.safetensors" not in state
+    assert "scan-progress" not in state
     await ui.disconnect()
+    # A page with no live part (Settings) gets no state, and an unknown topic is ignored.
+    quiet = WebsocketCommunicator(application, "/ws/ui/?live=nonsense", headers=headers)
+    assert (await quiet.connect())[0]
+    assert await quiet.receive_nothing(timeout=0.3)
+    await quiet.disconnect()

@@ -109,11 +109,19 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+# What htmx logs when a fragment has no place on the page or cannot be swapped in; a refused request
+# (a 4xx a test provokes on purpose) is the page's business and is not listed.
+HTMX_FAULTS = ("htmx:oobErrorNoTarget", "htmx:targetError", "htmx:swapError", "htmx:onLoadError")
+
+
 @pytest.fixture
 def page(browser, server, request):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.set_default_timeout(10_000)
+    faults: list[str] = []
+    page.on("pageerror", lambda error: faults.append(f"uncaught {error}"))
+    page.on("console", lambda message: faults.extend(f for f in HTMX_FAULTS if f in message.text))
     yield page
     if getattr(request.node, "failed_call", False):
         ARTIFACTS.mkdir(exist_ok=True)
@@ -121,6 +129,8 @@ def page(browser, server, request):
         page.screenshot(path=shot, full_page=True)
         print(f"\nscreenshot of the failure: {shot}")
     context.close()
+    # Every test also proves its pages ran without a script error or a fragment lost on the way.
+    assert not faults, faults
 
 
 @pytest.fixture
