@@ -16,6 +16,7 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import pluralize
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url, trigger_client_event
@@ -45,7 +46,12 @@ PUSHED_PARTIALS = {"library", "grid"}
 
 @require_GET
 def library(request: HttpRequest) -> HttpResponse:
-    query = selectors.LibraryQuery.from_params(request.GET.dict())
+    return _library(request, selectors.LibraryQuery.from_params(request.GET.dict()))
+
+
+def _library(
+    request: HttpRequest, query: selectors.LibraryQuery, *, open_model: ModelFile | None = None
+) -> HttpResponse:
     partial = LIBRARY_PARTIALS.get(request.htmx.target or "") if request.htmx else None  # type: ignore[attr-defined]
     context = {
         "page": selectors.library_page(query),
@@ -67,6 +73,16 @@ def library(request: HttpRequest) -> HttpResponse:
             "labels": menus.labels,
             "sorts": {key: label for key, (label, _) in selectors.SORTS.items()},
             "info": selectors.latest_info(),
+        }
+    if open_model is not None:
+        # Drawn with the page, its dialog open; closing it leaves the address of the library behind.
+        params = urlencode(query.params())
+        context |= {
+            "open_model": open_model,
+            "dialog_html": render_to_string(
+                "models_app/model_detail.html#dialog", _detail_context(open_model), request
+            ),
+            "dialog_close_url": reverse("library") + (f"?{params}" if params else ""),
         }
     template = "models_app/" + (partial or "library.html")
     response = render(request, template, context)
@@ -92,7 +108,10 @@ def model_detail(request: HttpRequest, folder_type: str, path_index: int, relati
     model = _model_or_404(folder_type, path_index, relative_path)
     if request.htmx:  # type: ignore[attr-defined]
         return _dialog(request, model)
-    return render(request, "models_app/model_detail.html", _detail_context(model))
+    # A model's own address (a card opened in a new tab, a shared link) is the library showing that
+    # model's card, its dialog open: every action of the dialog then works as it does from the card.
+    query = selectors.LibraryQuery.from_params({"type": model.folder_type, "q": model.name})
+    return _library(request, query, open_model=model)
 
 
 def _sidecar_path(model: ModelFile, name: str):  # type: ignore[no-untyped-def]

@@ -284,8 +284,14 @@ def test_the_model_dialog_shows_fields_metadata_and_sidecars(logged_in, scanned)
     training = html.split("<h3>Training tags")[1].split("</section>")[0]
     assert '<button type="button" class="chip" data-copy="1girl" title="In 96 captions">' in training
     assert training.index('data-copy="1girl"') < training.index('data-copy="brown hair"')
-    full_page = logged_in.get(url)
-    assert "<html" in full_page.content.decode()
+    # Its own address (a card opened in a new tab) is the library, showing that card, with the dialog in it.
+    response = logged_in.get(url)
+    assert card_names(response) == ["pepper"]
+    full_page = response.content.decode()
+    assert "<title>pepper · Library · Model Manager</title>" in full_page
+    dialog = full_page.split('<dialog id="dialog"')[1].split("</dialog>")[0]
+    assert dialog.startswith(' class="dialog" aria-label="Model details" data-close-url="/?type=loras&amp;q=pepper">')
+    assert 'id="model-detail-' in dialog and "Witch girl with a cat." in dialog
     one_key = logged_in.get(reverse("model_detail", args=["checkpoints", 0, "alpha_xl.safetensors"]))
     assert 'safetensors metadata <span class="muted small">(1 key)</span>' in one_key.content.decode()
 

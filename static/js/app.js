@@ -83,7 +83,10 @@
     htmx.trigger(document.body, "libraryChanged");
   });
 
-  // Dialog content arrives by htmx; open it once it is in place.
+  // Dialog content arrives by htmx; open it once it is in place. A model's own address brings it with
+  // the page.
+  const pageDialog = document.getElementById("dialog");
+  if (pageDialog && pageDialog.children.length) { pageDialog.showModal(); raiseToasts(); }
   document.body.addEventListener("htmx:afterSwap", function (e) {
     const target = e.detail.target;
     if (target && target.tagName === "DIALOG" && !target.open) { target.showModal(); raiseToasts(); }
@@ -102,6 +105,11 @@
   });
   document.addEventListener("close", function (e) {
     if (e.target.id !== "dialog") return;  // the one htmx fills; the others keep their content
+    // Closed, the model's own address gives way to the library's that shows behind it.
+    if (e.target.dataset.closeUrl) {
+      history.replaceState(history.state, "", e.target.dataset.closeUrl);
+      delete e.target.dataset.closeUrl;
+    }
     // The browser gives the focus back to the card that opened the dialog; when the grid was drawn
     // again meanwhile (a rename), that card is gone, and the same model's new card takes it instead.
     const detail = e.target.querySelector(".model-detail");

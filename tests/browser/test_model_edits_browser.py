@@ -146,3 +146,25 @@ def test_a_rename_deep_down_the_grid_keeps_the_users_place(logged_in_page, serve
     expect(page.locator(".card", has_text="n120b")).to_be_in_viewport()
     # The card drawn again takes the focus back from the closed dialog: Tab goes on from there.
     expect(page.locator(".card", has_text="n120b")).to_be_focused()
+
+
+def test_a_models_own_address_opens_the_library_with_its_dialog(logged_in_page, server):
+    page = logged_in_page
+    page.goto(server.url + "/model/checkpoints/0/beta_xl.safetensors")
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading", name="beta_xl")).to_be_visible()
+    expect(page).to_have_title("beta_xl · Library · Model Manager")
+    expect(page.locator("#grid .card-name")).to_have_text(["beta_xl"])
+    # Its buttons work as they do from the card.
+    dialog.get_by_role("button", name="Edit description").click()
+    expect(dialog.get_by_label("Markdown")).to_be_focused()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog.get_by_role("button", name="Close")).to_be_visible()
+    # Closed, it leaves the library behind, at the library's address, on the model's card.
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    expect(page).to_have_url(server.url + "/?type=checkpoints&q=beta_xl")
+    expect(page.locator(".card", has_text="beta_xl")).to_be_focused()
+    page.reload()
+    expect(page.locator("#grid .card")).to_have_count(1)
+    expect(page.locator("dialog[open]")).to_have_count(0)
