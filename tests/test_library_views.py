@@ -471,6 +471,7 @@ def test_duplicates_page_groups_copies_with_the_same_sha256(logged_in, scanned):
     ModelFile.objects.filter(name__in=["alpha_xl", "beta_xl"]).update(sha256="ab" * 32)
     html = logged_in.get(reverse("duplicates")).content.decode()
     assert "2 copies" in html and "alpha_xl.safetensors" in html and "beta_xl.safetensors" in html
+    assert f'href="{reverse("model_detail", args=["checkpoints", 0, "beta_xl.safetensors"])}"' in html
     assert "gamma_xl" not in html
     ModelFile.objects.filter(name="beta_xl").update(size=12345)  # a sidecar's hash, not the file's
     assert "No duplicates found" in logged_in.get(reverse("duplicates")).content.decode()
