@@ -328,6 +328,8 @@ def model_delete(request: HttpRequest, folder_type: str, path_index: int, relati
     except services.ModelEditError as exc:
         return _dialog(request, model, error=str(exc), partial="delete_form")
     response = render(request, "models_app/model_detail.html#deleted", {"item": item, "model_pk": model.pk})
+    # Its card goes at once; the counts beside it follow with the library read again.
+    response["HX-Trigger-After-Settle"] = "libraryChanged"
     return with_toast(response, f"{item.name} moved to the trash.")
 
 

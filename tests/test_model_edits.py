@@ -194,6 +194,8 @@ def test_delete_lists_every_file_then_moves_them_to_the_trash(logged_in, scanned
     model = ModelFile.objects.get(name="pepper")
     response = logged_in.post(reverse("model_delete", args=PEPPER), headers=HX)
     assert f'id="card-{model.pk}" hx-swap-oob="delete"' in response.content.decode()
+    assert "pepper.safetensors and the 2 files beside it are in the trash." in response.content.decode()
+    assert response["HX-Trigger-After-Settle"] == "libraryChanged"  # the counts follow
     folder = scanned["loras"] / "style"
     assert not any(folder.iterdir())
     item = TrashItem.objects.get()
@@ -201,6 +203,8 @@ def test_delete_lists_every_file_then_moves_them_to_the_trash(logged_in, scanned
     assert sorted(p.name for p in trashed.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
     assert not ModelFile.objects.filter(name="pepper").exists()
     assert "pepper.safetensors" in logged_in.get(reverse("trash")).content.decode()
+    alone = logged_in.post(reverse("model_delete", args=["checkpoints", 0, "alpha_xl.safetensors"]), headers=HX)
+    assert "alpha_xl.safetensors is in the trash." in alone.content.decode()
 
 
 def test_a_preview_that_cannot_be_written_leaves_the_old_one(logged_in, scanned, monkeypatch):

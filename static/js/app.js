@@ -95,13 +95,15 @@
     const dialog = e.target;
     if (dialog.tagName === "DIALOG" && dialog.open) dialog.close(); // a click on the backdrop
   });
-  // A card the dialog removes (a delete) leaves its neighbour to take the focus when the dialog closes.
-  let neighbourOfRemoved = null;
+  // A card the dialog removes (a delete) leaves its neighbour to take the focus when the dialog closes;
+  // by id, since the grid is drawn again meanwhile.
+  let neighbourOfRemoved = "";
   document.body.addEventListener("htmx:oobBeforeSwap", function (e) {
     const card = e.detail.target;
     if (!card.classList.contains("card")) return;
     const next = card.nextElementSibling, previous = card.previousElementSibling;
-    neighbourOfRemoved = next && next.matches(".card") ? next : previous && previous.matches(".card") ? previous : null;
+    const neighbour = next && next.matches(".card") ? next : previous && previous.matches(".card") ? previous : null;
+    neighbourOfRemoved = neighbour ? neighbour.id : "";
   });
   document.addEventListener("close", function (e) {
     if (e.target.id !== "dialog") return;  // the one htmx fills; the others keep their content
@@ -114,8 +116,8 @@
     // again meanwhile (a rename), that card is gone, and the same model's new card takes it instead.
     const detail = e.target.querySelector(".model-detail");
     const card = (detail && detail.id && document.getElementById(detail.id.replace("model-detail-", "card-"))) ||
-      (neighbourOfRemoved && neighbourOfRemoved.isConnected ? neighbourOfRemoved : null);
-    neighbourOfRemoved = null;
+      (neighbourOfRemoved && document.getElementById(neighbourOfRemoved));
+    neighbourOfRemoved = "";
     const focused = document.activeElement;
     if (card && (!focused || focused === document.body || e.target.contains(focused))) {
       card.focus({ preventScroll: true });

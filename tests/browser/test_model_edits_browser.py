@@ -59,12 +59,16 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     expect(dialog.get_by_role("link", name="↗")).to_have_count(1)
 
     # Delete to the trash, then restore.
+    loras_before = int(page.locator(".types a", has_text="LoRAs").locator(".count").inner_text())
     dialog.get_by_role("button", name="Delete…").click()
     expect(dialog).to_contain_text("mystery.webp")
     dialog.get_by_role("button", name="to the trash").click()
     expect(page.locator("#toasts")).to_contain_text("moved to the trash")
     expect(page.locator(".card", has_text="mystery")).to_have_count(0)
+    expect(dialog).to_contain_text("mystery.safetensors and the 2 files beside it are in the trash.")
     assert not (server.roots["loras"] / "mystery.safetensors").exists()
+    # The counts follow: the library is read again behind the dialog.
+    expect(page.locator(".types a", has_text="LoRAs").locator(".count")).to_have_text(str(loras_before - 1))
     page.keyboard.press("Escape")
     expect(page.locator(".card", has_text="pepper")).to_be_focused()  # the next card: Tab goes on from there
     page.get_by_role("link", name="Trash").click()
