@@ -203,7 +203,9 @@ def test_delete_lists_every_file_then_moves_them_to_the_trash(logged_in, scanned
     assert sorted(p.name for p in trashed.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
     assert not ModelFile.objects.filter(name="pepper").exists()
     assert "pepper.safetensors" in logged_in.get(reverse("trash")).content.decode()
-    alone = logged_in.post(reverse("model_delete", args=["checkpoints", 0, "alpha_xl.safetensors"]), headers=HX)
+    alone = logged_in.post(
+        reverse("model_delete", args=["checkpoints", 0, "alpha_xl.safetensors"]), headers=HX
+    )
     assert "alpha_xl.safetensors is in the trash." in alone.content.decode()
 
 
