@@ -98,6 +98,8 @@ def _choose_step(
         "roots": get_roots().folders,
         "sub_folders": selectors.existing_sub_folders(choice.folder_type, choice.path_index),
         "error": error,
+        # Civitai serves many models only to a logged-in account: better said before than after a failure.
+        "civitai_key_missing": resolution.platform == "civitai" and not services.keys().civitai,
     }
     return render(request, "downloads_app/new_dialog.html#choose_step", context)
 

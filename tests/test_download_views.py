@@ -48,6 +48,16 @@ def test_a_missing_key_links_to_the_settings_where_it_is_added(logged_in, servic
     assert f"add one {settings_link}. &lt;b&gt;not markup&lt;/b&gt;" in html
 
 
+def test_without_a_civitai_key_the_dialog_says_so_before_the_download(logged_in, services_at_upstream):
+    up = services_at_upstream
+    hint = "No Civitai API key is set"
+    html = choose(logged_in, f"{up.civitai_url}/models/4201").content.decode()
+    assert hint in html and f'Add one in <a href="{reverse("settings")}#api-keys">Settings</a>.' in html
+    assert hint not in choose(logged_in, f"{up.hf_url}/demo-org/demo-models").content.decode()
+    ApiKey.objects.create(service="civitai", key="civitai-good-key")
+    assert hint not in choose(logged_in, f"{up.civitai_url}/models/4201").content.decode()
+
+
 def test_step_two_offers_versions_files_and_the_suggested_folder(logged_in, services_at_upstream):
     up = services_at_upstream
     html = choose(logged_in, f"{up.civitai_url}/models/4201").content.decode()
