@@ -221,6 +221,22 @@ def download_delete(*, task: DownloadTask) -> None:
     publish_deleted(task.pk)
 
 
+FINISHED = (TaskStatus.DONE, TaskStatus.CANCELLED)
+
+
+def downloads_clear_finished() -> int:
+    """Takes the done and cancelled downloads off the list; their model files stay where they are, and
+    neither has a part left. Every open page drops their rows."""
+    finished = list(DownloadTask.objects.filter(status__in=FINISHED).values_list("pk", flat=True))
+    DownloadTask.objects.filter(pk__in=finished, status__in=FINISHED).delete()
+    # A finished download retried meanwhile was not deleted: its row stays.
+    kept = set(DownloadTask.objects.filter(pk__in=finished).values_list("pk", flat=True))
+    for pk in finished:
+        if pk not in kept:
+            publish_deleted(pk)
+    return len(finished) - len(kept)
+
+
 def _refreshed(task: DownloadTask) -> DownloadTask:
     task.refresh_from_db()
     publish_task(task, "update_download_task")

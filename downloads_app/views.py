@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from downloads_app import selectors, services
@@ -29,6 +30,15 @@ ACTIONS = {
 @require_GET
 def downloads(request: HttpRequest) -> HttpResponse:
     return render(request, "downloads_app/downloads.html", {"tasks": selectors.tasks()})
+
+
+@require_POST
+def downloads_clear(request: HttpRequest) -> HttpResponse:
+    cleared = services.downloads_clear_finished()
+    response = render(request, "downloads_app/downloads.html#task_list", {"tasks": selectors.tasks()})
+    return with_toast(
+        response, f"{cleared} finished download{pluralize(cleared)} cleared from the list.", level="info"
+    )
 
 
 @require_GET

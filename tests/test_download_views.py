@@ -188,6 +188,33 @@ def test_task_buttons_pause_resume_cancel_and_remove(logged_in, db):
     assert logged_in.post(url("pause")).status_code == 404
 
 
+def test_clear_finished_takes_done_and_cancelled_downloads_off_the_list(logged_in, db):
+    def task(name: str, status: str) -> DownloadTask:
+        return DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
+                                           folder_type="loras", filename=name, status=status)  # fmt: skip
+
+    kept = [
+        task("failed.safetensors", "failed"),
+        task("paused.safetensors", "paused"),
+        task("queued.safetensors", "queued"),
+    ]
+    task("done.safetensors", "done")
+    task("cancelled.safetensors", "cancelled")
+    page = logged_in.get(reverse("downloads")).content.decode()
+    assert 'class="button ghost clear-finished"' in page
+    response = logged_in.post(reverse("downloads_clear"), headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="download-tasks"')
+    assert "failed.safetensors" in html and "paused.safetensors" in html and "queued.safetensors" in html
+    assert "done.safetensors" not in html and "cancelled.safetensors" not in html
+    assert (
+        json.loads(response["HX-Trigger"])["toast"]["message"]
+        == "2 finished downloads cleared from the list."
+    )
+    assert sorted(DownloadTask.objects.values_list("pk", flat=True)) == sorted(t.pk for t in kept)
+    assert logged_in.get(reverse("downloads_clear")).status_code == 405
+
+
 def test_settings_store_keys_and_show_them_masked(logged_in, db):
     response = logged_in.post(
         reverse("settings"), {"service": "civitai", "key": "abcdef123456WXYZ"}, headers={"HX-Request": "true"}

@@ -11,6 +11,7 @@ def test_download_from_a_civitai_page_pause_resume_and_find_it_in_the_library(
     page = logged_in_page
     page.get_by_role("link", name="Downloads").click()
     expect(page.get_by_role("heading", name="No downloads yet")).to_be_visible()
+    expect(page.get_by_role("button", name="Clear finished")).to_be_hidden()  # nothing to clear
 
     page.get_by_role("button", name="New download").click()
     dialog = page.locator("dialog[open]")
@@ -54,6 +55,16 @@ def test_download_from_a_civitai_page_pause_resume_and_find_it_in_the_library(
     expect(card).to_have_count(1, timeout=10_000)
     card.click()
     expect(page.locator("dialog[open]")).to_contain_text("dream.civitai.info")
+    page.keyboard.press("Escape")
+
+    # Done, it can be cleared off the list; the file stays.
+    page.get_by_role("link", name="Downloads").click()
+    clear = page.get_by_role("button", name="Clear finished")
+    clear.click()
+    expect(page.locator("article.task")).to_have_count(0)
+    expect(page.get_by_role("heading", name="No downloads yet")).to_be_visible()
+    expect(clear).to_be_hidden()
+    assert final.exists()
 
 
 def test_settings_keep_a_key_masked(logged_in_page):
