@@ -86,6 +86,7 @@ def test_filter_by_type_renders_the_library_partial(logged_in, scanned):
     assert html.lstrip().startswith('<div id="library"')
     assert "<html" not in html
     assert card_names(response) == ["pepper", "poses"]
+    assert '<h1 class="visually-hidden">LoRAs</h1>' in html  # the page's title, for a screen reader
 
 
 def test_search_renders_only_the_cards(logged_in, scanned):
@@ -529,8 +530,9 @@ def test_the_settings_page_lists_each_model_folder_with_the_models_known_there(
     assert rows == [
         ("Checkpoints", str(scanned["checkpoints"]), "3"),
         ("LoRAs", str(scanned["loras"]), "2"),
-        ("", f"{tmp_path / 'nas' / 'loras'} not there", "0"),
+        ("LoRAs", f"{tmp_path / 'nas' / 'loras'} not there", "0"),  # to a screen reader; blank to the eye
     ]
+    assert '<th scope="row"><span class="visually-hidden">LoRAs</span></th>' in section
     assert '<a href="/?type=loras">2</a>' in section
 
     settings.MM_MODEL_ROOTS = ""
