@@ -1,0 +1,61 @@
+"""Every page passes axe-core's checks (WCAG 2 A and AA: contrast, names, labels, landmarks, headings),
+in light and in dark."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
+
+from tests.browser.conftest import ROOT
+from tests.model_files import write_model
+
+PAGES = (
+    "/",
+    "/?type=loras",
+    "/model/loras/0/style/pepper.safetensors",  # the library with a model's dialog open
+    "/downloads/",
+    "/duplicates/",
+    "/trash/",
+    "/settings/",
+)
+
+
+def assert_accessible(page) -> None:
+    results = Axe().run(page)
+    assert results.violations_count == 0, f"{page.url}\n{results.generate_report()}"
+
+
+def test_the_login_page_is_accessible(page, server):
+    page.goto(server.url + "/")
+    expect(page.get_by_label("Username")).to_be_visible()
+    assert_accessible(page)
+
+
+@pytest.fixture(scope="module")
+def two_digit_counts(server):
+    """axe leaves the contrast of a one-character text unjudged: the side bar's counts need two digits."""
+    for n in range(10):
+        write_model(server.roots["loras"] / "more" / f"extra_{n}.safetensors")
+    subprocess.run(
+        [sys.executable, "manage.py", "scan"], cwd=ROOT, env=server.env, check=True, capture_output=True
+    )
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_page_is_accessible(logged_in_page, server, two_digit_counts, scheme):
+    page = logged_in_page
+    page.emulate_media(color_scheme=scheme)
+    page.reload()
+    expect(page.locator(".types [aria-current] .count")).to_have_text("15")
+    for path in PAGES:
+        page.goto(server.url + path)
+        page.wait_for_load_state("networkidle")
+        assert_accessible(page)
+    page.goto(server.url + "/downloads/")
+    page.get_by_role("button", name="New download").click()
+    expect(page.get_by_role("textbox", name="Link")).to_be_focused()
+    assert_accessible(page)
