@@ -1,5 +1,5 @@
 """Every page passes axe-core's checks (WCAG 2 A and AA: contrast, names, labels, landmarks, headings),
-in light and in dark."""
+in light and in dark, and the dialogs."""
 
 from __future__ import annotations
 
@@ -55,6 +55,15 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts, sche
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert_accessible(page)
+    # The model dialog's forms.
+    page.goto(server.url + "/model/loras/0/style/pepper.safetensors")
+    dialog = page.locator("dialog[open]")
+    for button in ("Edit description", "Change preview", "Rename / move", "Delete…"):
+        dialog.get_by_role("button", name=button).click()
+        expect(dialog.get_by_role("button", name="Back to the model")).to_be_visible()
+        assert_accessible(page)
+        dialog.get_by_role("button", name="Back to the model").click()
+        expect(dialog.get_by_role("button", name="Close", exact=True)).to_be_visible()
     page.goto(server.url + "/downloads/")
     page.get_by_role("button", name="New download").click()
     expect(page.get_by_role("textbox", name="Link")).to_be_focused()
