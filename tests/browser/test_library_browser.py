@@ -41,9 +41,11 @@ def test_browse_filter_search_and_open_a_model(logged_in_page, server):
         "() => { const img = document.querySelector('.card img'); return img.complete && img.naturalWidth > 0; }"
     )
 
+    expect(page.locator(".card", has_text="pepper").locator(".type-badge")).to_have_text("LoRAs")
     type_link(page, "LoRAs").click()
     expect(page.locator(".card")).to_have_count(2)
     expect(page).to_have_url(re.compile(r"type=loras"))
+    expect(page.locator(".card .type-badge").first).to_be_hidden()  # every card would say LoRAs
 
     page.keyboard.press("/")
     expect(page.locator("#search")).to_be_focused()
