@@ -6,6 +6,9 @@ from mmsite.forms import ThrottledAdminLogin
 from mmsite.models import ApiToken, UserPreferences
 
 admin.site.login_form = ThrottledAdminLogin
+admin.site.site_header = "Model Manager administration"
+admin.site.site_title = "Model Manager admin"
+admin.site.site_url = "/"
 
 
 @admin.register(ApiToken)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
-from models_app.models import ModelFile, ScanTask
+from models_app.models import InfoTask, ModelFile, ScanTask
 
 
 @admin.register(ModelFile)
@@ -32,5 +32,14 @@ class ModelFileAdmin(admin.ModelAdmin):
 @admin.register(ScanTask)
 class ScanTaskAdmin(admin.ModelAdmin):
     list_display = ("pk", "mode", "status", "processed", "total", "added", "updated", "removed", "created_at")
+    list_filter = ("status", "mode")
+    readonly_fields = ("owner", "heartbeat_at", "started_at", "finished_at")
+
+
+@admin.register(InfoTask)
+class InfoTaskAdmin(admin.ModelAdmin):
+    """Hashing and Civitai lookups, queued from the library or after a scan."""
+
+    list_display = ("pk", "mode", "status", "processed", "total", "hashed", "found", "missing", "created_at")
     list_filter = ("status", "mode")
     readonly_fields = ("owner", "heartbeat_at", "started_at", "finished_at")

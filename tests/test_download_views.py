@@ -234,6 +234,23 @@ def test_settings_store_keys_and_show_them_masked(logged_in, db):
     assert not ApiKey.objects.exists()
 
 
+def test_the_admin_is_the_apps_own(admin_client):
+    html = admin_client.get("/admin/").content.decode()
+    assert "<title>Site administration | Model Manager admin</title>" in html
+    assert '<a href="/admin/">Model Manager administration</a>' in html
+    assert (
+        '<link rel="icon" href="/static/img/icon.svg" type="image/svg+xml">' in html
+    )  # no 404 for a favicon
+    for listing in (
+        "downloads_app/downloadtask",
+        "downloads_app/apikey",
+        "models_app/scantask",
+        "models_app/infotask",
+    ):
+        assert f'href="/admin/{listing}/"' in html
+        assert admin_client.get(f"/admin/{listing}/").status_code == 200
+
+
 def test_admin_edits_api_keys_without_showing_them(admin_client):
     assert 'type="password"' in admin_client.get("/admin/downloads_app/apikey/add/").content.decode()
     admin_client.post("/admin/downloads_app/apikey/add/", {"service": "civitai", "key": " abcdef123456WXYZ "})
