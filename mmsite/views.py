@@ -59,4 +59,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if is_api_request(request):
         return api_error("Not found.", status=404)
-    return render(request, "404.html", {"message": str(exception) if exception else ""}, status=404)
+    # Http404("No such model.") says what is missing; an address no route matches carries Django's list
+    # of every route tried, which is not for the page.
+    message = exception.args[0] if exception and exception.args else ""
+    return render(request, "404.html", {"message": message if isinstance(message, str) else ""}, status=404)

@@ -407,6 +407,16 @@ def test_stopping_needs_csrf(user, scanned):
     assert ScanTask.objects.get(pk=task.pk).status == "queued"
 
 
+def test_a_page_not_found_says_what_is_missing_and_nothing_more(logged_in, scanned):
+    unknown = logged_in.get("/no-such-page/")
+    assert unknown.status_code == 404
+    html = unknown.content.decode()
+    assert "There is nothing at this address." in html
+    assert "URLPattern" not in html and "tried" not in html  # Django's list of routes stays inside
+    missing = logged_in.get("/model/loras/0/missing.safetensors")
+    assert missing.status_code == 404 and "No such model." in missing.content.decode()
+
+
 def test_pages_need_a_login(client, scanned):
     for url in ("/", "/model/loras/0/poses.safetensors", "/thumbnail/loras/0/style/pepper.safetensors"):
         response = client.get(url)
