@@ -56,6 +56,20 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return HttpResponse(loader.render_to_string("500.html", {"message": SERVER_ERROR}), status=500)
 
 
+STALE_PAGE = "This page is out of date (its security token was refused): reload it and try again."
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A form posted from a page whose token no longer holds: the user logged out and in again in
+    another tab, or the cookies were cleared. Reloading the page fixes it, and saying so is the help:
+    as the API's envelope, as a text htmx shows in a toast, or as a page."""
+    if is_api_request(request):
+        return api_error("CSRF check failed: with a session, send its token as X-CSRFToken.", status=403)
+    if request.headers.get("HX-Request"):
+        return HttpResponse(STALE_PAGE, status=403, content_type="text/plain; charset=utf-8")
+    return render(request, "403.html", {"message": STALE_PAGE}, status=403)
+
+
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if is_api_request(request):
         return api_error("Not found.", status=404)

@@ -165,6 +165,10 @@ def test_session_api_posts_need_csrf(user, scanned):
     client.force_login(user)
     response = client.post("/model-manager/model-info/scan", "{}", content_type="application/json")
     assert response.status_code == 403
+    assert response.json() == {
+        "success": False,
+        "error": "CSRF check failed: with a session, send its token as X-CSRFToken.",
+    }
 
 
 def test_unknown_api_route_is_404_json(logged_in, db):

@@ -429,7 +429,14 @@ def test_pages_need_a_login(client, scanned):
 def test_scan_post_needs_csrf(user, scanned):
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
-    assert client.post(reverse("scan_start"), {"mode": "diff"}).status_code == 403
+    refused = client.post(reverse("scan_start"), {"mode": "diff"})
+    assert refused.status_code == 403
+    stale = "This page is out of date (its security token was refused): reload it and try again."
+    assert stale in refused.content.decode() and "<h1>Not allowed</h1>" in refused.content.decode()
+    # From a page, the same words come as plain text, which the page shows as a toast.
+    from_page = client.post(reverse("scan_start"), {"mode": "diff"}, headers={"HX-Request": "true"})
+    assert (from_page.status_code, from_page.content.decode()) == (403, stale)
+    assert not ScanTask.objects.exists()
     page = client.get("/")
     token = page.cookies["csrftoken"].value
     assert (
