@@ -19,3 +19,4 @@ urlpatterns = [
 
 handler404 = "mmsite.views.not_found"
 handler500 = "mmsite.views.server_error"
+handler400 = "mmsite.views.bad_request"

@@ -3,8 +3,10 @@ from __future__ import annotations
 from django.contrib import auth
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import DisallowedHost
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 from django.shortcuts import redirect, render
 from django.template import loader
 from django.views.decorators.http import require_POST
@@ -53,7 +55,29 @@ def server_error(request: HttpRequest) -> HttpResponse:
         return api_error(SERVER_ERROR, status=500)
     if request.headers.get("HX-Request"):
         return HttpResponse(SERVER_ERROR, status=500, content_type="text/plain; charset=utf-8")
-    return HttpResponse(loader.render_to_string("500.html", {"message": SERVER_ERROR}), status=500)
+    return _standalone_error("Server error", SERVER_ERROR, status=500)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Above all a browser that reached the server by a name it does not answer to: a LAN address or
+    a proxy's name missing from MM_ALLOWED_HOSTS. The request went no further than reading its host,
+    so nothing here may read it again, nor rely on the login."""
+    message = "The request could not be read."
+    if isinstance(exception, DisallowedHost):
+        host, _ = split_domain_port(request.META.get("HTTP_HOST", ""))
+        message = (
+            f"This server does not answer to the name {host or 'it was called by'}. Add it to MM_ALLOWED_HOSTS (comma-separated) "
+            "and start the server again."
+        )
+    if is_api_request(request):
+        return api_error(message, status=400)
+    # No link back: the library is behind the same name.
+    return _standalone_error("Bad request", message, status=400, link_back=False)
+
+
+def _standalone_error(title: str, message: str, *, status: int, link_back: bool = True) -> HttpResponse:
+    context = {"title": title, "message": message, "link_back": link_back}
+    return HttpResponse(loader.render_to_string("standalone_error.html", context), status=status)
 
 
 STALE_PAGE = "This page is out of date (its security token was refused): reload it and try again."

@@ -251,3 +251,23 @@ def test_an_unexpected_error_gets_an_answer_each_client_can_show(user, monkeypat
     monkeypatch.setattr("models_app.api_views.get_roots", broken)
     api = client.get("/model-manager/models")
     assert api.status_code == 500 and api.json() == {"success": False, "error": message}
+
+
+def test_a_name_the_server_does_not_answer_to_is_explained(client, db):
+    page = client.get("/", HTTP_HOST="nas.example:8000")
+    assert page.status_code == 400
+    html = page.content.decode()
+    assert "<h1>Bad request</h1>" in html
+    assert "does not answer to the name nas.example. Add it to MM_ALLOWED_HOSTS" in html
+    assert "Back to the library" not in html  # it is behind the same name
+    api = client.get("/model-manager/models", HTTP_HOST="nas.example")
+    assert api.status_code == 400 and "MM_ALLOWED_HOSTS" in api.json()["error"]
+
+
+def test_a_server_error_page_needs_nothing_but_its_template(rf):
+    from mmsite.views import server_error
+
+    response = server_error(rf.get("/"))  # no session, no user: the database may be what failed
+    assert response.status_code == 500
+    assert "<h1>Server error</h1>" in response.content.decode()
+    assert "the log of manage.py serve says what" in response.content.decode()
