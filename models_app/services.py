@@ -158,6 +158,18 @@ def model_trash(*, model: ModelFile) -> TrashItem:
     return item
 
 
+def models_trash(*, models: list[ModelFile]) -> tuple[list[TrashItem], list[str]]:
+    """Moves each model to the trash as model_trash does; one that cannot go is named, and the rest go."""
+    items: list[TrashItem] = []
+    errors: list[str] = []
+    for model in models:
+        try:
+            items.append(model_trash(model=model))
+        except ModelEditError as exc:
+            errors.append(f"{model.relative_path}: {exc}")
+    return items, errors
+
+
 def trash_restore(*, item: TrashItem) -> ModelFile:
     root = get_roots().get(item.folder_type, item.path_index)
     source = root / TRASH_DIR / item.trash_folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 from urllib.parse import urlencode
 
@@ -372,16 +373,48 @@ def duplicates(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def info_start(request: HttpRequest) -> HttpResponse:
-    """Fetch info (or hash) for one model (`model` = its id) or for every model that needs it."""
+    """Fetch info (or hash) for one model (`model` = its id), for the models picked in the library (`ids`),
+    or for every model that needs it."""
     mode = request.POST.get("mode", "fetch")
-    model_id = request.POST.get("model", "")
+    model_ids = _picked_ids(request, "model") or _picked_ids(request, "ids")
     try:
-        task = services.info_start(mode=mode, model_ids=[int(model_id)] if model_id.isdigit() else None)
+        task = services.info_start(mode=mode, model_ids=model_ids or None)
     except ValueError as exc:
         return HttpResponseBadRequest(str(exc))
     response = render(request, "models_app/info_progress.html", {"info": task})
-    what = "this model" if model_id else "every model without it"
+    if not model_ids:
+        what = "every model without it"
+    else:
+        what = "this model" if len(model_ids) == 1 else f"{len(model_ids)} models"
     return with_toast(response, f"{task.get_mode_display()} for {what} queued.", level="info")
+
+
+MAX_PICKED = 5000
+
+
+def _picked_ids(request: HttpRequest, field: str) -> list[int]:
+    return [int(value) for value in request.POST.getlist(field) if value.isdigit()][:MAX_PICKED]
+
+
+@require_POST
+def selection_trash(request: HttpRequest) -> HttpResponse:
+    """The models picked in the library: first what would move to the trash, then (`confirm`) moved."""
+    models = list(ModelFile.objects.filter(pk__in=_picked_ids(request, "ids")).order_by("relative_path"))
+    if "confirm" not in request.POST:
+        files = sum(1 + len(model.sidecars) for model in models)
+        return render(request, "models_app/selection_trash.html#confirm", {"models": models, "files": files})
+    items, errors = services.models_trash(models=models)
+    gone = set(ModelFile.objects.filter(pk__in=[m.pk for m in models]).values_list("pk", flat=True))
+    context = {"items": items, "errors": errors, "removed": [m.pk for m in models if m.pk not in gone]}
+    response = render(request, "models_app/selection_trash.html#done", context)
+    # The picking is over, and the counts beside the grid follow.
+    response["HX-Trigger-After-Settle"] = json.dumps({"libraryChanged": True, "selectionDone": True})
+    message = f"{len(items)} model{pluralize(len(items))} moved to the trash."
+    return with_toast(
+        response,
+        message if not errors else f"{message} {len(errors)} could not be moved.",
+        level="success" if not errors else "error",
+    )
 
 
 @require_POST

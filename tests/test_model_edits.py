@@ -209,6 +209,43 @@ def test_delete_lists_every_file_then_moves_them_to_the_trash(logged_in, scanned
     assert "alpha_xl.safetensors is in the trash." in alone.content.decode()
 
 
+def test_models_picked_in_the_library_go_to_the_trash_together(logged_in, scanned):
+    pepper, alpha = ModelFile.objects.get(name="pepper"), ModelFile.objects.get(name="alpha_xl")
+    picked = {"ids": [pepper.pk, alpha.pk, 999999]}  # an id no longer in the library is left out
+    confirm = logged_in.post(reverse("selection_trash"), picked, headers=HX).content.decode()
+    assert "Move 2 models to the trash?" in confirm
+    assert "LoRAs · style/pepper.safetensors" in confirm and "Checkpoints · alpha_xl.safetensors" in confirm
+    assert "Move 4 files to the trash" in confirm  # pepper has two files beside it
+    assert ModelFile.objects.filter(pk__in=[pepper.pk, alpha.pk]).count() == 2  # nothing moved yet
+
+    (scanned["checkpoints"] / "alpha_xl.safetensors").unlink()  # gone since the scan: said, not fatal
+    done = logged_in.post(reverse("selection_trash"), {**picked, "confirm": "1"}, headers=HX)
+    html = done.content.decode()
+    assert "1 model moved to the trash" in html
+    assert "alpha_xl.safetensors: The model is no longer on disk" in html
+    for model in (pepper, alpha):
+        assert f'<div id="card-{model.pk}" hx-swap-oob="delete"></div>' in html
+    assert json.loads(done["HX-Trigger-After-Settle"]) == {"libraryChanged": True, "selectionDone": True}
+    assert (
+        json.loads(done["HX-Trigger"])["toast"]["message"]
+        == "1 model moved to the trash. 1 could not be moved."
+    )
+    item = TrashItem.objects.get()
+    assert sorted(p.name for p in (scanned["loras"] / ".trash" / item.trash_folder).iterdir()) == [
+        "pepper.md", "pepper.png", "pepper.safetensors",
+    ]  # fmt: skip
+    assert not ModelFile.objects.filter(pk__in=[pepper.pk, alpha.pk]).exists()
+
+
+def test_info_for_the_picked_models_only(logged_in, scanned):
+    from models_app.models import InfoTask
+
+    ids = list(ModelFile.objects.filter(folder_type="checkpoints").values_list("pk", flat=True))
+    response = logged_in.post(reverse("info_start"), {"mode": "fetch", "ids": ids}, headers=HX)
+    assert json.loads(response["HX-Trigger"])["toast"]["message"] == "Fetch Civitai info for 3 models queued."
+    assert sorted(InfoTask.objects.get().model_ids) == sorted(ids)
+
+
 def test_a_preview_that_cannot_be_written_leaves_the_old_one(logged_in, scanned, monkeypatch):
     monkeypatch.setattr("tempfile.mkstemp", disk_full)
     upload = {"previewFile": SimpleUploadedFile("p.png", png(), "image/png")}

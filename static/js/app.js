@@ -157,6 +157,63 @@
     if (next !== card && (step === "down" || at === cards.indexOf(next))) next.focus();
   });
 
+  // Select mode: a click, Enter or Space on a card picks it instead of opening it, and the bar below the
+  // grid acts on the picked models. The picks are kept here, by card id, as the grid is drawn again.
+  let selectMode = false;
+  const picked = new Set();
+  function showPicks() {
+    const toggle = document.getElementById("select-toggle");
+    const bar = document.getElementById("selection-bar");
+    if (!toggle || !bar) return;
+    toggle.setAttribute("aria-pressed", String(selectMode));
+    document.querySelectorAll("#grid > .card").forEach(function (card) {
+      if (selectMode) {
+        card.setAttribute("role", "checkbox");
+        card.setAttribute("aria-checked", String(picked.has(card.id)));
+      } else {
+        card.removeAttribute("role");
+        card.removeAttribute("aria-checked");
+      }
+    });
+    bar.hidden = !selectMode;
+    bar.querySelectorAll("input[name=ids]").forEach(function (input) { input.remove(); });
+    picked.forEach(function (id) {
+      const input = document.createElement("input");
+      input.type = "hidden"; input.name = "ids"; input.value = id.replace("card-", "");
+      bar.appendChild(input);
+    });
+    document.getElementById("selection-count").textContent =
+      picked.size ? picked.size + " picked" : "None picked: click the models to act on";
+    bar.querySelectorAll("button:not([data-ends-selection])").forEach(function (b) { b.disabled = !picked.size; });
+  }
+  function setSelectMode(on) {
+    selectMode = on;
+    if (!on) picked.clear();
+    showPicks();
+  }
+  function togglePick(card) {
+    if (picked.has(card.id)) picked.delete(card.id); else picked.add(card.id);
+    showPicks();
+  }
+  document.addEventListener("click", function (e) {
+    if (!e.target.closest) return;
+    if (e.target.closest("#select-toggle")) { setSelectMode(!selectMode); return; }
+    if (e.target.closest("[data-ends-selection]")) { setSelectMode(false); return; }
+    const card = selectMode && e.target.closest("#grid > .card");
+    if (!card) return;
+    e.preventDefault();
+    e.stopPropagation();  // captured before htmx, which would open the model's dialog
+    togglePick(card);
+  }, true);
+  document.addEventListener("keydown", function (e) {
+    if (!selectMode || document.querySelector("dialog[open]")) return;
+    const card = document.activeElement && document.activeElement.closest && document.activeElement.closest("#grid > .card");
+    if (e.key === " " && card) { e.preventDefault(); togglePick(card); }
+    if (e.key === "Escape") setSelectMode(false);
+  });
+  document.body.addEventListener("htmx:afterSettle", showPicks);
+  document.body.addEventListener("selectionDone", function () { setSelectMode(false); });
+
   // Drag and drop an image onto the preview form's drop zone.
   document.addEventListener("dragover", function (e) {
     const zone = e.target.closest && e.target.closest("[data-drop-zone]");

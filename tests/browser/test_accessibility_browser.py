@@ -55,6 +55,12 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts, sche
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
         assert_accessible(page)
+    # Select mode, one card picked, the bar below the grid.
+    page.goto(server.url + "/")
+    page.get_by_role("button", name="Select").click()
+    page.locator("#grid > .card").first.click()
+    expect(page.get_by_role("form", name="Picked models")).to_contain_text("1 picked")
+    assert_accessible(page)
     # The model dialog's forms.
     page.goto(server.url + "/model/loras/0/style/pepper.safetensors")
     dialog = page.locator("dialog[open]")

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 
 from PIL import Image
 from playwright.sync_api import expect
+
+from tests.model_files import write_model
 
 
 def open_model(page, name: str):
@@ -171,4 +174,40 @@ def test_a_models_own_address_opens_the_library_with_its_dialog(logged_in_page, 
     expect(page.locator(".card", has_text="beta_xl")).to_be_focused()
     page.reload()
     expect(page.locator("#grid .card")).to_have_count(1)
+    expect(page.locator("dialog[open]")).to_have_count(0)
+
+
+def test_select_mode_picks_models_and_moves_them_to_the_trash_together(logged_in_page, server):
+    page = logged_in_page
+    for name in ("pick_one", "pick_two"):
+        write_model(server.roots["checkpoints"] / f"{name}.safetensors")
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("2 new", timeout=15_000)
+    page.get_by_label("Search models").fill("pick_")
+    cards = page.locator("#grid > .card")
+    expect(cards).to_have_count(2)
+
+    toggle = page.get_by_role("button", name="Select")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    bar = page.get_by_role("form", name="Picked models")
+    expect(bar).to_contain_text("None picked")
+    cards.first.click()  # picks it: no dialog
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    expect(page.get_by_role("checkbox", name=re.compile("pick_one"))).to_be_checked()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press(" ")  # the keyboard picks too
+    expect(bar).to_contain_text("2 picked")
+
+    bar.get_by_role("button", name="Move to trash…").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading")).to_have_text("Move 2 models to the trash?")
+    dialog.get_by_role("button", name="Move 2 files to the trash").click()
+    expect(dialog.get_by_role("heading")).to_have_text("2 models moved to the trash")
+    expect(cards).to_have_count(0)
+    assert not (server.roots["checkpoints"] / "pick_one.safetensors").exists()
+    # The picking is over.
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    expect(bar).to_be_hidden()
+    page.keyboard.press("Escape")
     expect(page.locator("dialog[open]")).to_have_count(0)
