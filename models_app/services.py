@@ -158,6 +158,29 @@ def model_trash(*, model: ModelFile) -> TrashItem:
     return item
 
 
+def models_move(
+    *, models: list[ModelFile], folder_type: str, path_index: int, sub_folder: str
+) -> tuple[list[ModelFile], list[str]]:
+    """Moves each model, keeping its name, into one folder as model_move does; one that cannot go (a
+    clash there) is named, and the rest go."""
+    moved: list[ModelFile] = []
+    errors: list[str] = []
+    for model in models:
+        try:
+            moved.append(
+                model_move(
+                    model=model,
+                    folder_type=folder_type,
+                    path_index=path_index,
+                    sub_folder=sub_folder,
+                    name=model.file_name,
+                )
+            )
+        except ModelEditError as exc:
+            errors.append(f"{model.relative_path}: {exc}")
+    return moved, errors
+
+
 def models_trash(*, models: list[ModelFile]) -> tuple[list[TrashItem], list[str]]:
     """Moves each model to the trash as model_trash does; one that cannot go is named, and the rest go."""
     items: list[TrashItem] = []

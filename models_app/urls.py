@@ -13,6 +13,7 @@ urlpatterns = [
     path("library/scan/<int:scan_id>/stop/", views.scan_stop, name="scan_stop"),
     path("library/info/", views.info_start, name="info_start"),
     path("library/selection/trash/", views.selection_trash, name="selection_trash"),
+    path("library/selection/move/", views.selection_move, name="selection_move"),
     path("library/info/<int:info_id>/stop/", views.info_stop, name="info_stop"),
     path(f"model/{MODEL}", views.model_detail, name="model_detail"),
     path(f"thumbnail/{MODEL}", views.model_thumbnail, name="model_thumbnail"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Sequence
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -396,25 +397,58 @@ def _picked_ids(request: HttpRequest, field: str) -> list[int]:
     return [int(value) for value in request.POST.getlist(field) if value.isdigit()][:MAX_PICKED]
 
 
+def _picked_models(request: HttpRequest) -> list[ModelFile]:
+    return list(ModelFile.objects.filter(pk__in=_picked_ids(request, "ids")).order_by("relative_path"))
+
+
+def _selection_done(
+    request: HttpRequest,
+    heading: str,
+    errors: list[str],
+    *,
+    removed: Sequence[int] = (),
+    to_trash: bool = False,
+) -> HttpResponse:
+    context = {"heading": heading, "errors": errors, "removed": removed, "to_trash": to_trash}
+    response = render(request, "models_app/selection_done.html", context)
+    # The picking is over, and the grid with the counts beside it is read again.
+    response["HX-Trigger-After-Settle"] = json.dumps({"libraryChanged": True, "selectionDone": True})
+    if errors:
+        return with_toast(response, f"{heading}. {len(errors)} could not be moved.", level="error")
+    return with_toast(response, f"{heading}.")
+
+
+@require_POST
+def selection_move(request: HttpRequest) -> HttpResponse:
+    """The models picked in the library: where to move them, then (`confirm`) moved there."""
+    models = _picked_models(request)
+    if "confirm" not in request.POST:
+        folder_type = models[0].folder_type if models else ""
+        context = {"models": models, "roots": get_roots().folders, "folder_type": folder_type}
+        return render(request, "models_app/selection_move.html#form", context)
+    folder_type = request.POST.get("folder_type", "")
+    sub_folder = request.POST.get("sub_folder", "").strip().strip("/")
+    index = request.POST.get("path_index", "0").strip() or "0"
+    path_index = int(index) if index.isdigit() else -1  # no such folder: each model says so
+    moved, errors = services.models_move(
+        models=models, folder_type=folder_type, path_index=path_index, sub_folder=sub_folder
+    )
+    place = f"{folder_type}/{sub_folder}" if sub_folder else folder_type
+    return _selection_done(request, f"{len(moved)} model{pluralize(len(moved))} moved to {place}", errors)
+
+
 @require_POST
 def selection_trash(request: HttpRequest) -> HttpResponse:
     """The models picked in the library: first what would move to the trash, then (`confirm`) moved."""
-    models = list(ModelFile.objects.filter(pk__in=_picked_ids(request, "ids")).order_by("relative_path"))
+    models = _picked_models(request)
     if "confirm" not in request.POST:
         files = sum(1 + len(model.sidecars) for model in models)
         return render(request, "models_app/selection_trash.html#confirm", {"models": models, "files": files})
     items, errors = services.models_trash(models=models)
-    gone = set(ModelFile.objects.filter(pk__in=[m.pk for m in models]).values_list("pk", flat=True))
-    context = {"items": items, "errors": errors, "removed": [m.pk for m in models if m.pk not in gone]}
-    response = render(request, "models_app/selection_trash.html#done", context)
-    # The picking is over, and the counts beside the grid follow.
-    response["HX-Trigger-After-Settle"] = json.dumps({"libraryChanged": True, "selectionDone": True})
-    message = f"{len(items)} model{pluralize(len(items))} moved to the trash."
-    return with_toast(
-        response,
-        message if not errors else f"{message} {len(errors)} could not be moved.",
-        level="success" if not errors else "error",
-    )
+    still_there = set(ModelFile.objects.filter(pk__in=[m.pk for m in models]).values_list("pk", flat=True))
+    removed = [m.pk for m in models if m.pk not in still_there]
+    heading = f"{len(items)} model{pluralize(len(items))} moved to the trash"
+    return _selection_done(request, heading, errors, removed=removed, to_trash=True)
 
 
 @require_POST

@@ -237,6 +237,39 @@ def test_models_picked_in_the_library_go_to_the_trash_together(logged_in, scanne
     assert not ModelFile.objects.filter(pk__in=[pepper.pk, alpha.pk]).exists()
 
 
+def test_models_picked_in_the_library_move_into_one_folder(logged_in, scanned):
+    pepper, poses = ModelFile.objects.get(name="pepper"), ModelFile.objects.get(name="poses")
+    picked = {"ids": [pepper.pk, poses.pk]}
+    form = logged_in.post(reverse("selection_move"), picked, headers=HX).content.decode()
+    assert "Move 2 models" in form and '<option value="loras" selected>LoRAs</option>' in form
+    (scanned["loras"] / "sorted").mkdir()
+    (scanned["loras"] / "sorted" / "poses.safetensors").write_bytes(b"another")  # a clash: said, not fatal
+
+    done = logged_in.post(
+        reverse("selection_move"),
+        {**picked, "confirm": "1", "folder_type": "loras", "path_index": "0", "sub_folder": "/sorted/"},
+        headers=HX,
+    )
+    html = done.content.decode()
+    assert "<h2>1 model moved to loras/sorted</h2>" in html
+    assert "poses.safetensors: poses.safetensors" in html and "already exist(s) there" in html
+    assert json.loads(done["HX-Trigger-After-Settle"]) == {"libraryChanged": True, "selectionDone": True}
+    assert (
+        json.loads(done["HX-Trigger"])["toast"]["message"]
+        == "1 model moved to loras/sorted. 1 could not be moved."
+    )
+    sorted_folder = scanned["loras"] / "sorted"
+    assert sorted(p.name for p in sorted_folder.iterdir()) == [
+        "pepper.md", "pepper.png", "pepper.safetensors", "poses.safetensors",
+    ]  # fmt: skip
+    assert ModelFile.objects.get(name="pepper").relative_path == "sorted/pepper.safetensors"
+    assert ModelFile.objects.get(pk=poses.pk).relative_path == "poses.safetensors"  # left where it was
+    picked = {"ids": [ModelFile.objects.get(name="pepper").pk, poses.pk]}
+    outside = {**picked, "confirm": "1", "folder_type": "loras", "path_index": "0", "sub_folder": "../../etc"}
+    refused = logged_in.post(reverse("selection_move"), outside, headers=HX).content.decode()
+    assert "0 models moved" in refused and "must stay inside the model folders" in refused
+
+
 def test_info_for_the_picked_models_only(logged_in, scanned):
     from models_app.models import InfoTask
 

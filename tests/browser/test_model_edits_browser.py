@@ -199,13 +199,29 @@ def test_select_mode_picks_models_and_moves_them_to_the_trash_together(logged_in
     page.keyboard.press(" ")  # the keyboard picks too
     expect(bar).to_contain_text("2 picked")
 
+    # Both into one subfolder.
+    bar.get_by_role("button", name="Move…").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Subfolder").fill("sorted")
+    dialog.get_by_role("button", name="Move 2 models").click()
+    expect(dialog.get_by_role("heading")).to_have_text("2 models moved to checkpoints/sorted")
+    assert (server.roots["checkpoints"] / "sorted" / "pick_two.safetensors").exists()
+    expect(bar).to_be_hidden()  # the picking is over
+    page.keyboard.press("Escape")
+    expect(cards.first).to_have_attribute("title", "sorted/pick_one.safetensors")
+
+    # Picked again, both to the trash.
+    toggle.click()
+    cards.nth(0).click()
+    cards.nth(1).click()
+    expect(bar).to_contain_text("2 picked")
     bar.get_by_role("button", name="Move to trash…").click()
     dialog = page.locator("dialog[open]")
     expect(dialog.get_by_role("heading")).to_have_text("Move 2 models to the trash?")
     dialog.get_by_role("button", name="Move 2 files to the trash").click()
     expect(dialog.get_by_role("heading")).to_have_text("2 models moved to the trash")
     expect(cards).to_have_count(0)
-    assert not (server.roots["checkpoints"] / "pick_one.safetensors").exists()
+    assert not (server.roots["checkpoints"] / "sorted" / "pick_one.safetensors").exists()
     # The picking is over.
     expect(toggle).to_have_attribute("aria-pressed", "false")
     expect(bar).to_be_hidden()
