@@ -398,7 +398,9 @@ def _picked_ids(request: HttpRequest, field: str) -> list[int]:
 
 
 def _picked_models(request: HttpRequest) -> list[ModelFile]:
-    return list(ModelFile.objects.filter(pk__in=_picked_ids(request, "ids")).order_by("relative_path"))
+    # Thousands may be picked: their safetensors metadata, the largest column, is not needed to move them.
+    picked = ModelFile.objects.filter(pk__in=_picked_ids(request, "ids")).defer("metadata")
+    return list(picked.order_by("relative_path"))
 
 
 def _selection_done(
