@@ -184,7 +184,7 @@
     });
     document.getElementById("selection-count").textContent =
       picked.size ? picked.size + " picked" : "None picked: click the models to act on";
-    bar.querySelectorAll("button:not([data-ends-selection])").forEach(function (b) { b.disabled = !picked.size; });
+    bar.querySelectorAll("button[hx-post]").forEach(function (b) { b.disabled = !picked.size; });
   }
   function setSelectMode(on) {
     selectMode = on;
@@ -199,6 +199,11 @@
     if (!e.target.closest) return;
     if (e.target.closest("#select-toggle")) { setSelectMode(!selectMode); return; }
     if (e.target.closest("[data-ends-selection]")) { setSelectMode(false); return; }
+    if (e.target.closest("[data-picks-all-shown]")) {
+      document.querySelectorAll("#grid > .card").forEach(function (card) { picked.add(card.id); });
+      showPicks();
+      return;
+    }
     const card = selectMode && e.target.closest("#grid > .card");
     if (!card) return;
     e.preventDefault();

@@ -210,10 +210,10 @@ def test_select_mode_picks_models_and_moves_them_to_the_trash_together(logged_in
     page.keyboard.press("Escape")
     expect(cards.first).to_have_attribute("title", "sorted/pick_one.safetensors")
 
-    # Picked again, both to the trash.
-    toggle.click()
-    cards.nth(0).click()
-    cards.nth(1).click()
+    # Picked again, with the keyboard and all at once, both to the trash.
+    page.locator("body").press("s")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    bar.get_by_role("button", name="All shown").click()
     expect(bar).to_contain_text("2 picked")
     bar.get_by_role("button", name="Move to trash…").click()
     dialog = page.locator("dialog[open]")
