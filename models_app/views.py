@@ -112,7 +112,8 @@ def model_detail(request: HttpRequest, folder_type: str, path_index: int, relati
         return _dialog(request, model)
     # A model's own address (a card opened in a new tab, a shared link) is the library showing that
     # model's card, its dialog open: every action of the dialog then works as it does from the card.
-    query = selectors.LibraryQuery.from_params({"type": model.folder_type, "q": model.name})
+    where = {"type": model.folder_type, "folder": model.sub_folder, "q": model.name}
+    query = selectors.LibraryQuery.from_params(where)
     return _library(request, query, open_model=model)
 
 
