@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 
 from mmsite.lan import default_allowed_hosts
 from mmsite.proxies import parse_trusted_proxies
+from mmsite.time_zone import machine_time_zone
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -191,7 +192,7 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = os.environ.get("MM_TIME_ZONE", "UTC")
+TIME_ZONE = machine_time_zone()
 USE_I18N = False
 USE_TZ = True
 

@@ -14,6 +14,7 @@ from mmsite.settings import *  # noqa: F403
 from mmsite.settings import _database
 
 MM_PROGRESS_INTERVAL = 0.2
+TIME_ZONE = "UTC"  # the same dates on every machine the tests run on
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 if os.environ.get("MM_TEST_DB") == "postgres":
