@@ -52,6 +52,22 @@
     toast(e.detail.message, e.detail.level);
   });
 
+  // The socket tells every page that shows a list about each change to it. When this page made the
+  // change itself (Remove, Clear finished) and its own answer came first, the news finds its row gone:
+  // nothing is left to do, and htmx would report the missing row as an error.
+  function swapsByOwnId(part) {
+    const how = part.getAttribute("hx-swap-oob");
+    return part.id && (how === null || how === "true" || how === "outerHTML" || how === "delete");
+  }
+  document.body.addEventListener("htmx:wsBeforeMessage", function (e) {
+    const message = document.createElement("template");
+    message.innerHTML = e.detail.message;
+    const parts = Array.from(message.content.children);
+    if (parts.length && parts.every(function (part) { return swapsByOwnId(part) && !document.getElementById(part.id); })) {
+      e.preventDefault();
+    }
+  });
+
   // A failed request never fails silently.
   document.body.addEventListener("htmx:responseError", function (e) {
     const xhr = e.detail.xhr;

@@ -78,3 +78,24 @@ def test_settings_keep_a_key_masked(logged_in_page):
     expect(page.locator("#toasts")).to_contain_text("Civitai key saved")
     page.reload()
     assert "civitai-good-key" not in page.content()
+
+
+def test_news_of_a_row_the_page_already_took_away_is_no_error(logged_in_page, server):
+    """The socket's delete of a row can come after the page's own answer removed it (Remove, Clear
+    finished): here it is sent for a row that is not there. The page fixture fails on htmx's error."""
+    page = logged_in_page
+    sockets = []
+
+    def relay(socket):
+        socket.connect_to_server()
+        sockets.append(socket)
+
+    page.route_web_socket(re.compile(r"/ws/ui/"), relay)
+    page.goto(server.url + "/downloads/")
+    for _ in range(100):  # the page opens its socket once htmx has started
+        if sockets:
+            break
+        page.wait_for_timeout(50)
+    sockets[0].send('<div id="download-task-999999" hx-swap-oob="delete"></div>')
+    sockets[0].send('<div hx-swap-oob="beforeend:#toasts"><div class="toast info">Still heard.</div></div>')
+    expect(page.locator("#toasts")).to_contain_text("Still heard.")
