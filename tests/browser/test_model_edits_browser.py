@@ -227,3 +227,13 @@ def test_select_mode_picks_models_and_moves_them_to_the_trash_together(logged_in
     expect(bar).to_be_hidden()
     page.keyboard.press("Escape")
     expect(page.locator("dialog[open]")).to_have_count(0)
+
+
+def test_a_dialog_closed_before_its_info_comes_is_left_closed(logged_in_page):
+    page = logged_in_page
+    dialog = open_model(page, "gamma_xl")
+    dialog.get_by_role("button", name="Fetch info from Civitai").click()
+    page.keyboard.press("Escape")
+    expect(page.locator("#toasts")).to_contain_text("Fetch Civitai info done", timeout=15_000)
+    # The answer's refresh of the dialog finds it closed: nothing is asked, and nothing is an error.
+    expect(page.locator("dialog[open]")).to_have_count(0)
