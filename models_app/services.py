@@ -158,39 +158,37 @@ def model_trash(*, model: ModelFile) -> TrashItem:
     return item
 
 
+def _each_model[T](models: list[ModelFile], act: Callable[[ModelFile], T]) -> tuple[list[T], list[str]]:
+    """Does `act` to each model in turn; one it cannot be done to is named, and the rest go on."""
+    done: list[T] = []
+    errors: list[str] = []
+    for model in models:
+        try:
+            done.append(act(model))
+        except ModelEditError as exc:
+            errors.append(f"{model.relative_path}: {exc}")
+    return done, errors
+
+
 def models_move(
     *, models: list[ModelFile], folder_type: str, path_index: int, sub_folder: str
 ) -> tuple[list[ModelFile], list[str]]:
-    """Moves each model, keeping its name, into one folder as model_move does; one that cannot go (a
-    clash there) is named, and the rest go."""
-    moved: list[ModelFile] = []
-    errors: list[str] = []
-    for model in models:
-        try:
-            moved.append(
-                model_move(
-                    model=model,
-                    folder_type=folder_type,
-                    path_index=path_index,
-                    sub_folder=sub_folder,
-                    name=model.file_name,
-                )
-            )
-        except ModelEditError as exc:
-            errors.append(f"{model.relative_path}: {exc}")
-    return moved, errors
+    """Moves each model, keeping its name, into one folder as model_move does."""
+    return _each_model(
+        models,
+        lambda model: model_move(
+            model=model,
+            folder_type=folder_type,
+            path_index=path_index,
+            sub_folder=sub_folder,
+            name=model.file_name,
+        ),
+    )
 
 
 def models_trash(*, models: list[ModelFile]) -> tuple[list[TrashItem], list[str]]:
-    """Moves each model to the trash as model_trash does; one that cannot go is named, and the rest go."""
-    items: list[TrashItem] = []
-    errors: list[str] = []
-    for model in models:
-        try:
-            items.append(model_trash(model=model))
-        except ModelEditError as exc:
-            errors.append(f"{model.relative_path}: {exc}")
-    return items, errors
+    """Moves each model to the trash as model_trash does."""
+    return _each_model(models, lambda model: model_trash(model=model))
 
 
 def trash_restore(*, item: TrashItem) -> ModelFile:
