@@ -28,6 +28,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from mmsite.files import fsync_dir
+
 READ_SIZE = 1 << 20
 RING_SIZE = 8
 DISK_RESERVE = 16 << 20
@@ -377,7 +379,7 @@ class Engine:
             os.replace(part, final)
         else:
             part.unlink()
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return DownloadResult(final, sha256, size)
 
     # -- helpers -----------------------------------------------------------------------------------------
@@ -531,14 +533,6 @@ def _hash_file(path: Path, length: int) -> Any:
             digest.update(chunk)
             length -= len(chunk)
     return digest
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _validator(headers: Any) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from django.db.models import Q
 from django.utils import timezone
 
+from mmsite.files import move_whole
 from mmsite.models import ACTIVE_STATUSES
 from mmsite.worker import wake_workers
 from models_app.models import MAX_RELATIVE_PATH, InfoMode, InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
@@ -266,7 +267,7 @@ def model_move(
         raise ModelEditError(f"{', '.join(clashes)} already exist(s) there: nothing was moved.")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _move_all(moves, move=shutil.move)  # a rename on one disk, a copy across disks (which can fill it)
+        _move_all(moves, move=move_whole)  # a rename on one disk, a copy across disks (which can fill it)
     except OSError as exc:
         raise ModelEditError(
             f"Could not move the files ({exc.strerror or exc}): nothing was moved."
@@ -282,26 +283,12 @@ def _move_all(moves: list[tuple[Path, Path]], *, move: Callable[[Path, Path], ob
     moved: list[tuple[Path, Path]] = []
     try:
         for src, dst in moves:
-            try:
-                move(src, dst)
-            except OSError:
-                _remove_partial_copy(src, dst)
-                raise
+            move(src, dst)
             moved.append((src, dst))
     except OSError:
         for src, dst in reversed(moved):
             move(dst, src)
         raise
-
-
-def _remove_partial_copy(src: Path, dst: Path) -> None:
-    """What a copy across disks that failed (a full disk) left at `dst`, while `src` is still whole."""
-    if not src.exists() or not (dst.exists() or dst.is_symlink()):
-        return
-    if dst.is_dir() and not dst.is_symlink():
-        shutil.rmtree(dst, ignore_errors=True)
-    else:
-        dst.unlink(missing_ok=True)
 
 
 def purge_old_trash() -> int:

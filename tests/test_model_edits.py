@@ -7,7 +7,9 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -18,6 +20,9 @@ from PIL import Image
 from models_app import services
 from models_app.markdown import render_markdown, sanitize_html
 from models_app.models import ModelFile, TrashItem
+from models_app.roots import get_roots
+from models_app.scanner import scan_folder
+from tests.model_files import REFERENCE
 
 pytestmark = pytest.mark.django_db
 
@@ -381,32 +386,85 @@ def test_bad_moves_are_refused_and_nothing_moves(logged_in, scanned, fields, mes
     assert (scanned["checkpoints"] / "alpha_xl.safetensors").exists()
 
 
-def failing_on_the_preview(move, error, *, leaving_half=False):
-    """`move` (shutil.move or os.rename), failing as a full or broken disk would when it gets to the .png;
-    `leaving_half`, as a copy across disks leaves what it wrote."""
+def failing_on_the_preview(move, error):
+    """`move` (os.rename or shutil.copy2), failing as a broken disk would when it gets to the .png."""
 
-    def failing(src, dst):
-        if str(dst).endswith(".png"):
-            if leaving_half:
-                with open(dst, "wb") as f:
-                    f.write(b"the first half")
+    def failing(src, dst, **kwargs):
+        if ".png" in Path(dst).name:  # the file itself, or its copy under a hidden name
             raise error
-        return move(src, dst)
+        return move(src, dst, **kwargs)
 
     return failing
 
 
-def test_a_move_that_fails_halfway_puts_back_what_moved(logged_in, scanned, monkeypatch):
+@pytest.fixture
+def other_disk(scanned, settings):
+    """A second checkpoints folder on another filesystem (a tmpfs), where a move is a copy."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == scanned["checkpoints"].stat().st_dev:
+        pytest.skip("no second filesystem at /dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="mm-test-"))
+    settings.MM_MODEL_ROOTS += f";checkpoints={folder}"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+MOVE_TO_OTHER_DISK = {"folder_type": "checkpoints", "path_index": "1", "sub_folder": "", "name": "carrot"}
+
+
+def test_a_move_across_disks_shows_no_half_model_and_keeps_the_source_until_the_copy_is_whole(
+    logged_in, scanned, other_disk, monkeypatch
+):
+    during_copies = []
+    copy2 = shutil.copy2
+
+    def watched_copy(src, dst, **kwargs):
+        copy2(src, dst, **kwargs)
+        with open(dst, "r+b") as f:
+            f.truncate(os.path.getsize(src) // 2)  # the copy as it stands halfway
+        # What ComfyUI or a scan would list in the destination then, and whether the source is still there.
+        shown = sorted(p.name for p in other_disk.iterdir() if not p.name.startswith("."))
+        during_copies.append((Path(dst).name, shown, Path(src).exists()))
+        copy2(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", watched_copy)
+    response = logged_in.post(reverse("model_move", args=PEPPER), MOVE_TO_OTHER_DISK, headers=HX)
+    assert "Moved" in response["HX-Trigger"]
+    assert len(during_copies) == 3
+    for copied_to, shown, source_kept in during_copies:
+        final_name = copied_to.removeprefix(".").removesuffix(".mm-moving")
+        assert final_name.startswith("carrot.") and final_name not in shown and source_kept
+    assert sorted(p.name for p in other_disk.iterdir()) == ["carrot.md", "carrot.png", "carrot.safetensors"]
+    pepper = REFERENCE / "safetensors" / "tiny_kohya_lora.safetensors"
+    assert (other_disk / "carrot.safetensors").read_bytes() == pepper.read_bytes()
+    assert list((scanned["loras"] / "style").iterdir()) == []
+    moved = ModelFile.objects.get(name="carrot")
+    assert (moved.folder_type, moved.path_index) == ("checkpoints", 1)
+
+
+def test_a_move_across_disks_that_fails_halfway_puts_back_what_moved(
+    logged_in, scanned, other_disk, monkeypatch
+):
     full = OSError(28, "No space left on device")
-    monkeypatch.setattr(shutil, "move", failing_on_the_preview(shutil.move, full, leaving_half=True))
-    data = {"folder_type": "checkpoints", "path_index": "0", "sub_folder": "", "name": "carrot"}
-    response = logged_in.post(reverse("model_move", args=PEPPER), data, headers=HX)
+    monkeypatch.setattr(shutil, "copy2", failing_on_the_preview(shutil.copy2, full))
+    response = logged_in.post(reverse("model_move", args=PEPPER), MOVE_TO_OTHER_DISK, headers=HX)
     assert "No space left on device" in response.content.decode()
     assert "nothing was moved" in response.content.decode()
     style = scanned["loras"] / "style"
     assert sorted(p.name for p in style.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
-    assert not any(scanned["checkpoints"].glob("carrot*"))
+    assert list(other_disk.iterdir()) == []  # nor a hidden half copy
     assert ModelFile.objects.filter(name="pepper").exists()
+
+
+def test_what_a_move_killed_mid_copy_left_is_hidden_and_replaced_by_the_next_move(
+    logged_in, scanned, other_disk
+):
+    # The server stopped while the model was being copied: its half sits under a hidden name.
+    (other_disk / ".carrot.safetensors.mm-moving").write_bytes(b"the first half")
+    scan_folder(get_roots())
+    assert not ModelFile.objects.filter(path_index=1).exists()
+    logged_in.post(reverse("model_move", args=PEPPER), MOVE_TO_OTHER_DISK, headers=HX)
+    assert sorted(p.name for p in other_disk.iterdir()) == ["carrot.md", "carrot.png", "carrot.safetensors"]
 
 
 def test_a_delete_that_fails_halfway_puts_back_what_moved(logged_in, scanned, monkeypatch):
