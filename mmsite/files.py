@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Hidden, so that neither the scanner nor ComfyUI lists a copy still being written.
 PARTIAL_SUFFIX = ".mm-moving"
+# Bytes per step of a copy: how often it reports progress and can be stopped.
+COPY_CHUNK = 32 << 20
+# A copy's step may not work between these two files (macOS's sendfile wants a socket): read and write.
+NO_SENDFILE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSOCK, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
-def move_whole(src: Path, dst: Path) -> None:
+def move_whole(src: Path, dst: Path, *, on_copied: Callable[[int], object] | None = None) -> None:
     """Moves `src` (a file, a folder or a symlink) to `dst`, which must not exist.
 
     On one disk this is a rename. Across disks, where shutil.move would write the copy under its final
     name for as long as it takes, the copy is written under a hidden name, flushed, and renamed into place
     when whole; the source is removed only then. ComfyUI, a scan running meanwhile or a crash (the server
     stopped mid-copy, the power lost) never meet half a model where the model should be, and never lose
-    the only copy.
+    the only copy. `on_copied(n)` hears of each step of a copy; what it raises stops the move, and the
+    hidden copy is removed.
     """
     try:
         os.rename(src, dst)
@@ -32,11 +39,12 @@ def move_whole(src: Path, dst: Path) -> None:
         if src.is_symlink():
             os.symlink(os.readlink(src), partial)
         elif src.is_dir():
-            shutil.copytree(src, partial, symlinks=True, copy_function=_copy_flushed)
+            copy = functools.partial(_copy_flushed, on_copied=on_copied)
+            shutil.copytree(src, partial, symlinks=True, copy_function=copy)
             for folder, _dirs, _files in os.walk(partial):
                 fsync_dir(Path(folder))
         else:
-            _copy_flushed(src, partial)
+            _copy_flushed(src, partial, on_copied=on_copied)
         os.rename(partial, dst)
     except BaseException:
         remove(partial)
@@ -62,9 +70,30 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _copy_flushed(src: str | Path, dst: str | Path) -> str | Path:
-    shutil.copy2(src, dst, follow_symlinks=False)
-    if not os.path.islink(dst):
-        with open(dst, "rb+") as f:
-            os.fsync(f.fileno())
+def _copy_flushed(
+    src: str | Path, dst: str | Path, *, on_copied: Callable[[int], object] | None = None
+) -> str | Path:
+    """Copies a file's bytes, mode and times (as shutil.copy2 does, in steps) and flushes it to the disk."""
+    with open(src, "rb") as source, open(dst, "wb") as target:
+        for copied in _copy_steps(source.fileno(), target.fileno()):
+            if on_copied is not None:
+                on_copied(copied)
+        os.fsync(target.fileno())
+    shutil.copystat(src, dst)
     return dst
+
+
+def _copy_steps(in_fd: int, out_fd: int) -> Iterator[int]:
+    try:
+        while sent := os.sendfile(out_fd, in_fd, None, COPY_CHUNK):
+            yield sent
+        return
+    except OSError as exc:
+        if exc.errno not in NO_SENDFILE:
+            raise
+    # Both files' offsets are where sendfile stopped: the rest is read and written.
+    while data := os.read(in_fd, 1 << 20):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out_fd, view) :]
+        yield len(data)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
-from models_app.models import InfoTask, ModelFile, ScanTask
+from models_app.models import InfoTask, ModelFile, MoveTask, ScanTask
 
 
 @admin.register(ModelFile)
@@ -42,4 +42,23 @@ class InfoTaskAdmin(admin.ModelAdmin):
 
     list_display = ("pk", "mode", "status", "processed", "total", "hashed", "found", "missing", "created_at")
     list_filter = ("status", "mode")
+    readonly_fields = ("owner", "heartbeat_at", "started_at", "finished_at")
+
+
+@admin.register(MoveTask)
+class MoveTaskAdmin(admin.ModelAdmin):
+    """Models picked in the library, moved into one folder by the worker."""
+
+    list_display = (
+        "pk",
+        "status",
+        "folder_type",
+        "path_index",
+        "sub_folder",
+        "processed",
+        "total",
+        "moved",
+        "created_at",
+    )
+    list_filter = ("status", "folder_type")
     readonly_fields = ("owner", "heartbeat_at", "started_at", "finished_at")

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import secrets
+from datetime import timedelta
 
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.db import models
+from django.template.defaultfilters import pluralize
+from django.utils import timezone
 
 from mmsite.models import TaskStatus, WorkerTask
 
@@ -245,3 +250,63 @@ class InfoTask(CountedTask):
         if len(self.model_ids) != 1:
             return None
         return ModelFile.objects.filter(pk=self.model_ids[0]).first()
+
+
+class MoveTask(CountedTask):
+    """Models picked in the library, moved into one folder by the worker: across disks each move is a
+    copy of gigabytes, longer than a request should wait."""
+
+    model_ids = models.JSONField(default=list)
+    folder_type = models.CharField(max_length=64)
+    path_index = models.IntegerField(default=0)
+    sub_folder = models.CharField(max_length=MAX_RELATIVE_PATH, blank=True)
+    moved = models.PositiveIntegerField(default=0)
+    size_total = models.BigIntegerField(default=0, help_text="Bytes of the models to move.")
+    size_done = models.BigIntegerField(
+        default=0, help_text="Bytes moved so far, the current copy's included."
+    )
+    current = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Move #{self.pk} to {self.place} ({self.status})"
+
+    @property
+    def place(self) -> str:
+        """Where the models go, as the user knows it: a type's first folder by the type's name, another
+        (a second disk) by its path."""
+        from models_app.roots import UnknownRoot, get_roots
+
+        where = self.folder_type
+        if self.path_index:
+            with contextlib.suppress(UnknownRoot):
+                where = str(get_roots().get(self.folder_type, self.path_index))
+        return f"{where}/{self.sub_folder}" if self.sub_folder else where
+
+    @property
+    def percent(self) -> int:
+        # By bytes: one checkpoint copied across disks outweighs a hundred LoRAs renamed.
+        if self.status == "done":
+            return 100
+        if self.size_total:
+            return int(self.size_done * 100 / self.size_total)
+        return super().percent
+
+    @property
+    def failures(self) -> list[str]:
+        return self.error.splitlines()
+
+    @property
+    def recently_ended(self) -> bool:
+        """Whether the library still says how it went: what could not move stays listed for a while."""
+        return self.finished_at is not None and timezone.now() - self.finished_at < timedelta(minutes=10)
+
+    @property
+    def summary(self) -> str:
+        summary = f"{intcomma(self.moved)} model{pluralize(self.moved)} moved to {self.place}"
+        if self.status == TaskStatus.CANCELLED:
+            return f"Move stopped: {summary}; the others stayed where they were."
+        failed = len(self.failures)
+        return summary + (f". {failed} could not be moved." if failed else ".")

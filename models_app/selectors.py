@@ -10,7 +10,7 @@ from pathlib import Path
 from django.core.cache import cache
 from django.db.models import Count, Max, Q, QuerySet
 
-from models_app.models import InfoTask, LibraryVersion, ModelFile, ScanTask
+from models_app.models import InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
 from models_app.roots import clean_relative_path, get_roots
 
 PAGE_SIZE = 60
@@ -258,6 +258,10 @@ def model_get(folder_type: str, path_index: int, relative_path: str) -> ModelFil
 
 def latest_info() -> InfoTask | None:
     return InfoTask.objects.order_by("-created_at", "-pk").first()
+
+
+def latest_move() -> MoveTask | None:
+    return MoveTask.objects.order_by("-created_at", "-pk").first()
 
 
 def latest_scan() -> ScanTask | None:

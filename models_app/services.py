@@ -15,7 +15,16 @@ from django.utils import timezone
 from mmsite.files import move_whole
 from mmsite.models import ACTIVE_STATUSES
 from mmsite.worker import wake_workers
-from models_app.models import MAX_RELATIVE_PATH, InfoMode, InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
+from models_app.models import (
+    MAX_RELATIVE_PATH,
+    InfoMode,
+    InfoTask,
+    ModelFile,
+    MoveTask,
+    ScanMode,
+    ScanTask,
+    TrashItem,
+)
 from models_app.previews import save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot, clean_relative_path, get_roots, resolve_model_path
 from models_app.scanner import delete_models, scan_one_model
@@ -171,22 +180,6 @@ def _each_model[T](models: list[ModelFile], act: Callable[[ModelFile], T]) -> tu
     return done, errors
 
 
-def models_move(
-    *, models: list[ModelFile], folder_type: str, path_index: int, sub_folder: str
-) -> tuple[list[ModelFile], list[str]]:
-    """Moves each model, keeping its name, into one folder as model_move does."""
-    return _each_model(
-        models,
-        lambda model: model_move(
-            model=model,
-            folder_type=folder_type,
-            path_index=path_index,
-            sub_folder=sub_folder,
-            name=model.file_name,
-        ),
-    )
-
-
 def models_trash(*, models: list[ModelFile]) -> tuple[list[TrashItem], list[str]]:
     """Moves each model to the trash as model_trash does."""
     return _each_model(models, lambda model: model_trash(model=model))
@@ -231,10 +224,38 @@ def trash_purge(*, older_than_days: float) -> int:
     return count
 
 
+def move_start(*, model_ids: list[int], folder_type: str, path_index: int, sub_folder: str) -> MoveTask:
+    """Queues the move of those models into one folder (each keeps its name) for the worker, once the
+    folder is known to be a place inside the roots."""
+    sub_folder = sub_folder.strip().strip("/")
+    try:
+        get_roots().get(folder_type, path_index)
+        if sub_folder:
+            resolve_model_path(folder_type, path_index, clean_relative_path(sub_folder))
+    except PathOutsideRoot:
+        raise ModelEditError("The new place must stay inside the model folders.") from None
+    except UnknownRoot:
+        raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
+    if len(sub_folder) >= MAX_RELATIVE_PATH:
+        raise ModelEditError(f"The subfolder is longer than {MAX_RELATIVE_PATH} characters.")
+    task = MoveTask.objects.create(
+        model_ids=model_ids, folder_type=folder_type, path_index=path_index, sub_folder=sub_folder
+    )
+    wake_workers()
+    return task
+
+
 def model_move(
-    *, model: ModelFile, folder_type: str, path_index: int, sub_folder: str, name: str
+    *,
+    model: ModelFile,
+    folder_type: str,
+    path_index: int,
+    sub_folder: str,
+    name: str,
+    on_copied: Callable[[int], object] | None = None,
 ) -> ModelFile:
-    """Renames or moves a model with every sidecar; refuses clashes and paths outside the roots."""
+    """Renames or moves a model with every sidecar; refuses clashes and paths outside the roots.
+    `on_copied` hears how the copies go when the move crosses disks (see move_whole)."""
     name = name.strip()
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ModelEditError("The name may not be empty, contain / or \\, or start with a dot.")
@@ -267,7 +288,8 @@ def model_move(
         raise ModelEditError(f"{', '.join(clashes)} already exist(s) there: nothing was moved.")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _move_all(moves, move=move_whole)  # a rename on one disk, a copy across disks (which can fill it)
+        # A rename on one disk, a copy across disks (which can fill it).
+        _move_all(moves, move=lambda src, dst: move_whole(src, dst, on_copied=on_copied), undo=move_whole)
     except OSError as exc:
         raise ModelEditError(
             f"Could not move the files ({exc.strerror or exc}): nothing was moved."
@@ -277,17 +299,22 @@ def model_move(
     return ModelFile.objects.get(folder_type=folder_type, path_index=path_index, relative_path=new_relative)
 
 
-def _move_all(moves: list[tuple[Path, Path]], *, move: Callable[[Path, Path], object]) -> None:
-    """Moves every file with `move`, or none: when one fails, what moved before it goes back, and the
-    OSError is raised. The destinations must not exist yet."""
+def _move_all(
+    moves: list[tuple[Path, Path]],
+    *,
+    move: Callable[[Path, Path], object],
+    undo: Callable[[Path, Path], object] | None = None,
+) -> None:
+    """Moves every file with `move`, or none: when one fails (or is stopped), what moved before it goes
+    back (with `undo`, by default `move`), and the error is raised. The destinations must not exist yet."""
     moved: list[tuple[Path, Path]] = []
     try:
         for src, dst in moves:
             move(src, dst)
             moved.append((src, dst))
-    except OSError:
+    except BaseException:
         for src, dst in reversed(moved):
-            move(dst, src)
+            (undo or move)(dst, src)
         raise
 
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("library/selection/trash/", views.selection_trash, name="selection_trash"),
     path("library/selection/move/", views.selection_move, name="selection_move"),
     path("library/info/<int:info_id>/stop/", views.info_stop, name="info_stop"),
+    path("library/move/<int:move_id>/stop/", views.move_stop, name="move_stop"),
     path(f"model/{MODEL}", views.model_detail, name="model_detail"),
     path(f"thumbnail/{MODEL}", views.model_thumbnail, name="model_thumbnail"),
     path(f"sidecar/{MODEL}", views.model_sidecar, name="model_sidecar"),

@@ -21,14 +21,15 @@ from django.template.defaultfilters import pluralize
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import push_url, trigger_client_event
+from django_htmx.http import push_url, reswap, retarget, trigger_client_event
 
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.headers import training_tags
 from models_app.info import stop_info
 from models_app.markdown import render_markdown
-from models_app.models import InfoTask, ModelFile, ScanMode, ScanTask, TrashItem
+from models_app.models import InfoTask, ModelFile, MoveTask, ScanMode, ScanTask, TrashItem
+from models_app.moves import stop_move
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError, fetch_image
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
 from models_app.sidecars import read_json
@@ -75,6 +76,7 @@ def _library(
             "labels": menus.labels,
             "sorts": {key: label for key, (label, _) in selectors.SORTS.items()},
             "info": selectors.latest_info(),
+            "move": selectors.latest_move(),
         }
     if open_model is not None:
         # Drawn with the page, its dialog open; closing it leaves the address of the library behind.
@@ -309,14 +311,15 @@ def preview_save(request: HttpRequest, folder_type: str, path_index: int, relati
 def model_move(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
     model = _model_or_404(folder_type, path_index, relative_path)
     try:
+        to_type, to_index = _chosen_folder(request, folder_type, path_index)
         moved = services.model_move(
             model=model,
-            folder_type=request.POST.get("folder_type", folder_type),
-            path_index=int(request.POST.get("path_index", path_index) or 0),
+            folder_type=to_type,
+            path_index=to_index,
             sub_folder=request.POST.get("sub_folder", ""),
             name=request.POST.get("name", ""),
         )
-    except (services.ModelEditError, ValueError) as exc:
+    except services.ModelEditError as exc:
         return _dialog(request, model, error=str(exc), partial="move_form")
     response = _dialog(request, moved, toast=f"Moved to {moved.folder_type}/{moved.relative_path}.")
     response["HX-Trigger-After-Settle"] = "libraryChanged"
@@ -394,6 +397,17 @@ def info_start(request: HttpRequest) -> HttpResponse:
 MAX_PICKED = 5000
 
 
+def _chosen_folder(request: HttpRequest, folder_type: str, path_index: int) -> tuple[str, int]:
+    """The model folder a move form chose: `folder` ("<index>:<type>", from folder_choice.html), or
+    `folder_type` and `path_index` (scripts); a number that is not one names no folder (-1)."""
+    if "folder" in request.POST:
+        index, _, folder_type = request.POST["folder"].partition(":")
+    else:
+        folder_type = request.POST.get("folder_type", folder_type)
+        index = request.POST.get("path_index", str(path_index)).strip() or "0"
+    return folder_type, int(index) if index.isdigit() else -1
+
+
 def _picked_ids(request: HttpRequest, field: str) -> list[int]:
     return [int(value) for value in request.POST.getlist(field) if value.isdigit()][:MAX_PICKED]
 
@@ -426,18 +440,34 @@ def selection_move(request: HttpRequest) -> HttpResponse:
     """The models picked in the library: where to move them, then (`confirm`) moved there."""
     models = _picked_models(request)
     if "confirm" not in request.POST:
-        folder_type = models[0].folder_type if models else ""
-        context = {"models": models, "roots": get_roots().folders, "folder_type": folder_type}
+        first = models[0] if models else None
+        context = {
+            "models": models,
+            "roots": get_roots().folders,
+            "folder_type": first.folder_type if first else "",
+            "path_index": first.path_index if first else 0,
+        }
         return render(request, "models_app/selection_move.html#form", context)
-    folder_type = request.POST.get("folder_type", "")
-    sub_folder = request.POST.get("sub_folder", "").strip().strip("/")
-    index = request.POST.get("path_index", "0").strip() or "0"
-    path_index = int(index) if index.isdigit() else -1  # no such folder: each model says so
-    moved, errors = services.models_move(
-        models=models, folder_type=folder_type, path_index=path_index, sub_folder=sub_folder
-    )
-    place = f"{folder_type}/{sub_folder}" if sub_folder else folder_type
-    return _selection_done(request, f"{len(moved)} model{pluralize(len(moved))} moved to {place}", errors)
+    folder_type, path_index = _chosen_folder(request, "", 0)
+    sub_folder = request.POST.get("sub_folder", "")
+    try:
+        task = services.move_start(
+            model_ids=[model.pk for model in models],
+            folder_type=folder_type,
+            path_index=path_index,
+            sub_folder=sub_folder,
+        )
+    except services.ModelEditError as exc:
+        context = {"models": models, "roots": get_roots().folders, "folder_type": folder_type}
+        context |= {"sub_folder": sub_folder, "path_index": path_index, "error": str(exc)}
+        return render(request, "models_app/selection_move.html#form", context)
+    # Across disks a move is a copy of gigabytes: the worker does it, its progress shows beside Scan.
+    response = render(request, "models_app/move_progress.html", {"move": task})
+    response = reswap(retarget(response, "#move-progress"), "outerHTML")
+    trigger_client_event(response, "selectionDone", after="settle")
+    trigger_client_event(response, "closeDialog", after="settle")
+    count = len(models)
+    return with_toast(response, f"Moving {count} model{pluralize(count)} to {task.place}…", level="info")
 
 
 @require_POST
@@ -452,6 +482,13 @@ def selection_trash(request: HttpRequest) -> HttpResponse:
     removed = [m.pk for m in models if m.pk not in still_there]
     heading = f"{len(items)} model{pluralize(len(items))} moved to the trash"
     return _selection_done(request, heading, errors, removed=removed, to_trash=True)
+
+
+@require_POST
+def move_stop(request: HttpRequest, move_id: int) -> HttpResponse:
+    move = get_object_or_404(MoveTask, pk=move_id)
+    stop_move(move)
+    return render(request, "models_app/move_progress.html", {"move": move, "finished": not move.is_active})
 
 
 @require_POST

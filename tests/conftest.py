@@ -4,7 +4,9 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,18 @@ def scanned(db, library):
 
     scan_folder(get_roots())
     return library
+
+
+@pytest.fixture
+def other_disk(scanned, settings) -> Iterator[Path]:
+    """A second checkpoints folder on another filesystem (a tmpfs), where a move is a copy."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == scanned["checkpoints"].stat().st_dev:
+        pytest.skip("no second filesystem at /dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="mm-test-"))
+    settings.MM_MODEL_ROOTS += f";checkpoints={folder}"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 
 import pytest
 from asgiref.sync import sync_to_async
 
-from mmsite.worker import Worker
 from models_app import services
 from models_app.hashing import autov2, file_sha256
 from models_app.models import HashCache, InfoTask, ModelFile
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
+from tests.worker_runs import run_until_ended
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,20 +28,7 @@ def test_file_sha256_matches_hashlib_and_reports_progress(tmp_path):
 
 
 async def run_until_done(pk: int) -> InfoTask:
-    worker = Worker(poll_interval=0.05)
-    running = asyncio.create_task(worker.run())
-    try:
-        async with asyncio.timeout(45):  # generous: the PostgreSQL pass runs on a machine still busy
-            while (task := await sync_to_async(InfoTask.objects.get)(pk=pk)).status not in (
-                "done",
-                "failed",
-                "cancelled",
-            ):
-                await asyncio.sleep(0.05)
-    finally:
-        await worker.stop()
-        running.cancel()
-    return task
+    return await run_until_ended(InfoTask, pk)
 
 
 async def test_models_without_a_hash_are_hashed_once_and_the_cache_outlives_a_full_rescan(library):

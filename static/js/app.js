@@ -111,6 +111,8 @@
     const dialog = e.target;
     if (dialog.tagName === "DIALOG" && dialog.open) dialog.close(); // a click on the backdrop
   });
+  // An answer that put its news elsewhere (a move handed to the worker) has nothing left to show.
+  document.body.addEventListener("closeDialog", function () { if (pageDialog && pageDialog.open) pageDialog.close(); });
   // A card the dialog removes (a delete) leaves its neighbour to take the focus when the dialog closes;
   // by id, since the grid is drawn again meanwhile.
   let neighbourOfRemoved = "";

@@ -204,10 +204,13 @@ def test_select_mode_picks_models_and_moves_them_to_the_trash_together(logged_in
     dialog = page.locator("dialog[open]")
     dialog.get_by_label("Subfolder").fill("sorted")
     dialog.get_by_role("button", name="Move 2 models").click()
-    expect(dialog.get_by_role("heading")).to_have_text("2 models moved to checkpoints/sorted")
-    assert (server.roots["checkpoints"] / "sorted" / "pick_two.safetensors").exists()
+    # The worker moves them; the dialog closes and the progress, then the outcome, shows beside Scan.
+    expect(page.locator("dialog[open]")).to_have_count(0)
     expect(bar).to_be_hidden()  # the picking is over
-    page.keyboard.press("Escape")
+    expect(page.locator("#toasts")).to_contain_text("Moving 2 models to checkpoints/sorted…")
+    moved = page.locator("#move-progress")
+    expect(moved).to_have_text("2 models moved to checkpoints/sorted.", timeout=15_000)
+    assert (server.roots["checkpoints"] / "sorted" / "pick_two.safetensors").exists()
     expect(cards.first).to_have_attribute("title", "sorted/pick_one.safetensors")
 
     # Picked again, with the keyboard and all at once, both to the trash.
