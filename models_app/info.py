@@ -163,7 +163,9 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
         return ctx.requested() in {"cancel", "shutdown"}
 
     models = models_for(task)
-    task.total = len(models)
+    # A task taken up again after a restart counts afresh what is left: the counts of the run before
+    # would pass the new total.
+    task.total, task.processed, task.hashed, task.found, task.missing = len(models), 0, 0, 0, 0
     report(force=True)
     errors = []
     try:

@@ -110,3 +110,11 @@ def test_fetch_api_queues_a_job(logged_in, scanned):
         content_type="application/json",
     )
     assert bad.status_code == 404
+
+
+async def test_hashing_taken_up_again_after_a_restart_counts_what_is_left(library):
+    await sync_to_async(scan_folder)(get_roots())
+    # Stopped by a restart after hashing 14 models of another run: queued again with its counts.
+    task = await sync_to_async(InfoTask.objects.create)(mode="hash", processed=14, hashed=14, total=16)
+    done = await run_until_done(task.pk)
+    assert (done.status, done.total, done.processed, done.hashed) == ("done", 4, 4, 4)
