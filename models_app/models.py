@@ -260,6 +260,9 @@ class MoveTask(CountedTask):
     folder_type = models.CharField(max_length=64)
     path_index = models.IntegerField(default=0)
     sub_folder = models.CharField(max_length=MAX_RELATIVE_PATH, blank=True)
+    name = models.CharField(
+        max_length=255, blank=True, help_text="A new name, for one model; else each keeps its own."
+    )
     moved = models.PositiveIntegerField(default=0)
     size_total = models.BigIntegerField(default=0, help_text="Bytes of the models to move.")
     size_done = models.BigIntegerField(

@@ -82,7 +82,7 @@ def run_move_task(task: MoveTask, ctx: TaskContext) -> None:
                     folder_type=task.folder_type,
                     path_index=task.path_index,
                     sub_folder=task.sub_folder,
-                    name=model.file_name,
+                    name=task.name or model.file_name,
                     on_copied=on_copied,
                 )
             except services.ModelEditError as exc:

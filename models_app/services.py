@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -224,9 +225,11 @@ def trash_purge(*, older_than_days: float) -> int:
     return count
 
 
-def move_start(*, model_ids: list[int], folder_type: str, path_index: int, sub_folder: str) -> MoveTask:
-    """Queues the move of those models into one folder (each keeps its name) for the worker, once the
-    folder is known to be a place inside the roots."""
+def move_start(
+    *, model_ids: list[int], folder_type: str, path_index: int, sub_folder: str, name: str = ""
+) -> MoveTask:
+    """Queues the move of those models into one folder for the worker, once the folder is known to be a
+    place inside the roots. Each keeps its name, or one model takes `name`."""
     sub_folder = sub_folder.strip().strip("/")
     try:
         get_roots().get(folder_type, path_index)
@@ -238,24 +241,38 @@ def move_start(*, model_ids: list[int], folder_type: str, path_index: int, sub_f
         raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
     if len(sub_folder) >= MAX_RELATIVE_PATH:
         raise ModelEditError(f"The subfolder is longer than {MAX_RELATIVE_PATH} characters.")
+    if name and len(model_ids) != 1:
+        raise ValueError("a new name is for one model")
     task = MoveTask.objects.create(
-        model_ids=model_ids, folder_type=folder_type, path_index=path_index, sub_folder=sub_folder
+        model_ids=model_ids, folder_type=folder_type, path_index=path_index, sub_folder=sub_folder, name=name
     )
     wake_workers()
     return task
 
 
-def model_move(
-    *,
-    model: ModelFile,
-    folder_type: str,
-    path_index: int,
-    sub_folder: str,
-    name: str,
-    on_copied: Callable[[int], object] | None = None,
-) -> ModelFile:
-    """Renames or moves a model with every sidecar; refuses clashes and paths outside the roots.
-    `on_copied` hears how the copies go when the move crosses disks (see move_whole)."""
+@dataclass(frozen=True)
+class MovePlan:
+    """Where a model and each file beside it go, checked: inside the roots, no clash, names the disk takes."""
+
+    folder_type: str
+    path_index: int
+    relative_path: str
+    files: list[tuple[Path, Path]]
+
+    @property
+    def is_copy(self) -> bool:
+        """Whether the files go to another disk, where moving them is a copy (of gigabytes, for a model)."""
+        source, target = self.files[0]
+        folder = target.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return source.parent.stat().st_dev != folder.stat().st_dev
+
+
+def move_plan(
+    *, model: ModelFile, folder_type: str, path_index: int, sub_folder: str, name: str
+) -> MovePlan | None:
+    """How model_move would move the model (None: it is there already), or the reason it cannot."""
     name = name.strip()
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ModelEditError("The name may not be empty, contain / or \\, or start with a dot.")
@@ -273,7 +290,7 @@ def model_move(
     except UnknownRoot:
         raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
     if target == source:
-        return model
+        return None
     old_base = model_base(source.name, is_dir=model.is_dir)
     moves = [
         (f, target.parent / (new_base + extension if f == source else new_base + f.name[len(old_base) :]))
@@ -286,17 +303,40 @@ def model_move(
     clashes = [dst.name for _, dst in moves if dst.exists()]
     if clashes:
         raise ModelEditError(f"{', '.join(clashes)} already exist(s) there: nothing was moved.")
+    return MovePlan(folder_type, path_index, new_relative, moves)
+
+
+def model_move(
+    *,
+    model: ModelFile,
+    folder_type: str,
+    path_index: int,
+    sub_folder: str,
+    name: str,
+    on_copied: Callable[[int], object] | None = None,
+) -> ModelFile:
+    """Renames or moves a model with every sidecar; refuses clashes and paths outside the roots.
+    `on_copied` hears how the copies go when the move crosses disks (see move_whole)."""
+    plan = move_plan(
+        model=model, folder_type=folder_type, path_index=path_index, sub_folder=sub_folder, name=name
+    )
+    if plan is None:
+        return model
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        plan.files[0][1].parent.mkdir(parents=True, exist_ok=True)
         # A rename on one disk, a copy across disks (which can fill it).
-        _move_all(moves, move=lambda src, dst: move_whole(src, dst, on_copied=on_copied), undo=move_whole)
+        _move_all(
+            plan.files, move=lambda src, dst: move_whole(src, dst, on_copied=on_copied), undo=move_whole
+        )
     except OSError as exc:
         raise ModelEditError(
             f"Could not move the files ({exc.strerror or exc}): nothing was moved."
         ) from None
     ModelFile.objects.filter(pk=model.pk).delete()
-    scan_one_model(get_roots(), folder_type, path_index, new_relative)
-    return ModelFile.objects.get(folder_type=folder_type, path_index=path_index, relative_path=new_relative)
+    scan_one_model(get_roots(), folder_type, path_index, plan.relative_path)
+    return ModelFile.objects.get(
+        folder_type=folder_type, path_index=path_index, relative_path=plan.relative_path
+    )
 
 
 def _move_all(

@@ -310,14 +310,23 @@ def preview_save(request: HttpRequest, folder_type: str, path_index: int, relati
 @require_POST
 def model_move(request: HttpRequest, folder_type: str, path_index: int, relative_path: str) -> HttpResponse:
     model = _model_or_404(folder_type, path_index, relative_path)
+    to_type, to_index = _chosen_folder(request, folder_type, path_index)
+    sub_folder, name = request.POST.get("sub_folder", ""), request.POST.get("name", "")
     try:
-        to_type, to_index = _chosen_folder(request, folder_type, path_index)
+        plan = services.move_plan(
+            model=model, folder_type=to_type, path_index=to_index, sub_folder=sub_folder, name=name
+        )
+        if plan is not None and plan.is_copy:
+            task = services.move_start(
+                model_ids=[model.pk],
+                folder_type=to_type,
+                path_index=to_index,
+                sub_folder=sub_folder,
+                name=name,
+            )
+            return _move_queued(request, task)
         moved = services.model_move(
-            model=model,
-            folder_type=to_type,
-            path_index=to_index,
-            sub_folder=request.POST.get("sub_folder", ""),
-            name=request.POST.get("name", ""),
+            model=model, folder_type=to_type, path_index=to_index, sub_folder=sub_folder, name=name
         )
     except services.ModelEditError as exc:
         return _dialog(request, model, error=str(exc), partial="move_form")
@@ -461,12 +470,16 @@ def selection_move(request: HttpRequest) -> HttpResponse:
         context = {"models": models, "roots": get_roots().folders, "folder_type": folder_type}
         context |= {"sub_folder": sub_folder, "path_index": path_index, "error": str(exc)}
         return render(request, "models_app/selection_move.html#form", context)
-    # Across disks a move is a copy of gigabytes: the worker does it, its progress shows beside Scan.
+    return trigger_client_event(_move_queued(request, task), "selectionDone", after="settle")
+
+
+def _move_queued(request: HttpRequest, task: MoveTask) -> HttpResponse:
+    """The dialog closes; the worker's progress shows beside Scan (across disks a move is a copy of
+    gigabytes, longer than a request should wait)."""
     response = render(request, "models_app/move_progress.html", {"move": task})
     response = reswap(retarget(response, "#move-progress"), "outerHTML")
-    trigger_client_event(response, "selectionDone", after="settle")
     trigger_client_event(response, "closeDialog", after="settle")
-    count = len(models)
+    count = len(task.model_ids)
     return with_toast(response, f"Moving {count} model{pluralize(count)} to {task.place}…", level="info")
 
 

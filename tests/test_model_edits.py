@@ -362,11 +362,16 @@ def failing_on_the_preview(move, error):
     return failing
 
 
-MOVE_TO_OTHER_DISK = {"folder_type": "checkpoints", "path_index": "1", "sub_folder": "", "name": "carrot"}
+def move_pepper_to_the_other_disk() -> ModelFile:
+    """What the worker does with a move across disks (test_moves.py: the dialog hands it over)."""
+    pepper = ModelFile.objects.get(name="pepper")
+    return services.model_move(
+        model=pepper, folder_type="checkpoints", path_index=1, sub_folder="", name="carrot"
+    )
 
 
 def test_a_move_across_disks_shows_no_half_model_and_keeps_the_source_until_the_copy_is_whole(
-    logged_in, scanned, other_disk, monkeypatch
+    scanned, other_disk, monkeypatch
 ):
     during_copies = []
     sendfile = os.sendfile
@@ -381,8 +386,7 @@ def test_a_move_across_disks_shows_no_half_model_and_keeps_the_source_until_the_
         return sendfile(out_fd, in_fd, offset, count)
 
     monkeypatch.setattr(os, "sendfile", watched_sendfile)
-    response = logged_in.post(reverse("model_move", args=PEPPER), MOVE_TO_OTHER_DISK, headers=HX)
-    assert "Moved" in response["HX-Trigger"]
+    moved = move_pepper_to_the_other_disk()
     assert {copied_to for copied_to, _, _ in during_copies} == {
         ".carrot.safetensors.mm-moving", ".carrot.png.mm-moving", ".carrot.md.mm-moving",
     }  # fmt: skip
@@ -393,13 +397,10 @@ def test_a_move_across_disks_shows_no_half_model_and_keeps_the_source_until_the_
     pepper = REFERENCE / "safetensors" / "tiny_kohya_lora.safetensors"
     assert (other_disk / "carrot.safetensors").read_bytes() == pepper.read_bytes()
     assert list((scanned["loras"] / "style").iterdir()) == []
-    moved = ModelFile.objects.get(name="carrot")
-    assert (moved.folder_type, moved.path_index) == ("checkpoints", 1)
+    assert (moved.folder_type, moved.path_index, moved.name) == ("checkpoints", 1, "carrot")
 
 
-def test_a_move_across_disks_that_fails_halfway_puts_back_what_moved(
-    logged_in, scanned, other_disk, monkeypatch
-):
+def test_a_move_across_disks_that_fails_halfway_puts_back_what_moved(scanned, other_disk, monkeypatch):
     sendfile = os.sendfile
 
     def disk_full_at_the_preview(out_fd, in_fd, offset, count):
@@ -408,23 +409,21 @@ def test_a_move_across_disks_that_fails_halfway_puts_back_what_moved(
         return sendfile(out_fd, in_fd, offset, count)
 
     monkeypatch.setattr(os, "sendfile", disk_full_at_the_preview)
-    response = logged_in.post(reverse("model_move", args=PEPPER), MOVE_TO_OTHER_DISK, headers=HX)
-    assert "No space left on device" in response.content.decode()
-    assert "nothing was moved" in response.content.decode()
+    with pytest.raises(services.ModelEditError) as refused:
+        move_pepper_to_the_other_disk()
+    assert str(refused.value) == "Could not move the files (No space left on device): nothing was moved."
     style = scanned["loras"] / "style"
     assert sorted(p.name for p in style.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
     assert list(other_disk.iterdir()) == []  # nor a hidden half copy
     assert ModelFile.objects.filter(name="pepper").exists()
 
 
-def test_what_a_move_killed_mid_copy_left_is_hidden_and_replaced_by_the_next_move(
-    logged_in, scanned, other_disk
-):
+def test_what_a_move_killed_mid_copy_left_is_hidden_and_replaced_by_the_next_move(scanned, other_disk):
     # The server stopped while the model was being copied: its half sits under a hidden name.
     (other_disk / ".carrot.safetensors.mm-moving").write_bytes(b"the first half")
     scan_folder(get_roots())
     assert not ModelFile.objects.filter(path_index=1).exists()
-    logged_in.post(reverse("model_move", args=PEPPER), MOVE_TO_OTHER_DISK, headers=HX)
+    move_pepper_to_the_other_disk()
     assert sorted(p.name for p in other_disk.iterdir()) == ["carrot.md", "carrot.png", "carrot.safetensors"]
 
 

@@ -123,3 +123,37 @@ async def test_a_move_across_disks_reports_its_bytes_and_stops_mid_copy_leaving_
     assert list(other_disk.iterdir()) == []  # not even the hidden half
     assert big.stat().st_size == size
     assert await sync_to_async(ModelFile.objects.filter(name="big_xl", path_index=0).exists)()
+
+
+async def test_a_dialog_move_to_another_disk_is_handed_to_the_worker(logged_in, scanned, other_disk):
+    url = reverse("model_move", args=["loras", 0, "style/pepper.safetensors"])
+    form = {"folder": "1:checkpoints", "sub_folder": "ssd", "name": "carrot"}
+    response = await sync_to_async(logged_in.post)(url, form, headers=HX)
+    assert response["HX-Retarget"] == "#move-progress"
+    assert json.loads(response["HX-Trigger-After-Settle"]) == {"closeDialog": {}}
+    assert json.loads(response["HX-Trigger"])["toast"]["message"] == f"Moving 1 model to {other_disk}/ssd…"
+
+    task = await run_until_ended(MoveTask, (await sync_to_async(MoveTask.objects.get)()).pk)
+    assert (task.status, task.moved, task.failures) == ("done", 1, [])
+    assert sorted(p.name for p in (other_disk / "ssd").iterdir()) == [
+        "carrot.md", "carrot.png", "carrot.safetensors",
+    ]  # fmt: skip
+    carrot = await sync_to_async(ModelFile.objects.get)(name="carrot")
+    assert (carrot.folder_type, carrot.path_index, carrot.relative_path) == (
+        "checkpoints",
+        1,
+        "ssd/carrot.safetensors",
+    )
+    assert not (scanned["loras"] / "style" / "pepper.safetensors").exists()
+
+
+def test_a_dialog_move_to_another_disk_that_would_clash_is_refused_before_it_is_queued(
+    logged_in, scanned, other_disk
+):
+    (other_disk / "carrot.png").write_bytes(b"someone else's preview")
+    url = reverse("model_move", args=["loras", 0, "style/pepper.safetensors"])
+    response = logged_in.post(
+        url, {"folder": "1:checkpoints", "sub_folder": "", "name": "carrot"}, headers=HX
+    )
+    assert "carrot.png already exist(s) there: nothing was moved." in response.content.decode()
+    assert "HX-Retarget" not in response and not MoveTask.objects.exists()
