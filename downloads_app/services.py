@@ -18,10 +18,12 @@ from models_app.models import MAX_RELATIVE_PATH
 from models_app.roots import (
     MODEL_EXTENSIONS,
     PathOutsideRoot,
+    RootNotThere,
     UnknownRoot,
     clean_relative_path,
     get_roots,
     resolve_model_path,
+    root_to_write,
 )
 
 
@@ -77,9 +79,11 @@ class Destination:
 def check_destination(*, folder_type: str, path_index: int, sub_folder: str, filename: str) -> Destination:
     """Refuses names and folders that would leave the model roots, clash or not be a model."""
     try:
-        get_roots().get(folder_type, path_index)
+        root_to_write(folder_type, path_index)
     except UnknownRoot:
         raise DownloadRequestError(f"There is no {folder_type} folder number {path_index}.") from None
+    except RootNotThere as exc:
+        raise DownloadRequestError(f"{exc} Nothing was downloaded.") from None
     sub_folder = sub_folder.strip().strip("/")
     if sub_folder:
         try:

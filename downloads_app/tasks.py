@@ -32,7 +32,7 @@ from models_app.hashing import hash_key
 from models_app.markdown import sanitize_html
 from models_app.models import HashCache
 from models_app.previews import PreviewError, fetch_image, save_preview, write_atomically
-from models_app.roots import PathOutsideRoot, UnknownRoot
+from models_app.roots import PathOutsideRoot, RootNotThere, UnknownRoot, root_to_write
 from models_app.services import scan_start
 
 logger = logging.getLogger("mm.downloads")
@@ -111,8 +111,11 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
     try:
         destination = services.Destination(task.folder_type, task.path_index, task.sub_folder, task.filename)
         folder = destination.folder
+        root_to_write(task.folder_type, task.path_index)
     except (PathOutsideRoot, UnknownRoot) as exc:
         return _finish(task, ctx, TaskStatus.FAILED, f"The target folder is no longer configured: {exc}")
+    except RootNotThere as exc:
+        return _finish(task, ctx, TaskStatus.FAILED, f"{exc} Resume the download once it is.")
     job = DownloadJob(
         url=task.download_url,
         dest_dir=folder,

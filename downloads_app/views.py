@@ -17,7 +17,7 @@ from mmsite.preferences import preferences_set
 from mmsite.toasts import with_toast
 from models_app.markdown import sanitize_html
 from models_app.roots import get_roots, roots_sources
-from models_app.selectors import model_folders
+from models_app.selectors import folders_to_write, model_folders
 
 ACTIONS = {
     "pause": services.download_pause,
@@ -105,7 +105,7 @@ def _choose_step(
         "description": sanitize_html(resolution.description_html_of(version)),
         "remote": resolution.file(version, choice.file),
         "choice": choice,
-        "roots": get_roots().folders,
+        "folders": folders_to_write(),
         "sub_folders": selectors.existing_sub_folders(choice.folder_type, choice.path_index),
         "error": error,
         # Civitai serves many models only to a logged-in account: better said before than after a failure.

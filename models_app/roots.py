@@ -56,6 +56,10 @@ class UnknownRoot(LookupError):
     """A folder type or path index that is not configured."""
 
 
+class RootNotThere(OSError):
+    """A configured model folder that is not on disk, nor the folder it would be made in."""
+
+
 class RootsConfigError(ValueError):
     """The settings or a yaml file that say where the models are cannot be read; says which and why."""
 
@@ -235,6 +239,16 @@ def get_roots() -> ModelRoots:
         extra_model_paths=settings.MM_EXTRA_MODEL_PATHS,
         model_roots=settings.MM_MODEL_ROOTS,
     )
+
+
+def root_to_write(folder_type: str, path_index: int) -> Path:
+    """The model folder a download or a move writes into. One that is not there is made when the folder
+    it goes in is (a ComfyUI install with no models/text_encoders yet); one further away is not: it is
+    most likely on a drive that is not mounted, and writing there would fill the disk under it."""
+    root = get_roots().get(folder_type, path_index)
+    if not root.is_dir() and not root.parent.is_dir():
+        raise RootNotThere(f"{root} is not there, nor the folder it goes in: is its drive mounted?")
+    return root
 
 
 @receiver(setting_changed)

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Q, QuerySet
 
 from models_app.models import InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
-from models_app.roots import clean_relative_path, get_roots
+from models_app.roots import RootNotThere, clean_relative_path, get_roots, root_to_write
 
 PAGE_SIZE = 60
 # A refresh draws again as many cards as the page showed, so that the user keeps their place; this many
@@ -234,6 +234,18 @@ def model_folders() -> list[ModelFolder]:
         .annotate(n=Count("pk"))
     }
     return [ModelFolder(t, i, p, p.is_dir(), counts.get((t, i), 0)) for t, i, p in get_roots()]
+
+
+def folders_to_write() -> dict[str, list[tuple[int, Path, bool]]]:
+    """Each folder type's folders by index, and whether a move can write into each now (root_to_write)."""
+    folders: dict[str, list[tuple[int, Path, bool]]] = {}
+    for folder_type, index, path in get_roots():
+        try:
+            writable = bool(root_to_write(folder_type, index))
+        except RootNotThere:
+            writable = False
+        folders.setdefault(folder_type, []).append((index, path, writable))
+    return folders
 
 
 def sub_folders(folder_type: str) -> list[str]:

@@ -27,7 +27,15 @@ from models_app.models import (
     TrashItem,
 )
 from models_app.previews import save_preview, write_atomically
-from models_app.roots import PathOutsideRoot, UnknownRoot, clean_relative_path, get_roots, resolve_model_path
+from models_app.roots import (
+    PathOutsideRoot,
+    RootNotThere,
+    UnknownRoot,
+    clean_relative_path,
+    get_roots,
+    resolve_model_path,
+    root_to_write,
+)
 from models_app.scanner import delete_models, scan_one_model
 from models_app.sidecars import (
     IMAGE_EXTENSIONS,
@@ -232,13 +240,15 @@ def move_start(
     place inside the roots. Each keeps its name, or one model takes `name`."""
     sub_folder = sub_folder.strip().strip("/")
     try:
-        get_roots().get(folder_type, path_index)
+        root_to_write(folder_type, path_index)
         if sub_folder:
             resolve_model_path(folder_type, path_index, clean_relative_path(sub_folder))
     except PathOutsideRoot:
         raise ModelEditError("The new place must stay inside the model folders.") from None
     except UnknownRoot:
         raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
+    except RootNotThere as exc:
+        raise ModelEditError(f"{exc} Nothing was moved.") from None
     if len(sub_folder) >= MAX_RELATIVE_PATH:
         raise ModelEditError(f"The subfolder is longer than {MAX_RELATIVE_PATH} characters.")
     if name and len(model_ids) != 1:
@@ -285,10 +295,13 @@ def move_plan(
             f"{sub_folder}/{new_base}{extension}" if sub_folder else new_base + extension
         )
         target = resolve_model_path(folder_type, path_index, new_relative)
+        root_to_write(folder_type, path_index)
     except PathOutsideRoot:
         raise ModelEditError("The new place must stay inside the model folders.") from None
     except UnknownRoot:
         raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
+    except RootNotThere as exc:
+        raise ModelEditError(f"{exc} Nothing was moved.") from None
     if target == source:
         return None
     old_base = model_base(source.name, is_dir=model.is_dir)

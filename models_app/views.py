@@ -232,7 +232,7 @@ def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
         "description_html": render_markdown(model.description),
         "training_tags": training_tags(model.metadata),
         "civitai_images": _civitai_images(model),
-        "roots": get_roots().folders,
+        "folders": selectors.folders_to_write(),
         "error": error,
     }
 
@@ -452,7 +452,7 @@ def selection_move(request: HttpRequest) -> HttpResponse:
         first = models[0] if models else None
         context = {
             "models": models,
-            "roots": get_roots().folders,
+            "folders": selectors.folders_to_write(),
             "folder_type": first.folder_type if first else "",
             "path_index": first.path_index if first else 0,
         }
@@ -467,7 +467,7 @@ def selection_move(request: HttpRequest) -> HttpResponse:
             sub_folder=sub_folder,
         )
     except services.ModelEditError as exc:
-        context = {"models": models, "roots": get_roots().folders, "folder_type": folder_type}
+        context = {"models": models, "folders": selectors.folders_to_write(), "folder_type": folder_type}
         context |= {"sub_folder": sub_folder, "path_index": path_index, "error": str(exc)}
         return render(request, "models_app/selection_move.html#form", context)
     return trigger_client_event(_move_queued(request, task), "selectionDone", after="settle")

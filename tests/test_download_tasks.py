@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 
 import pytest
@@ -296,3 +297,23 @@ def test_a_task_resumes_by_itself_after_a_restart_and_paused_ones_stay(services_
     assert release_dead_local_rows(DownloadTask, f"{socket.gethostname()}:1:new") == 1
     assert DownloadTask.objects.get(pk=running.pk).status == "queued"
     assert DownloadTask.objects.get(pk=paused.pk).status == "paused"
+
+
+async def test_a_download_into_a_drive_no_longer_mounted_fails_and_writes_nothing(
+    services_at_upstream, model_roots, settings
+):
+    up = services_at_upstream
+    nas = model_roots["loras"].parent.parent / "nas"  # a mount point
+    (nas / "models" / "loras").mkdir(parents=True)
+    settings.MM_MODEL_ROOTS = f"loras={nas / 'models' / 'loras'}"
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/1231067")
+    assert (task.folder_type, task.path_index) == ("loras", 0)
+    shutil.rmtree(nas / "models")  # the drive is unmounted before the worker gets to it
+    async with Running():
+        failed = await wait_for(task.pk, {"failed", "done"})
+    assert failed.status == "failed"
+    assert failed.error == (
+        f"{nas / 'models' / 'loras'} is not there, nor the folder it goes in: is its drive mounted? "
+        "Resume the download once it is."
+    )
+    assert list(nas.iterdir()) == []  # no folders made on the disk under the mount point

@@ -138,6 +138,27 @@ def test_an_existing_file_is_a_clash(logged_in, services_at_upstream, model_root
     assert "already exists" in logged_in.post(reverse("download_create"), data, headers=HX).content.decode()
 
 
+def test_a_folder_on_a_drive_not_mounted_is_refused_and_a_new_type_folder_is_not(
+    logged_in, services_at_upstream, model_roots, settings
+):
+    models = model_roots["loras"].parent
+    unmounted, new_type = models.parent / "nas" / "models" / "loras", models / "vae"
+    settings.MM_MODEL_ROOTS += f";loras={unmounted};vae={new_type}"
+    data = {"url": f"{services_at_upstream.civitai_url}/models/4201", "version": "42012",
+            "filename": "ok.safetensors"}  # fmt: skip
+    listed = logged_in.get(reverse("download_choose"), {"url": data["url"], "folder_type": "loras"}, headers=HX)
+    assert f'<option value="1" >{unmounted} (not there)</option>' in listed.content.decode()
+    refused = logged_in.post(reverse("download_create"), {**data, "folder_type": "loras", "path_index": "1"})
+    assert (
+        f"{unmounted} is not there, nor the folder it goes in: is its drive mounted? Nothing was downloaded."
+        in refused.content.decode()
+    )
+    assert not DownloadTask.objects.exists() and not unmounted.parent.parent.exists()
+    # ComfyUI's models folder without a vae folder yet: the download makes it.
+    queued = logged_in.post(reverse("download_create"), {**data, "folder_type": "vae", "path_index": "0"})
+    assert "Download queued" in queued.content.decode()
+
+
 def test_creating_queues_a_task_with_what_was_chosen(logged_in, services_at_upstream):
     up = services_at_upstream
     data = {"url": f"{up.civitai_url}/models/4201", "version": "42012", "file": None, "folder_type": "checkpoints",

@@ -37,10 +37,10 @@ async def test_picked_models_move_into_one_folder_in_the_worker(logged_in, scann
     form = (await sync_to_async(logged_in.post)(reverse("selection_move"), ids, headers=HX)).content.decode()
     assert "Move 2 models" in form
     # Every model folder by its type and path, the picked models' own chosen.
-    options = re.findall(r'<option value="([^"]+)" (selected)?>([^<]+)</option>', form)
+    options = re.findall(r'<option value="([^"]+)"( selected)?>([^<]+)</option>', form)
     assert options == [
         ("0:checkpoints", "", f"Checkpoints · {scanned['checkpoints']}"),
-        ("0:loras", "selected", f"LoRAs · {scanned['loras']}"),
+        ("0:loras", " selected", f"LoRAs · {scanned['loras']}"),
     ]
     (scanned["loras"] / "sorted").mkdir()
     (scanned["loras"] / "sorted" / "poses.safetensors").write_bytes(b"another")  # a clash: said, not fatal
@@ -157,3 +157,22 @@ def test_a_dialog_move_to_another_disk_that_would_clash_is_refused_before_it_is_
     )
     assert "carrot.png already exist(s) there: nothing was moved." in response.content.decode()
     assert "HX-Retarget" not in response and not MoveTask.objects.exists()
+
+
+def test_a_folder_on_a_drive_not_mounted_cannot_be_chosen_nor_moved_into(logged_in, scanned, settings):
+    unmounted = scanned["loras"].parent.parent / "nas" / "models" / "loras"
+    settings.MM_MODEL_ROOTS += f";loras={unmounted}"
+    form = logged_in.post(reverse("selection_move"), picked("pepper"), headers=HX).content.decode()
+    assert f'<option value="1:loras" disabled>LoRAs · {unmounted} (not there)</option>' in form
+    message = f"{unmounted} is not there, nor the folder it goes in: is its drive mounted? Nothing was moved."
+    assert message in confirm_move(logged_in, picked("pepper"), folder="1:loras").content.decode()
+    assert not MoveTask.objects.exists()
+    dialog_move = logged_in.post(
+        reverse("model_move", args=["loras", 0, "style/pepper.safetensors"]),
+        {"folder": "1:loras", "sub_folder": "", "name": "pepper"},
+        headers=HX,
+    )
+    assert message in dialog_move.content.decode()
+    assert (
+        scanned["loras"] / "style" / "pepper.safetensors"
+    ).exists() and not unmounted.parent.parent.exists()
