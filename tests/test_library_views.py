@@ -555,3 +555,19 @@ def test_the_settings_page_lists_each_model_folder_with_the_models_known_there(
     settings.MM_MODEL_ROOTS = ""
     html = logged_in.get(reverse("settings")).content.decode()
     assert "No model folder is configured." in html.split('id="model-folders"')[1]
+
+
+def test_the_tag_menu_offers_the_labels_most_models_of_the_type_share(logged_in, scanned):
+    labels = {"alpha_xl": "\nshared\nBeta\nalpha\n", "beta_xl": "\nshared\nBeta\n", "gamma_xl": "\nshared\n"}
+    for name, text in labels.items():
+        ModelFile.objects.filter(name=name).update(labels=text)
+    ModelFile.objects.filter(folder_type="loras").update(labels="\nlora_only\n")
+    from models_app.selectors import common_labels
+
+    assert common_labels("checkpoints", limit=2) == ["Beta", "shared"]  # the two commonest, by name
+    assert common_labels("checkpoints") == ["alpha", "Beta", "shared"]
+    assert common_labels("") == ["alpha", "Beta", "lora_only", "shared"]
+    menu = logged_in.get("/?type=checkpoints").content.decode()
+    assert re.findall(r'<option value="([^"]+)" >', menu.split('name="tag"')[1].split("</select>")[0]) == [
+        "alpha", "Beta", "shared",
+    ]  # fmt: skip
