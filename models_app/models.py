@@ -311,5 +311,7 @@ class MoveTask(CountedTask):
         summary = f"{intcomma(self.moved)} model{pluralize(self.moved)} moved to {self.place}"
         if self.status == TaskStatus.CANCELLED:
             return f"Move stopped: {summary}; the others stayed where they were."
+        if self.status == TaskStatus.FAILED:
+            return f"Move failed: {summary}; the others stayed where they were."
         failed = len(self.failures)
         return summary + (f". {failed} could not be moved." if failed else ".")

@@ -85,7 +85,7 @@ def run_move_task(task: MoveTask, ctx: TaskContext) -> None:
                     name=task.name or model.file_name,
                     on_copied=on_copied,
                 )
-            except services.ModelEditError as exc:
+            except (services.ModelEditError, OSError) as exc:  # OSError: its folder could not be read
                 failures.append(f"{model.relative_path}: {exc}")
             else:
                 task.moved += 1
@@ -103,6 +103,12 @@ def run_move_task(task: MoveTask, ctx: TaskContext) -> None:
         )  # fmt: skip
         publish_move("complete_move_task", task, ended=not shutdown)
         return
+    except Exception as exc:
+        # The worker marks the row failed and logs it; the pages hear it here, or would show it running.
+        task.status, task.finished_at = TaskStatus.FAILED, timezone.now()
+        task.error = "\n".join([*failures, f"Unexpected error: {exc}"])
+        publish_move("complete_move_task", task, ended=True)
+        raise
     task.status, task.current, task.finished_at = TaskStatus.DONE, "", timezone.now()
     task.error = "\n".join(failures)
     task.save(update_fields=[*FIELDS, "status", "finished_at", "error"])

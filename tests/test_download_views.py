@@ -146,7 +146,9 @@ def test_a_folder_on_a_drive_not_mounted_is_refused_and_a_new_type_folder_is_not
     settings.MM_MODEL_ROOTS += f";loras={unmounted};vae={new_type}"
     data = {"url": f"{services_at_upstream.civitai_url}/models/4201", "version": "42012",
             "filename": "ok.safetensors"}  # fmt: skip
-    listed = logged_in.get(reverse("download_choose"), {"url": data["url"], "folder_type": "loras"}, headers=HX)
+    listed = logged_in.get(
+        reverse("download_choose"), {"url": data["url"], "folder_type": "loras"}, headers=HX
+    )
     assert f'<option value="1" >{unmounted} (not there)</option>' in listed.content.decode()
     refused = logged_in.post(reverse("download_create"), {**data, "folder_type": "loras", "path_index": "1"})
     assert (

@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.urls import reverse
 
 from mmsite import files
+from models_app import services
 from models_app.models import ModelFile, MoveTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
@@ -176,3 +177,16 @@ def test_a_folder_on_a_drive_not_mounted_cannot_be_chosen_nor_moved_into(logged_
     assert (
         scanned["loras"] / "style" / "pepper.safetensors"
     ).exists() and not unmounted.parent.parent.exists()
+
+
+async def test_a_move_that_breaks_unexpectedly_says_so_instead_of_running_on(logged_in, scanned, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "model_move", broken)
+    await sync_to_async(confirm_move)(logged_in, await sync_to_async(picked)("pepper"))
+    task = await run_until_ended(MoveTask, (await sync_to_async(MoveTask.objects.get)()).pk)
+    assert task.status == "failed"
+    assert task.summary == "Move failed: 0 models moved to loras; the others stayed where they were."
+    page = (await sync_to_async(logged_in.get)(reverse("library"))).content.decode()
+    assert "Move failed: 0 models moved to loras" in page and "the database went away" in page
