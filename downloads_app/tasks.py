@@ -235,4 +235,5 @@ DOWNLOAD_JOB = JobKind(
     model=DownloadTask,
     run=run_download_task,
     capacity=lambda: settings.MM_DOWNLOAD_CONCURRENCY,
+    announce_failure=lambda task: publish_task(task, "error_download_task"),
 )

@@ -69,12 +69,15 @@ class TaskContext:
 
 @dataclass(frozen=True)
 class JobKind:
-    """A kind of task row the worker runs: `run` does the work and leaves the row in a final state."""
+    """A kind of task row the worker runs: `run` does the work and leaves the row in a final state.
+    When `run` breaks instead, the worker marks the row failed and hands it to `announce_failure`, so
+    the pages showing it running hear that it ended."""
 
     name: str
     model: type[WorkerTask]
     run: Callable[[Any, TaskContext], None]
     capacity: Callable[[], int]
+    announce_failure: Callable[[Any], None] | None = None
 
 
 JOB_KINDS: dict[str, JobKind] = {}
@@ -240,9 +243,14 @@ class Worker:
             logger.info("%s task %s ended: %s", kind.name, pk, status)
         except Exception as exc:
             logger.exception("%s task %s failed", kind.name, pk)
-            kind.model.objects.filter(pk=pk, owner=self.owner).update(
+            failed = kind.model.objects.filter(pk=pk, owner=self.owner).update(
                 status=TaskStatus.FAILED, error=f"Unexpected error: {exc}"[:2000], finished_at=timezone.now()
             )
+            if failed and kind.announce_failure is not None:
+                try:
+                    kind.announce_failure(kind.model.objects.get(pk=pk))
+                except Exception:
+                    logger.exception("could not announce the failure of %s task %s", kind.name, pk)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()

@@ -45,6 +45,8 @@ def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> st
 
 
 def info_toast(task: InfoTask) -> str:
+    if task.status == TaskStatus.FAILED:
+        return toast_fragment(f"{task.get_mode_display()} failed: {task.error}", level="error")
     found = (
         f": {task.found} found on Civitai, {task.missing} not on Civitai"
         if task.mode == InfoMode.FETCH
@@ -207,4 +209,10 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     publish_info("complete_info_task", task, finished=True)
 
 
-INFO_JOB = JobKind(name="info", model=InfoTask, run=run_info_task, capacity=lambda: 1)
+INFO_JOB = JobKind(
+    name="info",
+    model=InfoTask,
+    run=run_info_task,
+    capacity=lambda: 1,
+    announce_failure=lambda task: publish_info("complete_info_task", task, finished=True),
+)

@@ -103,16 +103,16 @@ def run_move_task(task: MoveTask, ctx: TaskContext) -> None:
         )  # fmt: skip
         publish_move("complete_move_task", task, ended=not shutdown)
         return
-    except Exception as exc:
-        # The worker marks the row failed and logs it; the pages hear it here, or would show it running.
-        task.status, task.finished_at = TaskStatus.FAILED, timezone.now()
-        task.error = "\n".join([*failures, f"Unexpected error: {exc}"])
-        publish_move("complete_move_task", task, ended=True)
-        raise
     task.status, task.current, task.finished_at = TaskStatus.DONE, "", timezone.now()
     task.error = "\n".join(failures)
     task.save(update_fields=[*FIELDS, "status", "finished_at", "error"])
     publish_move("complete_move_task", task, ended=True)
 
 
-MOVE_JOB = JobKind(name="move", model=MoveTask, run=run_move_task, capacity=lambda: 1)
+MOVE_JOB = JobKind(
+    name="move",
+    model=MoveTask,
+    run=run_move_task,
+    capacity=lambda: 1,
+    announce_failure=lambda task: publish_move("complete_move_task", task, ended=True),
+)

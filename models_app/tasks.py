@@ -43,6 +43,8 @@ def render_scan_progress(task: ScanTask | None, *, refresh_library: bool = False
 
 
 def scan_toast(task: ScanTask) -> str:
+    if task.status == TaskStatus.FAILED:
+        return toast_fragment(f"Scan failed: {task.error}", level="error")
     if task.status != TaskStatus.DONE:
         return toast_fragment(f"Scan {task.get_status_display().lower()}.", level="info")
     new = f", {intcomma(task.added)} new" if task.added else ""
@@ -113,4 +115,10 @@ def hash_missing() -> None:
         info_start(mode=InfoMode.HASH)
 
 
-SCAN_JOB = JobKind(name="scan", model=ScanTask, run=run_scan_task, capacity=lambda: 1)
+SCAN_JOB = JobKind(
+    name="scan",
+    model=ScanTask,
+    run=run_scan_task,
+    capacity=lambda: 1,
+    announce_failure=lambda task: publish_scan("complete_scan_task", task, ended=True),
+)

@@ -49,6 +49,17 @@ async def test_a_socket_from_another_origin_is_refused(user):
     assert connected is False
 
 
+async def with_a_worker_until(communicator, event_type: str) -> list[dict]:
+    """Runs a worker until `communicator` (a /ws/events/ socket) hears `event_type`; the events heard."""
+    worker = Worker(poll_interval=0.1)
+    running = asyncio.create_task(worker.run())
+    try:
+        return await receive_until(communicator, event_type)
+    finally:
+        await worker.stop()
+        running.cancel()
+
+
 async def received_fragments(communicator) -> list[str]:
     fragments = []
     while not await communicator.receive_nothing(timeout=0.2):
@@ -68,13 +79,7 @@ async def test_scan_events_reach_the_events_socket_and_fragments_the_ui_socket(u
     assert '<div id="info-progress"' in first
 
     task, _ = await sync_to_async(scan_start)(mode="full")
-    worker = Worker(poll_interval=0.1)
-    running = asyncio.create_task(worker.run())
-    try:
-        received = await receive_until(events, "complete_scan_task")
-    finally:
-        await worker.stop()
-        running.cancel()
+    received = await with_a_worker_until(events, "complete_scan_task")
     updates = [e for e in received if e["type"] == "update_scan_task"]
     assert updates and all(e["data"]["taskId"] == task.pk for e in updates)
     done = received[-1]["data"]
@@ -92,6 +97,35 @@ async def test_scan_events_reach_the_events_socket_and_fragments_the_ui_socket(u
     for socket in (events, library_page, downloads_page):
         await socket.disconnect()
     assert (await sync_to_async(ScanTask.objects.get)(pk=task.pk)).status == "done"
+
+
+async def test_a_scan_that_breaks_tells_the_pages_showing_it_running(user, library, monkeypatch):
+    from models_app import tasks
+
+    def broken_scan(*args, **kwargs):
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(tasks, "scan_folder", broken_scan)
+    headers = await sync_to_async(session_headers)(user)
+    events = WebsocketCommunicator(application, "/ws/events/", headers=headers)
+    library_page = WebsocketCommunicator(application, "/ws/ui/?live=scan,info", headers=headers)
+    for socket in (events, library_page):
+        assert (await socket.connect())[0]
+    await library_page.receive_from()  # the state on connect
+    await sync_to_async(scan_start)(mode="diff")
+    received = await with_a_worker_until(events, "complete_scan_task")
+    assert (received[-1]["data"]["status"], received[-1]["data"]["error"]) == (
+        "failed",
+        "Unexpected error: the disk went away",
+    )
+    fragments = await received_fragments(library_page)
+    assert any("Last scan failed: Unexpected error: the disk went away" in f for f in fragments)
+    assert any(
+        'class="toast error"' in f and "Scan failed: Unexpected error: the disk went away" in f
+        for f in fragments
+    )
+    for socket in (events, library_page):
+        await socket.disconnect()
 
 
 async def test_a_reconnecting_page_gets_every_unfinished_download_at_once(user, db):

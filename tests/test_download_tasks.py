@@ -317,3 +317,26 @@ async def test_a_download_into_a_drive_no_longer_mounted_fails_and_writes_nothin
         "Resume the download once it is."
     )
     assert list(nas.iterdir()) == []  # no folders made on the disk under the mount point
+
+
+async def test_a_download_that_breaks_unexpectedly_tells_the_pages_showing_it(
+    services_at_upstream, model_roots, monkeypatch
+):
+    from downloads_app import tasks
+
+    def broken(task, ctx):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(tasks, "download_task_run", broken)
+    task = await sync_to_async(queue)(f"{services_at_upstream.civitai_url}/models/1231067")
+    async with Running() as running:
+        failed = await wait_for(task.pk, {"failed", "done"})
+        await asyncio.sleep(0.2)
+        events = await running.events()
+    assert (failed.status, failed.error) == ("failed", "Unexpected error: a bug")
+    assert any(
+        e["event"] == "error_download_task"
+        and e["data"]["status"] == "failed"
+        and e["data"]["error"] == "Unexpected error: a bug"
+        for e in events
+    )
