@@ -448,7 +448,7 @@ def _selection_done(
 def selection_move(request: HttpRequest) -> HttpResponse:
     """The models picked in the library: where to move them, then (`confirm`) moved there."""
     models = _picked_models(request)
-    if "confirm" not in request.POST:
+    if "confirm" not in request.POST or not models:  # none left: the form says so
         first = models[0] if models else None
         context = {
             "models": models,

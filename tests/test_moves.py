@@ -91,6 +91,12 @@ def test_a_move_to_a_place_that_is_not_a_model_folder_is_refused_before_it_is_qu
     assert (scanned["loras"] / "style" / "pepper.safetensors").exists()
 
 
+def test_picked_models_all_gone_since_are_said_to_be_gone_and_nothing_is_queued(logged_in, scanned):
+    response = confirm_move(logged_in, {"ids": [999999]})
+    assert "None of the picked models is in the library any more." in response.content.decode()
+    assert not MoveTask.objects.exists()
+
+
 async def test_a_move_across_disks_reports_its_bytes_and_stops_mid_copy_leaving_the_model_whole(
     logged_in, scanned, other_disk, monkeypatch
 ):
