@@ -177,21 +177,16 @@ def model_trash(*, model: ModelFile) -> TrashItem:
     return item
 
 
-def _each_model[T](models: list[ModelFile], act: Callable[[ModelFile], T]) -> tuple[list[T], list[str]]:
-    """Does `act` to each model in turn; one it cannot be done to is named, and the rest go on."""
-    done: list[T] = []
+def models_trash(*, models: list[ModelFile]) -> tuple[list[TrashItem], list[str]]:
+    """Moves each model to the trash as model_trash does; one that cannot go is named, and the rest go."""
+    items: list[TrashItem] = []
     errors: list[str] = []
     for model in models:
         try:
-            done.append(act(model))
+            items.append(model_trash(model=model))
         except ModelEditError as exc:
             errors.append(f"{model.relative_path}: {exc}")
-    return done, errors
-
-
-def models_trash(*, models: list[ModelFile]) -> tuple[list[TrashItem], list[str]]:
-    """Moves each model to the trash as model_trash does."""
-    return _each_model(models, lambda model: model_trash(model=model))
+    return items, errors
 
 
 def trash_restore(*, item: TrashItem) -> ModelFile:
