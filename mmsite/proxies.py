@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from mmsite.cookies import read_https_names, write_https_names
+
 if TYPE_CHECKING:  # the settings import this module: it stays light
     from django.http import HttpRequest, HttpResponse
 
@@ -77,8 +79,9 @@ def client_address(request: HttpRequest) -> str:
 
 class TrustedProxyMiddleware:
     """First in the chain: X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER) from anyone but a trusted proxy is
-    dropped before Django reads it. Cookies set on a request that came over HTTPS are marked Secure;
-    over plain HTTP on a LAN they cannot be, or no browser would send them back."""
+    dropped before Django reads it. Cookies set on a request that came over HTTPS are marked Secure, and
+    the login and CSRF ones take names of their own (cookies.py); over plain HTTP on a LAN they cannot be
+    Secure, or no browser would send them back."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -86,8 +89,9 @@ class TrustedProxyMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not _from_trusted_proxy(request):
             request.META.pop("HTTP_X_FORWARDED_PROTO", None)
+        if not request.is_secure():
+            return self.get_response(request)
+        read_https_names(request.COOKIES)
         response = self.get_response(request)
-        if request.is_secure():
-            for cookie in response.cookies.values():
-                cookie["secure"] = True
+        write_https_names(response)
         return response

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import Client
 
 from mmsite import setup
 
@@ -146,8 +147,6 @@ def test_a_forwarded_for_header_from_anyone_else_is_ignored(client, user, db, se
 
 def log_in_over_tls(user_agent, remote, proto="https"):
     """Log in from a page served at https://testserver, the way a browser behind a TLS proxy does."""
-    from django.test import Client
-
     client = Client(
         enforce_csrf_checks=True, REMOTE_ADDR=remote, HTTP_HOST="testserver", HTTP_X_FORWARDED_PROTO=proto
     )
@@ -167,9 +166,34 @@ def test_behind_a_trusted_tls_proxy_forms_pass_the_csrf_check_and_cookies_are_se
 
     settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("172.18.0.3")
     page, response = log_in_over_tls("firefox", "172.18.0.3")
-    assert page.cookies["csrftoken"]["secure"] is True
+    assert page.cookies["__Secure-csrftoken"]["secure"] is True
     assert response.status_code == 302  # logged in, with no MM_CSRF_TRUSTED_ORIGINS
-    assert response.cookies["sessionid"]["secure"] is True
+    assert response.cookies["__Secure-sessionid"]["secure"] is True
+    assert "sessionid" not in response.cookies and "csrftoken" not in response.cookies
+
+
+def test_https_and_plain_http_on_one_host_name_keep_logins_and_csrf_cookies_apart(user, db, settings):
+    """https://nas.local (a proxy) and http://nas.local:8000 share one cookie jar: with the same names, the
+    Secure cookies of the HTTPS side would block the HTTP side (a browser lets no HTTP page replace them)."""
+    from mmsite.proxies import parse_trusted_proxies
+
+    settings.MM_TRUSTED_PROXIES = parse_trusted_proxies("172.18.0.3")
+    _, over_tls = log_in_over_tls("firefox", "172.18.0.3")
+    https_session = over_tls.cookies["__Secure-sessionid"].value
+    # The plain-HTTP side logs in with its own cookies (the browser sends it none of the Secure ones).
+    plain = Client(enforce_csrf_checks=True)
+    token = plain.get("/accounts/login/").context["csrf_token"]
+    login = {"username": "ada", "password": "a-long-test-password", "csrfmiddlewaretoken": str(token)}
+    assert plain.post("/accounts/login/", login).status_code == 302
+    http_session = plain.cookies["sessionid"].value
+    assert http_session != https_session
+
+    tls = Client(REMOTE_ADDR="172.18.0.3", HTTP_X_FORWARDED_PROTO="https")
+    tls.cookies["sessionid"] = http_session  # the HTTP side's login does not count over HTTPS
+    assert tls.get("/").status_code == 302
+    tls.cookies["__Secure-sessionid"] = https_session
+    assert tls.get("/").status_code == 200
+    assert plain.get("/").status_code == 200
 
 
 def test_a_forwarded_proto_header_from_anyone_else_is_ignored(user, db, settings):

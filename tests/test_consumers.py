@@ -49,6 +49,16 @@ async def test_a_socket_from_another_origin_is_refused(user):
     assert connected is False
 
 
+async def test_a_socket_over_https_is_logged_in_by_the_https_session_cookie(user):
+    from mmsite.cookies import SECURE_PREFIX
+
+    headers = await sync_to_async(session_headers)(user)
+    renamed = [(k, SECURE_PREFIX.encode() + v if k == b"cookie" else v) for k, v in headers]
+    communicator = WebsocketCommunicator(application, "/ws/events/", headers=renamed)
+    assert (await communicator.connect())[0]
+    await communicator.disconnect()
+
+
 async def with_a_worker_until(communicator, event_type: str) -> list[dict]:
     """Runs a worker until `communicator` (a /ws/events/ socket) hears `event_type`; the events heard."""
     worker = Worker(poll_interval=0.1)
