@@ -103,7 +103,7 @@ def other_disk(scanned, settings) -> Iterator[Path]:
     """A second checkpoints folder on another filesystem (a tmpfs), where a move is a copy."""
     shm = Path("/dev/shm")
     if not shm.is_dir() or shm.stat().st_dev == scanned["checkpoints"].stat().st_dev:
-        pytest.skip("no second filesystem at /dev/shm")
+        pytest.skip(reason="no second filesystem (a tmpfs) at /dev/shm to move models across")
     folder = Path(tempfile.mkdtemp(dir=shm, prefix="mm-test-"))
     settings.MM_MODEL_ROOTS += f";checkpoints={folder}"
     yield folder
