@@ -50,7 +50,11 @@ def move_whole(src: Path, dst: Path, *, on_copied: Callable[[int], object] | Non
         remove(partial)
         raise
     fsync_dir(dst.parent)
-    remove(src)
+    try:
+        remove(src)
+    except OSError:
+        remove(dst)  # a source that cannot go (a read-only folder) leaves one copy, not two
+        raise
 
 
 def remove(path: Path) -> None:

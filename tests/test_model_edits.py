@@ -507,3 +507,25 @@ def test_api_put_takes_a_preview_larger_than_the_form_memory_limit(logged_in, sc
     )
     assert response.status_code == 200, response.content[:300]
     assert (scanned["checkpoints"] / "beta_xl.webp").exists()
+
+
+def test_a_move_across_disks_from_a_folder_that_keeps_its_files_leaves_no_second_copy(
+    scanned, other_disk, monkeypatch
+):
+    from mmsite import files
+
+    unlink = Path.unlink
+
+    def read_only_source(path, missing_ok=False):
+        if other_disk not in path.parents:
+            raise PermissionError(13, "Permission denied")
+        return unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(files.Path, "unlink", read_only_source)
+    with pytest.raises(services.ModelEditError, match=r"Permission denied\): nothing was moved"):
+        move_pepper_to_the_other_disk()
+    monkeypatch.undo()
+    assert sorted(p.name for p in (scanned["loras"] / "style").iterdir()) == [
+        "pepper.md", "pepper.png", "pepper.safetensors",
+    ]  # fmt: skip
+    assert list(other_disk.iterdir()) == []
