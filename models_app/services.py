@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -228,22 +228,29 @@ def trash_purge(*, older_than_days: float) -> int:
     return count
 
 
-def move_start(
-    *, model_ids: list[int], folder_type: str, path_index: int, sub_folder: str, name: str = ""
-) -> MoveTask:
-    """Queues the move of those models into one folder for the worker, once the folder is known to be a
-    place inside the roots. Each keeps its name, or one model takes `name`."""
-    sub_folder = sub_folder.strip().strip("/")
+@contextlib.contextmanager
+def _said_of_the_place(folder_type: str, path_index: int) -> Iterator[None]:
+    """Why a move cannot go to that model folder, in the user's words."""
     try:
-        root_to_write(folder_type, path_index)
-        if sub_folder:
-            resolve_model_path(folder_type, path_index, clean_relative_path(sub_folder))
+        yield
     except PathOutsideRoot:
         raise ModelEditError("The new place must stay inside the model folders.") from None
     except UnknownRoot:
         raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
     except RootNotThere as exc:
         raise ModelEditError(f"{exc} Nothing was moved.") from None
+
+
+def move_start(
+    *, model_ids: list[int], folder_type: str, path_index: int, sub_folder: str, name: str = ""
+) -> MoveTask:
+    """Queues the move of those models into one folder for the worker, once the folder is known to be a
+    place inside the roots. Each keeps its name, or one model takes `name`."""
+    sub_folder = sub_folder.strip().strip("/")
+    with _said_of_the_place(folder_type, path_index):
+        root_to_write(folder_type, path_index)
+        if sub_folder:
+            resolve_model_path(folder_type, path_index, clean_relative_path(sub_folder))
     if len(sub_folder) >= MAX_RELATIVE_PATH:
         raise ModelEditError(f"The subfolder is longer than {MAX_RELATIVE_PATH} characters.")
     if name and len(model_ids) != 1:
@@ -285,18 +292,12 @@ def move_plan(
     extension = "" if model.is_dir else source.suffix
     new_base = name[: -len(extension)] if extension and name.lower().endswith(extension.lower()) else name
     sub_folder = sub_folder.strip().strip("/")
-    try:
+    with _said_of_the_place(folder_type, path_index):
         new_relative = clean_relative_path(
             f"{sub_folder}/{new_base}{extension}" if sub_folder else new_base + extension
         )
         target = resolve_model_path(folder_type, path_index, new_relative)
         root_to_write(folder_type, path_index)
-    except PathOutsideRoot:
-        raise ModelEditError("The new place must stay inside the model folders.") from None
-    except UnknownRoot:
-        raise ModelEditError(f"There is no {folder_type} folder number {path_index}.") from None
-    except RootNotThere as exc:
-        raise ModelEditError(f"{exc} Nothing was moved.") from None
     if target == source:
         return None
     old_base = model_base(source.name, is_dir=model.is_dir)
