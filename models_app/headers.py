@@ -57,20 +57,25 @@ FIRST_READ = 64 * 1024
 
 
 def read_header_bytes_at(path: str, file_size: int) -> bytes:
-    """The header bytes of the file at `path`, in one read for most files: a scan opens thousands, and
-    a file object's buffering costs more than the read itself."""
+    """The header bytes of the file at `path` (see read_header_bytes_from)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        head = os.read(fd, FIRST_READ)
-        if len(head) < 8:
-            raise InvalidHeader("file is shorter than the 8-byte header length")
-        (length,) = struct.unpack_from("<Q", head)
-        _check_length(length, file_size)
-        raw = head[8 : 8 + length]
-        while len(raw) < length and (more := os.read(fd, length - len(raw))):
-            raw += more
+        return read_header_bytes_from(fd, file_size)
     finally:
         os.close(fd)
+
+
+def read_header_bytes_from(fd: int, file_size: int) -> bytes:
+    """The header bytes of the open file `fd`, in one read for most files: a scan opens thousands, and
+    a file object's buffering costs more than the read itself."""
+    head = os.read(fd, FIRST_READ)
+    if len(head) < 8:
+        raise InvalidHeader("file is shorter than the 8-byte header length")
+    (length,) = struct.unpack_from("<Q", head)
+    _check_length(length, file_size)
+    raw = head[8 : 8 + length]
+    while len(raw) < length and (more := os.read(fd, length - len(raw))):
+        raw += more
     if len(raw) < length:
         raise InvalidHeader("header is truncated")
     return raw
@@ -100,9 +105,6 @@ def _metadata_only(raw: bytes) -> tuple[dict[str, object], str] | None:
     return (value, rest[:end]) if isinstance(value, dict) else None
 
 
-_ONLY_STRINGS = frozenset({str})  # json.loads makes plain str, never a subclass
-
-
 class MetadataJSON(str):
     """The JSON text of a str→str metadata map, ready to store without serializing it again."""
 
@@ -112,14 +114,20 @@ def read_safetensors_metadata_json(file: BinaryIO, file_size: int) -> tuple[dict
     return metadata_json_of_header(_read_header_bytes(file, file_size))
 
 
+def _is_plain_text_map(metadata: dict[str, object]) -> bool:
+    """Whether every value is text and no key or value holds a NUL character (an escaped \\u0000).
+    Joining the values fails on any that is not a str, so one search covers both: a search of the
+    header for the escape crawled through kohya's metadata, which is full of backslashes."""
+    try:
+        return "\0" not in "".join(metadata.values()) and "\0" not in "".join(metadata)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+
+
 def metadata_json_of_header(raw: bytes) -> tuple[dict[str, str], MetadataJSON]:
     """`__metadata__` of the header bytes `raw`, as read_safetensors_metadata_json returns it."""
     fast = _metadata_only(raw)
-    if (
-        fast is not None
-        and _ONLY_STRINGS.issuperset(map(type, fast[0].values()))
-        and "\\u0000" not in fast[1]
-    ):
+    if fast is not None and _is_plain_text_map(fast[0]):
         return fast[0], MetadataJSON(fast[1])  # type: ignore[return-value]
     # Unusual layout, non-string values, NUL characters or a broken header: the full parse says which.
     metadata = without_nul(fast[0] if fast is not None else _parse_header(raw).get("__metadata__") or {})

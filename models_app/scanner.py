@@ -6,18 +6,13 @@ only its folder is listed and the model stat'ed. A full scan reads every header 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
-
-from django.db import connection, models, transaction
 
 from models_app.hashing import hash_key
 from models_app.headers import (
@@ -26,11 +21,13 @@ from models_app.headers import (
     base_model_from_metadata,
     metadata_json_of_header,
     read_header_bytes_at,
+    read_header_bytes_from,
 )
-from models_app.models import HashCache, LibraryVersion, ModelFile
+from models_app.models import HashCache, ModelFile
 from models_app.read_ahead import ReadAhead, read_through, starts_are_cached
 from models_app.root_moves import follow_moved_roots
 from models_app.roots import ModelRoots
+from models_app.row_writer import RowWriter, Writer, writer_for_scan
 from models_app.sidecars import (
     MAX_SIDECAR_BYTES,
     PREVIEW_SUFFIXES,
@@ -150,48 +147,63 @@ def _timestamp(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def _read_metadata(found: FoundModel, size: int) -> tuple[dict[str, str], MetadataJSON, str]:
-    """The metadata map, its JSON text to store, and why it could not be read."""
+def _stat_and_metadata(found: FoundModel) -> tuple[os.stat_result, dict[str, str], MetadataJSON, str]:
+    """The model's stat, its metadata map, that map's JSON text to store, and why it could not be read.
+    A safetensors file is opened once for both: a stat by path costs another lookup of the path."""
     if not _has_header(found):
-        return {}, EMPTY_METADATA, ""
+        return found.entry.stat(), {}, EMPTY_METADATA, ""
     try:
-        return (*metadata_json_of_header(read_header_bytes_at(found.entry.path, size)), "")
-    except InvalidHeader as exc:
-        return {}, EMPTY_METADATA, str(exc)[:300]
+        fd = os.open(found.entry.path, os.O_RDONLY)
     except OSError as exc:
-        return {}, EMPTY_METADATA, f"cannot read: {exc.strerror or exc}"[:300]
+        return found.entry.stat(), {}, EMPTY_METADATA, f"cannot read: {exc.strerror or exc}"[:300]
+    try:
+        st = os.fstat(fd)
+        metadata, metadata_json = metadata_json_of_header(read_header_bytes_from(fd, st.st_size))
+    except InvalidHeader as exc:
+        return st, {}, EMPTY_METADATA, str(exc)[:300]
+    except OSError as exc:
+        return found.entry.stat(), {}, EMPTY_METADATA, f"cannot read: {exc.strerror or exc}"[:300]
+    finally:
+        os.close(fd)
+    return st, metadata, metadata_json, ""
 
 
-def _file_fields(found: FoundModel) -> tuple[dict[str, Any], dict[str, str]]:
-    """The row fields read from the file itself, and its metadata map."""
-    st = found.entry.stat()
+def _file_fields(found: FoundModel) -> tuple[dict[str, Any], dict[str, str], os.stat_result]:
+    """The row fields read from the file itself, its metadata map, and its stat."""
+    st, metadata, metadata_json, header_error = _stat_and_metadata(found)
     if found.is_dir:
         size, mtime_ns = _dir_totals(found.entry.path)
         name, extension = found.entry.name, ""
     else:
         size, mtime_ns = st.st_size, st.st_mtime_ns
         name, extension = os.path.splitext(found.entry.name)
-    metadata, metadata_json, header_error = _read_metadata(found, size)
-    return {
-        "name": name,
-        "extension": extension,
-        "is_dir": found.is_dir,
-        "size": size,
-        "mtime_ns": mtime_ns,
-        "modified_at": _timestamp(mtime_ns / 1e9),
-        "created_at": _timestamp(getattr(st, "st_birthtime", None) or min(st.st_ctime, st.st_mtime)),
-        "metadata": metadata_json,
-        "header_error": header_error,
-    }, metadata
+    return (
+        {
+            "name": name,
+            "extension": extension,
+            "is_dir": found.is_dir,
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "modified_at": _timestamp(mtime_ns / 1e9),
+            "created_at": _timestamp(getattr(st, "st_birthtime", None) or min(st.st_ctime, st.st_mtime)),
+            "metadata": metadata_json,
+            "header_error": header_error,
+        },
+        metadata,
+        st,
+    )
+
+
+NO_SIDECARS = SidecarInfo()  # shared by every model without sidecars: its lists are only ever read
 
 
 def _sidecar_fields(
     found: FoundModel, names: list[str], signature: str, *, name: str, metadata: dict[str, str]
 ) -> dict[str, Any]:
     info = (
-        read_sidecars(Path(os.path.dirname(found.entry.path)), found.entry.name, names, is_dir=found.is_dir)
+        read_sidecars(os.path.dirname(found.entry.path), found.entry.name, names, is_dir=found.is_dir)
         if names
-        else SidecarInfo()
+        else NO_SIDECARS
     )
     base_model = (info.base_model or base_model_from_metadata(metadata))[:100]
     words = [name, found.relative_path, base_model, info.civitai_name, *info.trained_words, *info.tags]
@@ -216,88 +228,11 @@ def _sidecar_fields(
     }
 
 
-def _adapt_json(adapt: Callable[[Any, Any], Any], value: Any) -> Any:
-    # Metadata arrives as the JSON text found in the file: both SQLite and PostgreSQL take it as is,
-    # and so they take an empty list, the commonest value of the other JSON fields.
-    if isinstance(value, MetadataJSON):
-        return str(value)
-    return "[]" if value == [] else adapt(value, None)
-
-
-class RowWriter:
-    """Writes plain rows with executemany.
-
-    The ORM's bulk_create and bulk_update prepare every value of every row in Python and took ten
-    times longer than the walk itself on a 10,000-model library. (A writer thread was tried too: the
-    GIL hand-offs at every row made it slower than writing in the scanning thread.)
-    """
-
-    def __init__(self) -> None:
-        ops = connection.ops
-        self.table = ops.quote_name(ModelFile._meta.db_table)
-        self.columns: dict[str, str] = {}
-        self.adapters: dict[str, Callable[[Any], Any] | None] = {}
-        for model_field in ModelFile._meta.concrete_fields:
-            if model_field.primary_key:
-                continue
-            assert model_field.column is not None  # a concrete field always has one
-            self.columns[model_field.name] = ops.quote_name(model_field.column)
-            if isinstance(model_field, models.JSONField):
-                self.adapters[model_field.name] = functools.partial(_adapt_json, ops.adapt_json_value)
-            elif isinstance(model_field, models.DateTimeField):
-                self.adapters[model_field.name] = ops.adapt_datetimefield_value
-            else:
-                self.adapters[model_field.name] = None
-
-    def _to_params(self, names: list[str]) -> Callable[[dict[str, Any]], list[Any]]:
-        """A function turning a row into its parameters, in `names` order. Only the few JSON and date
-        columns are adapted: the rest go to the driver as they are."""
-        pick = operator.itemgetter(*names)
-        adapted = [(i, adapt) for i, name in enumerate(names) if (adapt := self.adapters[name]) is not None]
-
-        def to_params(row: dict[str, Any]) -> list[Any]:
-            params = list(pick(row)) if len(names) > 1 else [pick(row)]
-            for i, adapt in adapted:
-                params[i] = adapt(params[i])
-            return params
-
-        return to_params
-
-    def write(self, inserts: list[dict[str, Any]], *updates: list[tuple[int, dict[str, Any]]]) -> None:
-        with transaction.atomic():
-            # First: two writers then queue on the version row before either touches a model row,
-            # where the other order could leave each waiting for the other on PostgreSQL.
-            LibraryVersion.renew()
-            with connection.cursor() as cursor:
-                for sql, params in self._statements(inserts, *updates):
-                    cursor.executemany(sql, params)
-
-    def _statements(
-        self, inserts: list[dict[str, Any]], *updates: list[tuple[int, dict[str, Any]]]
-    ) -> list[tuple[str, list[list[Any]]]]:
-        statements = []
-        if inserts:
-            names = list(inserts[0])
-            sql = (
-                f"INSERT INTO {self.table} ({', '.join(self.columns[n] for n in names)}) "
-                f"VALUES ({', '.join(['%s'] * len(names))})"
-            )
-            to_params = self._to_params(names)
-            statements.append((sql, [to_params(row) for row in inserts]))
-        for rows in updates:
-            if rows:
-                names = list(rows[0][1])
-                assignments = ", ".join(f"{self.columns[n]} = %s" for n in names)
-                sql = f"UPDATE {self.table} SET {assignments} WHERE id = %s"
-                to_params = self._to_params(names)
-                statements.append((sql, [[*to_params(row), pk] for pk, row in rows]))
-        return statements
-
-
 class Scanner:
     """One pass over every root. `on_progress` is called as each model is found (the total still 0) and
     after each one is read; it may raise ScanStopped.
-    `writer` takes the rows in batches (bench/scan.py times the reading and the writing apart)."""
+    `writer` takes the rows in batches: by default a thread writes them while the scan reads on
+    (bench/scan.py gives its own, to time the reading and the writing apart)."""
 
     def __init__(
         self,
@@ -305,13 +240,14 @@ class Scanner:
         *,
         full: bool = False,
         on_progress: Callable[[ScanProgress], None] | None = None,
-        writer: RowWriter | None = None,
+        writer: Writer | None = None,
     ) -> None:
         self.roots = roots
         self.full = full
         self.on_progress = on_progress or (lambda progress: None)
         self.progress = ScanProgress()
-        self.writer = writer or RowWriter()
+        self.writer: Writer = writer or RowWriter()
+        self._writes_in_a_thread = writer is None
         self.hash_cache = {
             (d, i, size, mtime): sha
             for d, i, size, mtime, sha in HashCache.objects.values_list(
@@ -333,7 +269,12 @@ class Scanner:
                 "pk", "folder_type", "path_index", "relative_path", "size", "mtime_ns", "sidecar_signature"
             ).iterator(chunk_size=5000)
         }
-        seen = self._scan_all(found, known)
+        if self._writes_in_a_thread:
+            self.writer = writer_for_scan()
+        try:
+            seen = self._scan_all(found, known)
+        finally:
+            self.writer.close()  # every row read is written before the scan ends, or stops
         kept = self._keep_unreachable(known, seen, unreachable)
         gone = [pk for pk, *_ in known.values() if pk not in seen and pk not in kept]
         delete_models(gone)
@@ -429,10 +370,10 @@ class Scanner:
                     self._queue(self._sidecar_updates, (pk, fields))
                     self.progress.updated += 1
                 return
-        fields, metadata = _file_fields(found)
+        fields, metadata, st = _file_fields(found)
         fields.update(_sidecar_fields(found, names, signature, name=fields["name"], metadata=metadata))
-        if not fields["sha256"] and not found.is_dir:
-            fields["sha256"] = self.hash_cache.get(hash_key(found.entry.stat()), "")
+        if not fields["sha256"] and not found.is_dir and self.hash_cache:
+            fields["sha256"] = self.hash_cache.get(hash_key(st), "")
         if known is None:
             self._queue(
                 self._inserts,
@@ -493,7 +434,7 @@ def scan_one_model(roots: ModelRoots, folder_type: str, path_index: int, relativ
         is_dir=entry.is_dir(),
     )
     row = known.values_list("pk", "size", "mtime_ns", "sidecar_signature").first()
-    scanner = Scanner(roots, full=True)
+    scanner = Scanner(roots, full=True, writer=RowWriter())
     scanner._scan_one(found, row)
     scanner._flush()
 

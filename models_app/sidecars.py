@@ -11,7 +11,6 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from models_app.text import decode_text, without_nul
@@ -100,7 +99,7 @@ def strip_front_matter(text: str) -> tuple[str, str]:
     return "", text
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: str | os.PathLike[str]) -> str:
     """The file's text (see decode_text), or "" when it is too large to be a sidecar. Plain descriptor
     reads: a scan reads thousands of these, and a text file object costs more than the read."""
     fd = os.open(path, os.O_RDONLY)
@@ -117,7 +116,7 @@ def _read_text(path: Path) -> str:
     return decode_text(b"".join(chunks))
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON object in the file, or {} when it holds none."""
     text = _read_text(path)
     try:
@@ -212,9 +211,11 @@ def _read_a1111(info: SidecarInfo, data: dict[str, Any]) -> None:
 
 
 def read_sidecars(
-    folder: Path, model_name: str, names: Iterable[str], *, is_dir: bool = False
+    folder: str | os.PathLike[str], model_name: str, names: Iterable[str], *, is_dir: bool = False
 ) -> SidecarInfo:
-    """Reads every sidecar of the model `folder/model_name`; a broken sidecar is logged and skipped."""
+    """Reads every sidecar of the model `folder/model_name`; a broken sidecar is logged and skipped.
+    Paths are joined as text: a scan reads thousands of sidecars, and Path objects cost more."""
+    folder = os.fspath(folder)
     files = sidecar_names(model_name, names, is_dir=is_dir)
     info = SidecarInfo(files=files)
     base = model_base(model_name, is_dir=is_dir)
@@ -229,14 +230,15 @@ def read_sidecars(
     try:
         for suffix in DESCRIPTION_SUFFIXES:
             if base + suffix in present:
-                info.description = strip_front_matter(_read_text(folder / (base + suffix)))[1].strip()
+                text = _read_text(os.path.join(folder, base + suffix))
+                info.description = strip_front_matter(text)[1].strip()
                 break
         for suffix, reader in readers:
             if base + suffix in present:
-                reader(info, read_json(folder / (base + suffix)))
+                reader(info, read_json(os.path.join(folder, base + suffix)))
         if base + ".sha256" in present:
-            info.fill(sha256=(_read_text(folder / (base + ".sha256")).split() or [""])[0])
+            info.fill(sha256=(_read_text(os.path.join(folder, base + ".sha256")).split() or [""])[0])
     except OSError as exc:
-        logger.warning("could not read the sidecars of %s: %s", folder / model_name, exc)
+        logger.warning("could not read the sidecars of %s: %s", os.path.join(folder, model_name), exc)
     info.sha256 = info.sha256.strip().lower()
     return info
