@@ -154,17 +154,15 @@ def _stat_and_metadata(found: FoundModel) -> tuple[os.stat_result, dict[str, str
         return found.entry.stat(), {}, EMPTY_METADATA, ""
     try:
         fd = os.open(found.entry.path, os.O_RDONLY)
-    except OSError as exc:
-        return found.entry.stat(), {}, EMPTY_METADATA, f"cannot read: {exc.strerror or exc}"[:300]
-    try:
-        st = os.fstat(fd)
-        metadata, metadata_json = metadata_json_of_header(read_header_bytes_from(fd, st.st_size))
+        try:
+            st = os.fstat(fd)
+            metadata, metadata_json = metadata_json_of_header(read_header_bytes_from(fd, st.st_size))
+        finally:
+            os.close(fd)
     except InvalidHeader as exc:
         return st, {}, EMPTY_METADATA, str(exc)[:300]
     except OSError as exc:
         return found.entry.stat(), {}, EMPTY_METADATA, f"cannot read: {exc.strerror or exc}"[:300]
-    finally:
-        os.close(fd)
     return st, metadata, metadata_json, ""
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import DatabaseError, transaction
 
-from models_app import row_writer, scanner
+from models_app import scanner
 from models_app.models import ModelFile
 from models_app.roots import get_roots
 from models_app.row_writer import RowWriter, WriterThread, writer_for_scan
@@ -104,8 +104,8 @@ def test_dates_and_json_fields_are_stored_exactly(model_roots):
     assert (model.base_model, model.civitai_model_id, model.civitai_version_id) == ("SD 1.5", 7, 8)
 
 
-def test_a_closed_writer_thread_has_ended_and_says_nothing_more():
-    writer = row_writer.WriterThread()
+def test_a_closed_writer_thread_has_ended_and_closing_it_again_does_nothing():
+    writer = WriterThread()
     writer.close()
     writer.close()
     assert not [t for t in threading.enumerate() if t.name == "scan-row-writer"]
