@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from downloads_app.engine import USER_AGENT, HttpError
 from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
@@ -36,6 +37,7 @@ def info_task_data(task: InfoTask) -> dict[str, object]:
     return {
         "taskId": task.pk, "mode": task.mode, "status": task.status, "total": task.total,
         "processed": task.processed, "hashed": task.hashed, "found": task.found, "missing": task.missing,
+        "failed": task.failed,
         "progress": task.percent, "current": task.current, "error": task.error,
     }  # fmt: skip
 
@@ -47,12 +49,16 @@ def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> st
 def info_toast(task: InfoTask) -> str:
     if task.status == TaskStatus.FAILED:
         return toast_fragment(f"{task.get_mode_display()} failed: {task.error}", level="error")
-    found = (
-        f": {task.found} found on Civitai, {task.missing} not on Civitai"
+    counts = (
+        [f"{task.found} found on Civitai", f"{task.missing} not on Civitai"]
         if task.mode == InfoMode.FETCH
-        else ""
+        else []
     )
-    return toast_fragment(f"{task.get_mode_display()} done{found}.")
+    if task.failed:
+        first = task.error.partition("\n")[0]
+        counts.append(f"{task.failed} failed ({first})")
+        return toast_fragment(f"{task.get_mode_display()} done: {', '.join(counts)}.", level="error")
+    return toast_fragment(f"{task.get_mode_display()} done{': ' if counts else ''}{', '.join(counts)}.")
 
 
 def publish_info(event: str, task: InfoTask, *, finished: bool = False) -> None:
@@ -107,54 +113,81 @@ def ensure_sha256(model: ModelFile, *, on_progress, should_stop) -> tuple[str, b
     return sha256, computed
 
 
+class CivitaiUnavailable(Exception):
+    """Civitai cannot be asked at all (no connection, a refused key): every other model would fail the
+    same way, so the task ends with this message rather than wait out a timeout per model."""
+
+
+class LookupFailed(Exception):
+    """Civitai gave no usable answer about this one file."""
+
+
 def fetch_civitai_info(model: ModelFile, sha256: str, should_stop) -> bool:  # type: ignore[no-untyped-def]
     """Asks Civitai about the file; True when it knows it. 404 is remembered; 429 waits and asks again."""
     from downloads_app.services import keys
+    from downloads_app.sources import HttpClient, SourceError, civitai
 
     key = keys().civitai
     url = f"{settings.MM_CIVITAI_URL.rstrip('/')}/api/v1/model-versions/by-hash/{sha256.upper()}"
-    headers = {"User-Agent": "ModelManager/0.1", **({"Authorization": f"Bearer {key}"} if key else {})}
+    client = HttpClient()
     for _attempt in range(6):
-        response = requests.get(url, headers=headers, timeout=(10, 30))
-        if response.status_code == 429:
-            wait = float(response.headers.get("Retry-After", "30") or 30)
-            deadline = time.monotonic() + min(wait, 300)
-            while time.monotonic() < deadline:
-                if should_stop():
-                    raise Stop
-                time.sleep(0.25)
-            continue
-        if response.status_code == 404:
-            ModelFile.objects.filter(pk=model.pk).update(civitai_missing=True)
-            return False
-        response.raise_for_status()
-        data = response.json()
-        path = services.model_path(model)
-        base = path.with_suffix("")
-        write_atomically(base.parent / (base.name + ".civitai.info"), json.dumps(data, indent=2).encode())
-        images = [
-            i
-            for i in data.get("images") or []
-            if isinstance(i, dict) and i.get("type", "image") == "image" and i.get("url")
-        ]
-        if not model.preview and images:
-            try:
-                image = requests.get(
-                    images[0]["url"], timeout=(10, 30), headers={"User-Agent": "ModelManager/0.1"}
-                )
-                image.raise_for_status()
-                save_preview(image.content, path)
-            except (requests.RequestException, PreviewError) as exc:
-                logger.warning("no preview for %s: %s", model, exc)
-        ModelFile.objects.filter(pk=model.pk).update(civitai_missing=False)
-        scan_one_model(get_roots(), model.folder_type, model.path_index, model.relative_path)
+        try:
+            data = client.get(url, key=key).json()
+        except SourceError as exc:
+            raise CivitaiUnavailable(str(exc)) from None
+        except HttpError as error:
+            if error.status == 429:
+                _wait(float(error.headers.get("Retry-After", "30") or 30), should_stop)
+                continue
+            if error.status == 404:
+                ModelFile.objects.filter(pk=model.pk).update(civitai_missing=True)
+                return False
+            message = civitai.explain(error, has_key=bool(key))
+            if error.status in (401, 403):
+                raise CivitaiUnavailable(message) from None
+            raise LookupFailed(message) from None
+        except ValueError:
+            raise LookupFailed("Civitai's answer could not be read.") from None
+        if not isinstance(data, dict):
+            raise LookupFailed("Civitai's answer could not be read.")
+        _save_info(model, data)
         return True
-    raise requests.HTTPError("Civitai kept answering 429 (rate limited)")
+    raise LookupFailed("Civitai kept answering 429 (rate limited): try again later.")
+
+
+def _wait(seconds: float, should_stop) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + min(seconds, 300)
+    while time.monotonic() < deadline:
+        if should_stop():
+            raise Stop
+        time.sleep(0.25)
+
+
+def _save_info(model: ModelFile, data: dict) -> None:  # type: ignore[type-arg]
+    """Writes Civitai's answer beside the model, its first image as preview when it has none, and reads
+    the model again."""
+    path = services.model_path(model)
+    base = path.with_suffix("")
+    write_atomically(base.parent / (base.name + ".civitai.info"), json.dumps(data, indent=2).encode())
+    images = [
+        i
+        for i in data.get("images") or []
+        if isinstance(i, dict) and i.get("type", "image") == "image" and i.get("url")
+    ]
+    if not model.preview and images:
+        try:
+            image = requests.get(images[0]["url"], timeout=(10, 30), headers={"User-Agent": USER_AGENT})
+            image.raise_for_status()
+            save_preview(image.content, path)
+        except (requests.RequestException, PreviewError) as exc:
+            logger.warning("no preview for %s: %s", model, exc)
+    ModelFile.objects.filter(pk=model.pk).update(civitai_missing=False)
+    scan_one_model(get_roots(), model.folder_type, model.path_index, model.relative_path)
 
 
 def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     throttle = Throttle(settings.MM_PROGRESS_INTERVAL)
-    fields = ["total", "processed", "hashed", "found", "missing", "current"]
+    fields = ["total", "processed", "hashed", "found", "missing", "failed", "current"]
 
     def report(force: bool = False) -> None:
         if throttle.ready(force=force):
@@ -167,7 +200,14 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     models = models_for(task)
     # A task taken up again after a restart counts afresh what is left: the counts of the run before
     # would pass the new total.
-    task.total, task.processed, task.hashed, task.found, task.missing = len(models), 0, 0, 0, 0
+    task.total, task.processed, task.hashed, task.found, task.missing, task.failed = (
+        len(models),
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     report(force=True)
     errors = []
     try:
@@ -187,10 +227,17 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
                         task.missing += 1
             except HashStopped:
                 raise Stop from None
-            except (OSError, PathOutsideRoot, UnknownRoot, requests.RequestException, ValueError) as exc:
-                errors.append(f"{task.current}: {exc}")
+            except (OSError, PathOutsideRoot, UnknownRoot, LookupFailed) as exc:
+                task.failed += 1
+                errors.append(f"{task.current}: {_reason(exc)}")
             task.processed += 1
             report()
+    except CivitaiUnavailable as exc:
+        task.status, task.current, task.finished_at = TaskStatus.FAILED, "", timezone.now()
+        task.error = f"{exc} The hashes and the info found so far are kept."
+        task.save(update_fields=[*fields, "status", "finished_at", "error"])
+        publish_info("complete_info_task", task, finished=True)
+        return
     except Stop:
         shutdown = ctx.requested() == "shutdown"
         task.status = TaskStatus.QUEUED if shutdown else TaskStatus.CANCELLED
@@ -207,6 +254,12 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     task.error = "\n".join(errors[:20])
     task.save(update_fields=[*fields, "status", "finished_at", "error"])
     publish_info("complete_info_task", task, finished=True)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
 
 
 INFO_JOB = JobKind(

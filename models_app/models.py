@@ -236,6 +236,7 @@ class InfoTask(CountedTask):
     hashed = models.PositiveIntegerField(default=0)
     found = models.PositiveIntegerField(default=0)
     missing = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0, help_text="Models that could not be hashed or looked up.")
     current = models.TextField(blank=True)
 
     class Meta:
@@ -243,6 +244,15 @@ class InfoTask(CountedTask):
 
     def __str__(self) -> str:
         return f"{self.get_mode_display()} #{self.pk} ({self.status})"
+
+    @property
+    def failures(self) -> list[str]:
+        """Why each model that failed did, one a line (the first 20), once the task is done."""
+        return self.error.splitlines() if self.status == "done" else []
+
+    @property
+    def unlisted_failures(self) -> int:
+        return max(0, self.failed - len(self.failures))
 
     @property
     def only_model(self) -> ModelFile | None:

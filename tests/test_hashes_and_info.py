@@ -8,11 +8,14 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
+from downloads_app.services import api_key_set
 from models_app import services
 from models_app.hashing import autov2, file_sha256
+from models_app.info import info_toast, render_info_progress
 from models_app.models import HashCache, InfoTask, ModelFile
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
+from tests.conftest import free_port
 from tests.worker_runs import run_until_ended
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,3 +121,54 @@ async def test_hashing_taken_up_again_after_a_restart_counts_what_is_left(librar
     task = await sync_to_async(InfoTask.objects.create)(mode="hash", processed=14, hashed=14, total=16)
     done = await run_until_done(task.pk)
     assert (done.status, done.total, done.processed, done.hashed) == ("done", 4, 4, 4)
+
+
+async def test_fetch_info_without_a_connection_to_civitai_fails_at_once_and_says_why(library, settings):
+    settings.MM_CIVITAI_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    await sync_to_async(scan_folder)(get_roots())
+    done = await run_until_done((await sync_to_async(services.info_start)(mode="fetch")).pk)
+    assert (done.status, done.processed) == ("failed", 0)
+    assert "cannot be reached: no connection" in done.error
+    assert "hashes and the info found so far are kept" in done.error
+    # It stopped at the first model, rather than wait for each of the others in turn; its hash is kept.
+    assert await sync_to_async(ModelFile.objects.filter(sha256="").count)() == 3
+    toast = info_toast(done)
+    assert "error" in toast and "Fetch Civitai info failed" in toast and "no connection" in toast
+    assert "failed: 127.0.0.1" in render_info_progress(done, finished=True)
+
+
+async def test_fetch_info_with_a_refused_civitai_key_fails_and_points_to_settings(
+    services_at_upstream, library
+):
+    await sync_to_async(api_key_set)(service="civitai", value="civitai-revoked-key")
+    await sync_to_async(scan_folder)(get_roots())
+    done = await run_until_done((await sync_to_async(services.info_start)(mode="fetch")).pk)
+    assert done.status == "failed"
+    assert done.error.startswith("Your Civitai key was refused: check it in Settings.")
+    lookups = [r for r in services_at_upstream.requests if "/by-hash/" in r.path]
+    assert [r.status for r in lookups] == [401]
+
+
+async def test_fetch_info_counts_a_model_civitai_could_not_answer_and_lists_why(
+    services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    (model_roots["loras"] / "found_on_civitai.safetensors").write_bytes(
+        up.files["storybook"].path.read_bytes()
+    )
+    (model_roots["loras"] / "homemade.safetensors").write_bytes(
+        b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + b"\0" * 64
+    )
+    await sync_to_async(scan_folder)(get_roots())
+    up.by_hash_statuses = [500]  # the first lookup, whichever model it is for
+    done = await run_until_done((await sync_to_async(services.info_start)(mode="fetch")).pk)
+    assert (done.status, done.processed, done.failed, done.found + done.missing) == ("done", 2, 1, 1)
+    (line,) = done.failures
+    assert line.startswith("loras/") and line.endswith(": Civitai answered HTTP 500.")
+    toast = info_toast(done)
+    assert "error" in toast and "1 failed" in toast and "HTTP 500" in toast
+    progress = render_info_progress(done, finished=True)
+    assert "1 failed</summary>" in progress and "Civitai answered HTTP 500." in progress
+    # The model that failed is asked about again by the next "all models without info".
+    again = await run_until_done((await sync_to_async(services.info_start)(mode="fetch")).pk)
+    assert (again.total, again.failed) == (1, 0)

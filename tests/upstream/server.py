@@ -110,9 +110,8 @@ class FakeUpstream:
         self.faults: dict[str, Fault] = {}
         self.requests: list[RecordedRequest] = []
         self.tree_page_size = 50
-        self.by_hash_statuses: list[
-            int
-        ] = []  # answer these first on by-hash lookups (429 with Retry-After: 1)
+        # Answered first on by-hash lookups, in turn: 429 (with Retry-After: 1) or any error status.
+        self.by_hash_statuses: list[int] = []
         self.lock = threading.Lock()
         self.civitai = _Server(self, "civitai")
         self.hf = _Server(self, "hf")
@@ -324,10 +323,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(404, {"error": "Model not found"})
             return self._json(200, up.version_json(*found, with_model=True))
         if m := re.fullmatch(r"/api/v1/model-versions/by-hash/(\w+)", path):
+            if (key := self._bearer()) and key not in up.civitai_keys:
+                return self._json(401, {"error": "Unauthorized"})
             if up.by_hash_statuses:
-                return self._json(
-                    up.by_hash_statuses.pop(0), {"error": "Too many requests"}, {"Retry-After": "1"}
-                )
+                status = up.by_hash_statuses.pop(0)
+                if status == 429:
+                    return self._json(429, {"error": "Too many requests"}, {"Retry-After": "1"})
+                return self._json(status, {"error": "Internal server error"})
             for model, version in up.versions.values():
                 if any(f.sha256.upper() == m[1].upper() for f, _ in version.files):
                     return self._json(200, up.version_json(model, version, with_model=True))
