@@ -17,7 +17,7 @@ from mmsite.preferences import preferences_set
 from mmsite.toasts import with_toast
 from models_app.markdown import sanitize_html
 from models_app.roots import get_roots, roots_sources
-from models_app.selectors import folders_to_write, model_folders
+from models_app.selectors import folders_to_write, model_folders, models_with_sha256
 
 ACTIONS = {
     "pause": services.download_pause,
@@ -99,11 +99,13 @@ def _choose_step(
     request: HttpRequest, resolution: Resolution, choice: Choice, error: str = ""
 ) -> HttpResponse:
     version = resolution.version(choice.version)
+    remote = resolution.file(version, choice.file)
     context = {
         "resolution": resolution,
         "version": version,
         "description": sanitize_html(resolution.description_html_of(version)),
-        "remote": resolution.file(version, choice.file),
+        "remote": remote,
+        "already_have": models_with_sha256(remote.sha256),
         "choice": choice,
         "folders": folders_to_write(),
         "sub_folders": selectors.existing_sub_folders(choice.folder_type, choice.path_index),

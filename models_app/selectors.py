@@ -262,6 +262,17 @@ def sub_folders(folder_type: str) -> list[str]:
     return sorted(found, key=str.lower)
 
 
+def models_with_sha256(sha256: str, limit: int = 5) -> list[ModelFile]:
+    """Library models whose file has that SHA256 (a download the user may already have)."""
+    if not sha256:
+        return []
+    return list(
+        ModelFile.objects.filter(sha256=sha256.lower())
+        .only("folder_type", "path_index", "relative_path", "name", "extension")
+        .order_by("folder_type", "path_index", "relative_path")[:limit]
+    )
+
+
 def model_get(folder_type: str, path_index: int, relative_path: str) -> ModelFile | None:
     """The model at that address; raises PathOutsideRoot for a path that climbs out."""
     relative_path = clean_relative_path(relative_path)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -7,6 +8,8 @@ from django.urls import reverse
 
 from downloads_app.models import ApiKey, DownloadTask
 from downloads_app.selectors import resolution_get
+from models_app.roots import get_roots
+from models_app.scanner import scan_folder
 
 pytestmark = pytest.mark.django_db
 
@@ -70,6 +73,23 @@ def test_step_two_offers_versions_files_and_the_suggested_folder(logged_in, serv
     # Civitai's description, to read before choosing, with its script gone.
     assert "<summary>Description</summary>" in html
     assert "<b>Bold</b>" in html and "<script>" not in html and "alert(" not in html
+
+
+def test_a_file_already_in_the_library_is_pointed_out_before_downloading_it_again(
+    logged_in, services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    data = up.files["storybook"].path.read_bytes()
+    mine = model_roots["loras"] / "mine" / "story.safetensors"
+    mine.parent.mkdir()
+    mine.write_bytes(data)
+    mine.with_suffix(".sha256").write_text(hashlib.sha256(data).hexdigest().upper())
+    scan_folder(get_roots())
+    html = choose(logged_in, f"{up.civitai_url}/models/1231067").content.decode()
+    link = reverse("model_detail", args=["loras", 0, "mine/story.safetensors"])
+    assert "You already have this file (same SHA256)" in html
+    assert f'<a href="{link}" target="_blank">LoRAs · mine/story.safetensors</a>' in html
+    assert "You already have" not in choose(logged_in, f"{up.civitai_url}/models/4201").content.decode()
 
 
 def test_changing_the_version_renames_the_file(logged_in, services_at_upstream):
