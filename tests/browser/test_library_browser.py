@@ -145,6 +145,34 @@ def test_a_search_is_kept_when_the_folder_type_changes(logged_in_page):
     assert card_names(page) == ["alpha_xl", "beta_xl", "gamma_xl"]
 
 
+def test_back_and_forward_show_the_filters_and_cards_of_the_address_they_land_on(logged_in_page):
+    page = logged_in_page
+    type_link(page, "Checkpoints").click()
+    expect(page).to_have_url(re.compile(r"/\?type=checkpoints$"))
+    page.keyboard.press("/")
+    page.keyboard.type("alpha")
+    expect(page).to_have_url(re.compile(r"/\?type=checkpoints&q=alpha$"))
+    page.select_option("select[name=sort]", "-size")
+    expect(page).to_have_url(re.compile(r"&sort=-size$"))
+
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/\?type=checkpoints&q=alpha$"))
+    expect(page.locator("#search")).to_have_value("alpha")
+    expect(page.locator("select[name=sort]")).to_have_value("name")
+    expect(page.locator(".card")).to_have_count(1)
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"/\?type=checkpoints$"))
+    expect(page.locator("#search")).to_have_value("")
+    expect(page.locator(".card")).to_have_count(3)
+    page.go_back()
+    expect(page.locator(".types a[aria-current=page]")).to_contain_text("All models")
+    expect(page.locator(".card")).to_have_count(5)
+    page.go_forward()
+    page.go_forward()
+    expect(page.locator("#search")).to_have_value("alpha")
+    assert card_names(page) == ["alpha_xl"]
+
+
 def test_the_dialog_shows_safetensors_metadata(logged_in_page):
     page = logged_in_page
     page.locator(".card", has_text="pepper").click()
