@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 import urllib3
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from downloads_app.engine import USER_AGENT, describe_request_error
 
@@ -58,10 +58,10 @@ def save_preview(data: bytes, model_path: Path) -> Path:
                 image.save(buffer, "WEBP", quality=88, method=4)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PreviewError("The image has too many pixels to be opened safely.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise PreviewError(
-            f"That file is not an image that can be read ({exc.__class__.__name__})."
-        ) from None
+    except UnidentifiedImageError:
+        raise PreviewError("That file is not an image: choose a PNG, JPEG, WebP, GIF or AVIF.") from None
+    except (OSError, SyntaxError, ValueError):
+        raise PreviewError("That image is damaged or cut short: it cannot be read.") from None
     base = model_path if model_path.is_dir() else model_path.with_suffix("")
     target = base.parent / (base.name + ".webp")
     write_atomically(target, buffer.getvalue())

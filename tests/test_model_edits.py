@@ -124,11 +124,18 @@ def test_an_uploaded_preview_replaces_the_old_one_as_webp(logged_in, scanned, se
     assert thumbnail.status_code == 200
 
 
+def _png_cut_in_half() -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 64).save(buffer, "PNG")  # noise: the image data does not compress away
+    return buffer.getvalue()[: len(buffer.getvalue()) // 2]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"not an image at all", "not an image"),
-        (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "not an image"),
+        (b"not an image at all", "That file is not an image: choose a PNG, JPEG, WebP, GIF or AVIF."),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "That file is not an image"),
+        (_png_cut_in_half(), "That image is damaged or cut short: it cannot be read."),
     ],
 )
 def test_a_bad_upload_is_refused_and_nothing_changes(logged_in, scanned, content, message):
