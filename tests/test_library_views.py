@@ -492,11 +492,12 @@ def test_duplicates_page_groups_copies_with_the_same_sha256(logged_in, scanned):
     html = logged_in.get(reverse("duplicates")).content.decode()
     assert "2 copies" in html and "alpha_xl.safetensors" in html and "beta_xl.safetensors" in html
     assert f'href="{reverse("model_detail", args=["checkpoints", 0, "beta_xl.safetensors"])}"' in html
-    assert "gamma_xl" not in html
+    assert "gamma_xl" not in html and html.count('class="dup-group"') == 1
     ModelFile.objects.filter(name="beta_xl").update(size=12345)  # a sidecar's hash, not the file's
-    assert "No duplicates found" in logged_in.get(reverse("duplicates")).content.decode()
+    assert 'class="dup-group"' not in logged_in.get(reverse("duplicates")).content.decode()
     ModelFile.objects.update(sha256="")
-    assert "No duplicates found" in logged_in.get(reverse("duplicates")).content.decode()
+    html = logged_in.get(reverse("duplicates")).content.decode()
+    assert 'class="dup-group"' not in html and "No duplicates found" in html
 
 
 def test_nsfw_previews_are_blurred_unless_the_user_says_otherwise(logged_in, user, scanned):

@@ -27,6 +27,9 @@ PAGES = (
 
 
 def assert_accessible(page) -> None:
+    # A template comment or tag that Django did not take (a {# … #} over two lines) shows as text.
+    text = page.locator("body").inner_text()
+    assert not any(mark in text for mark in ("{#", "#}", "{%", "%}")), f"{page.url}: {text[:300]}"
     results = Axe().run(page)
     assert results.violations_count == 0, f"{page.url}\n{results.generate_report()}"
 

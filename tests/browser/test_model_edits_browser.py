@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import shutil
@@ -76,8 +77,14 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     expect(page.locator(".card", has_text="pepper")).to_be_focused()  # the next card: Tab goes on from there
     page.get_by_role("link", name="Trash").click()
     row = page.locator("article", has_text="mystery.safetensors")
+    empty_trash = page.get_by_role("button", name="Empty trash")
+    expect(empty_trash).to_be_visible()
+    expect(page.get_by_role("heading", name="The trash is empty")).to_be_hidden()
     row.get_by_role("button", name="Restore").click()
     expect(page.locator("#toasts")).to_contain_text("is back in loras")
+    # Its last item gone, the page says the trash is empty, without a reload.
+    expect(page.get_by_role("heading", name="The trash is empty")).to_be_visible()
+    expect(empty_trash).to_be_hidden()
     assert (server.roots["loras"] / "mystery.safetensors").exists()
     assert (server.roots["loras"] / "mystery.civitai.info").exists()
     page.get_by_role("link", name="Library").click()
@@ -239,3 +246,26 @@ def test_a_dialog_closed_before_its_info_comes_is_left_closed(logged_in_page):
     expect(page.locator("#toasts")).to_contain_text("Fetch Civitai info done", timeout=15_000)
     # The answer's refresh of the dialog finds it closed: nothing is asked, and nothing is an error.
     expect(page.locator("dialog[open]")).to_have_count(0)
+
+
+def test_a_copy_deleted_on_the_duplicates_page_takes_its_group_off_the_list(logged_in_page, server):
+    page = logged_in_page
+    for name in ("twin_a", "twin_b"):
+        path = write_model(server.roots["loras"] / f"{name}.safetensors", {"twin": "yes"})
+        path.with_suffix(".sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("2 new", timeout=15_000)
+    page.get_by_role("link", name="Duplicates").click()
+    group = page.locator(".dup-group", has_text="twin_a.safetensors")
+    expect(group).to_contain_text("2 copies")
+
+    group.locator(".dup-row", has_text="twin_a").get_by_role("button", name="Delete…").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_role("button", name="Move 2 files to the trash").click()
+    expect(dialog).to_contain_text("twin_a.safetensors and the 1 file beside it are in the trash.")
+    page.keyboard.press("Escape")
+    # One copy left is no duplicate: its group goes, and with no group left the page says so.
+    expect(group).to_be_hidden()
+    others = page.locator(".dup-group:visible").count()
+    expect(page.get_by_role("heading", name="No duplicates found")).to_be_visible(visible=others == 0)
+    assert (server.roots["loras"] / "twin_b.safetensors").exists()
