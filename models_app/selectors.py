@@ -163,7 +163,7 @@ def duplicates() -> list[list[ModelFile]]:
 def library_page(query: LibraryQuery) -> LibraryPage:
     card_fields = (
         "folder_type", "path_index", "relative_path", "name", "extension", "is_dir", "size", "mtime_ns",
-        "base_model", "preview", "nsfw_level", "sub_folder", "modified_at", "sidecar_signature",
+        "base_model", "preview", "nsfw_level", "sub_folder", "modified_at", "sidecar_signature", "header_error",
     )  # fmt: skip
     models = filtered_models(query).order_by(*SORTS[query.sort][1]).only(*card_fields)
     start, size = (query.page - 1) * PAGE_SIZE, query.pages * PAGE_SIZE

@@ -80,6 +80,20 @@ def test_a_card_name_may_break_only_at_its_word_boundaries(logged_in, model_root
     assert '<div class="card-name">sd_<wbr>xl_<wbr>base_<wbr>1.0.<wbr>refiner</div>' in html
 
 
+def test_a_model_whose_header_cannot_be_read_says_so_on_its_card_and_in_its_dialog(logged_in, model_roots):
+    (model_roots["checkpoints"] / "cut_short.safetensors").write_bytes(b"\x40\x00\x00\x00\x00\x00\x00\x00{")
+    write_model(model_roots["checkpoints"] / "whole.safetensors")
+    scan_folder(get_roots())
+    html = logged_in.get("/").content.decode()
+    assert html.count(">Unreadable</span>") == 1
+    assert 'title="Header not readable: header length 64 is larger than the file or than 100 MB"' in html
+    dialog = logged_in.get(
+        reverse("model_detail", args=["checkpoints", 0, "cut_short.safetensors"]),
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert "The file may be damaged, or only partly downloaded or copied." in dialog
+
+
 def test_filter_by_type_renders_the_library_partial(logged_in, scanned):
     response = logged_in.get("/?type=loras", headers={"HX-Request": "true", "HX-Target": "library"})
     html = response.content.decode()
