@@ -20,13 +20,14 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.structures import CaseInsensitiveDict
 
 from mmsite.files import fsync_dir
 
@@ -53,11 +54,11 @@ class TransientError(DownloadError):
 class HttpError(DownloadError):
     """An answer that will not change by asking again (401, 403, 404, 410…)."""
 
-    def __init__(self, status: int, url: str, headers: dict[str, str], body: str) -> None:
+    def __init__(self, status: int, url: str, headers: Mapping[str, str], body: str) -> None:
         super().__init__(f"HTTP {status} from {urlsplit(url).netloc}")
         self.status = status
         self.url = url
-        self.headers = headers
+        self.headers: Mapping[str, str] = CaseInsensitiveDict(headers)  # as HTTP names them: in any case
         self.body = body
 
     def json(self) -> dict[str, Any]:

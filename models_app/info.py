@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from downloads_app.engine import USER_AGENT, HttpError
+from downloads_app.engine import USER_AGENT, HttpError, parse_retry_after
 from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
@@ -137,7 +137,7 @@ def fetch_civitai_info(model: ModelFile, sha256: str, should_stop) -> bool:  # t
             raise CivitaiUnavailable(str(exc)) from None
         except HttpError as error:
             if error.status == 429:
-                _wait(float(error.headers.get("Retry-After", "30") or 30), should_stop)
+                _wait(parse_retry_after(error.headers.get("Retry-After")), should_stop)
                 continue
             if error.status == 404:
                 ModelFile.objects.filter(pk=model.pk).update(civitai_missing=True)
