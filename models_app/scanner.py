@@ -386,7 +386,8 @@ class Scanner:
             self.progress.added += 1
         else:
             self._queue(self._updates, (known[0], fields))
-            self.progress.updated += 1
+            # A full rescan writes every row again; what it counts, as a diff scan does, is what changed.
+            self.progress.updated += (fields["size"], fields["mtime_ns"], signature) != known[1:]
 
     def _queue(self, queue: list[Any], item: Any) -> None:
         queue.append(item)

@@ -81,9 +81,11 @@ class Command(BaseCommand):
         )
         if tty:
             self.stdout.write("")
+        took = time.monotonic() - started
         self.stdout.write(
-            f"Scanned {result.total} model{'s' if result.total != 1 else ''} in {time.monotonic() - started:.1f} s: "
-            f"{result.added} added, {result.updated} updated, {result.removed} removed."
+            f"Scanned {result.total} model{'s' if result.total != 1 else ''} in "
+            f"{f'{took:.1f} s' if took >= 1 else f'{took * 1000:.0f} ms'}: "
+            f"{result.added} added, {result.updated} changed, {result.removed} removed."
         )
         forgotten = set()
         if forget_unreachable:
