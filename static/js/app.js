@@ -113,14 +113,15 @@
   });
   // An answer that put its news elsewhere (a move handed to the worker) has nothing left to show.
   document.body.addEventListener("closeDialog", function () { if (pageDialog && pageDialog.open) pageDialog.close(); });
-  // A card the dialog removes (a delete) leaves its neighbour to take the focus when the dialog closes;
-  // by id, since the grid is drawn again meanwhile.
+  // A card (or a row of Duplicates) the dialog removes (a delete) leaves its neighbour to take the focus
+  // when the dialog closes; by id, since the grid is drawn again meanwhile.
+  const REMOVABLE = ".card, .dup-row";
   let neighbourOfRemoved = "";
   document.body.addEventListener("htmx:oobBeforeSwap", function (e) {
     const card = e.detail.target;
-    if (!card.classList.contains("card")) return;
+    if (!card.matches(REMOVABLE)) return;
     const next = card.nextElementSibling, previous = card.previousElementSibling;
-    const neighbour = next && next.matches(".card") ? next : previous && previous.matches(".card") ? previous : null;
+    const neighbour = next && next.matches(REMOVABLE) ? next : previous && previous.matches(REMOVABLE) ? previous : null;
     neighbourOfRemoved = neighbour ? neighbour.id : "";
   });
   document.addEventListener("close", function (e) {
@@ -136,9 +137,11 @@
     const card = (detail && detail.id && document.getElementById(detail.id.replace("model-detail-", "card-"))) ||
       (neighbourOfRemoved && document.getElementById(neighbourOfRemoved));
     neighbourOfRemoved = "";
+    // A row of Duplicates is not focusable itself: its Delete button, the next thing to press, is.
+    const focusable = card && (card.matches("a, button") ? card : card.querySelector("button"));
     const focused = document.activeElement;
-    if (card && (!focused || focused === document.body || e.target.contains(focused))) {
-      card.focus({ preventScroll: true });
+    if (focusable && (!focused || focused === document.body || e.target.contains(focused))) {
+      focusable.focus({ preventScroll: true });
     }
     e.target.replaceChildren();
   }, true);
