@@ -351,6 +351,16 @@ def test_the_library_is_readable_in_dark_mode_and_on_a_phone(browser, server):
     context.close()
 
 
+def test_between_a_phone_and_a_desktop_the_top_bar_fits_and_log_out_stays_in_view(logged_in_page, server):
+    page = logged_in_page
+    for width in (780, 860, 940, 1024):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.goto(server.url + "/downloads/")
+        assert page.evaluate("document.documentElement.scrollWidth") == width
+        expect(page.get_by_role("button", name="Log out")).to_be_in_viewport()
+        expect(page.get_by_role("link", name="Downloads", exact=True)).to_be_in_viewport()
+
+
 def test_on_a_narrow_phone_the_chosen_folder_type_stays_in_view_in_the_sideways_row(logged_in_page):
     page = logged_in_page
     page.set_viewport_size({"width": 320, "height": 700})
