@@ -7,13 +7,12 @@ import json
 import logging
 import time
 
-import requests
 from django.conf import settings
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from downloads_app.engine import USER_AGENT, HttpError, parse_retry_after
+from downloads_app.engine import HttpError, parse_retry_after
 from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
@@ -22,7 +21,7 @@ from mmsite.worker import JobKind, TaskContext
 from models_app import services
 from models_app.hashing import HashStopped, file_sha256, hash_key
 from models_app.models import HashCache, InfoMode, InfoTask, ModelFile
-from models_app.previews import PreviewError, save_preview, write_atomically
+from models_app.previews import PreviewError, fetch_image, save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots
 from models_app.scanner import scan_one_model
 
@@ -176,10 +175,8 @@ def _save_info(model: ModelFile, data: dict) -> None:  # type: ignore[type-arg]
     ]
     if not model.preview and images:
         try:
-            image = requests.get(images[0]["url"], timeout=(10, 30), headers={"User-Agent": USER_AGENT})
-            image.raise_for_status()
-            save_preview(image.content, path)
-        except (requests.RequestException, PreviewError) as exc:
+            save_preview(fetch_image(images[0]["url"]), path)
+        except PreviewError as exc:
             logger.warning("no preview for %s: %s", model, exc)
     ModelFile.objects.filter(pk=model.pk).update(civitai_missing=False)
     scan_one_model(get_roots(), model.folder_type, model.path_index, model.relative_path)
