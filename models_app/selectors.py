@@ -268,7 +268,7 @@ def models_with_sha256(sha256: str, limit: int = 5) -> list[ModelFile]:
         return []
     return list(
         ModelFile.objects.filter(sha256=sha256.lower())
-        .only("folder_type", "path_index", "relative_path", "name", "extension")
+        .only("folder_type", "path_index", "relative_path")
         .order_by("folder_type", "path_index", "relative_path")[:limit]
     )
 
