@@ -40,7 +40,18 @@ class ScanTaskAdmin(admin.ModelAdmin):
 class InfoTaskAdmin(admin.ModelAdmin):
     """Hashing and Civitai lookups, queued from the library or after a scan."""
 
-    list_display = ("pk", "mode", "status", "processed", "total", "hashed", "found", "missing", "created_at")
+    list_display = (
+        "pk",
+        "mode",
+        "status",
+        "processed",
+        "total",
+        "hashed",
+        "found",
+        "missing",
+        "failed",
+        "created_at",
+    )
     list_filter = ("status", "mode")
     readonly_fields = ("owner", "heartbeat_at", "started_at", "finished_at")
 
