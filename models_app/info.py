@@ -197,14 +197,8 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     models = models_for(task)
     # A task taken up again after a restart counts afresh what is left: the counts of the run before
     # would pass the new total.
-    task.total, task.processed, task.hashed, task.found, task.missing, task.failed = (
-        len(models),
-        0,
-        0,
-        0,
-        0,
-        0,
-    )
+    task.total = len(models)
+    task.processed = task.hashed = task.found = task.missing = task.failed = 0
     report(force=True)
     errors = []
     try:

@@ -248,7 +248,7 @@ class InfoTask(CountedTask):
     @property
     def failures(self) -> list[str]:
         """Why each model that failed did, one a line (the first 20), once the task is done."""
-        return self.error.splitlines() if self.status == "done" else []
+        return self.error.splitlines() if self.status == TaskStatus.DONE else []
 
     @property
     def unlisted_failures(self) -> int:
