@@ -50,6 +50,7 @@ class InfoTaskAdmin(admin.ModelAdmin):
         "found",
         "missing",
         "failed",
+        "gone",
         "created_at",
     )
     list_filter = ("status", "mode")

@@ -36,7 +36,7 @@ def info_task_data(task: InfoTask) -> dict[str, object]:
     return {
         "taskId": task.pk, "mode": task.mode, "status": task.status, "total": task.total,
         "processed": task.processed, "hashed": task.hashed, "found": task.found, "missing": task.missing,
-        "failed": task.failed,
+        "failed": task.failed, "gone": task.gone,
         "progress": task.percent, "current": task.current, "error": task.error,
     }  # fmt: skip
 
@@ -53,6 +53,8 @@ def info_toast(task: InfoTask) -> str:
         if task.mode == InfoMode.FETCH
         else []
     )
+    if task.gone:
+        counts.append(f"{task.gone} no longer on disk (a scan updates the library)")
     if task.failed:
         first = task.error.partition("\n")[0]
         counts.append(f"{task.failed} failed ({first})")
@@ -184,7 +186,7 @@ def _save_info(model: ModelFile, data: dict) -> None:  # type: ignore[type-arg]
 
 def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     throttle = Throttle(settings.MM_PROGRESS_INTERVAL)
-    fields = ["total", "processed", "hashed", "found", "missing", "failed", "current"]
+    fields = ["total", "processed", "hashed", "found", "missing", "failed", "gone", "current"]
 
     def report(force: bool = False) -> None:
         if throttle.ready(force=force):
@@ -198,7 +200,7 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     # A task taken up again after a restart counts afresh what is left: the counts of the run before
     # would pass the new total.
     task.total = len(models)
-    task.processed = task.hashed = task.found = task.missing = task.failed = 0
+    task.processed = task.hashed = task.found = task.missing = task.failed = task.gone = 0
     report(force=True)
     errors = []
     try:
@@ -218,6 +220,10 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
                         task.missing += 1
             except HashStopped:
                 raise Stop from None
+            except FileNotFoundError:
+                # Deleted or moved since the scan, or on a drive taken out: not this job's failure. The
+                # rows stay for the scan to settle, which keeps those of a drive that is only unmounted.
+                task.gone += 1
             except (OSError, PathOutsideRoot, UnknownRoot, LookupFailed) as exc:
                 task.failed += 1
                 errors.append(f"{task.current}: {_reason(exc)}")

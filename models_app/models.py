@@ -237,6 +237,9 @@ class InfoTask(CountedTask):
     found = models.PositiveIntegerField(default=0)
     missing = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0, help_text="Models that could not be hashed or looked up.")
+    gone = models.PositiveIntegerField(
+        default=0, help_text="Models whose file was no longer there: the next scan forgets them."
+    )
     current = models.TextField(blank=True)
 
     class Meta:

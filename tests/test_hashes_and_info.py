@@ -53,6 +53,18 @@ async def test_models_without_a_hash_are_hashed_once_and_the_cache_outlives_a_fu
     assert (again.total, again.hashed) == (0, 0)
 
 
+async def test_a_file_deleted_before_it_is_hashed_is_no_failure_and_the_next_scan_forgets_it(library):
+    await sync_to_async(scan_folder)(get_roots())
+    (library["checkpoints"] / "beta_xl.safetensors").unlink()
+    done = await run_until_done((await sync_to_async(services.info_start)(mode="hash")).pk)
+    assert (done.status, done.hashed, done.gone, done.failed) == ("done", 3, 1, 0)
+    toast = info_toast(done)
+    assert "error" not in toast and "1 no longer on disk (a scan updates the library)" in toast
+    assert "3 hashed, 1 no longer on disk" in render_info_progress(done, finished=True)
+    await sync_to_async(scan_folder)(get_roots())
+    assert not await sync_to_async(ModelFile.objects.filter(name="beta_xl").exists)()
+
+
 async def test_fetch_info_writes_civitai_info_and_a_preview_and_remembers_404(
     services_at_upstream, model_roots
 ):
