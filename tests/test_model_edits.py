@@ -315,6 +315,17 @@ def test_empty_trash_and_purge_of_old_items(logged_in, scanned):
 # -- rename and move -----------------------------------------------------------------------------------
 
 
+def test_the_move_form_names_the_files_that_go_along(logged_in, scanned):
+    def move_form(model: list) -> str:
+        html = logged_in.get(reverse("model_edit", args=["move", *model]), headers=HX).content.decode()
+        return " ".join(html.split())
+
+    assert "The 2 files beside the model (pepper.png, pepper.md) move and are renamed with it." in move_form(
+        PEPPER
+    )
+    assert "No other file lies beside the model." in move_form(["checkpoints", 0, "alpha_xl.safetensors"])
+
+
 def test_rename_and_move_carry_every_sidecar(logged_in, scanned):
     response = logged_in.post(
         reverse("model_move", args=PEPPER),
