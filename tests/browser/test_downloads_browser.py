@@ -67,6 +67,26 @@ def test_download_from_a_civitai_page_pause_resume_and_find_it_in_the_library(
     assert final.exists()
 
 
+def test_the_download_form_fits_a_phone_screen(logged_in_page, server, fake_upstream):
+    """A folder's long path once pushed the form's fields past the dialog's edge on a phone."""
+    page = logged_in_page
+    page.set_viewport_size({"width": 400, "height": 800})
+    page.goto(server.url + "/downloads/")
+    page.get_by_role("button", name="New download").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Link").fill(f"{fake_upstream.hf_url}/demo-org/demo-models")
+    dialog.get_by_role("button", name="Next").click()
+    folder = dialog.locator("select[name=path_index]")
+    expect(folder).to_contain_text(str(server.roots["checkpoints"]))  # longer than the screen is wide
+    past_the_edge = dialog.evaluate(
+        """d => { const edge = d.getBoundingClientRect().right;
+                  return [...d.querySelectorAll("input, select, button")]
+                    .filter(e => e.offsetParent && e.getBoundingClientRect().right > edge)
+                    .map(e => e.name || e.textContent.trim()); }"""
+    )
+    assert past_the_edge == []
+
+
 def test_settings_keep_a_key_masked(logged_in_page):
     page = logged_in_page
     page.get_by_role("link", name="Settings").click()
