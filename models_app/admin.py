@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
-from models_app.models import InfoTask, ModelFile, MoveTask, ScanTask
+from models_app.models import CivitaiModel, InfoTask, ModelFile, MoveTask, ScanTask
 
 
 @admin.register(ModelFile)
@@ -27,6 +27,16 @@ class ModelFileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):  # type: ignore[no-untyped-def]
         return False  # rows come from the scanner
+
+
+@admin.register(CivitaiModel)
+class CivitaiModelAdmin(admin.ModelAdmin):
+    list_display = ("model_id", "version_id", "version_name", "base_model", "checked_at")
+    search_fields = ("model_id", "version_name")
+    readonly_fields = [f.name for f in CivitaiModel._meta.fields]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False  # rows come from Check for updates
 
 
 @admin.register(ScanTask)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from mmsite.api import ApiError, api_ok, api_view, json_body, refuse_nul
 from models_app import selectors, services
 from models_app.info import info_task_data, stop_info
-from models_app.models import InfoTask, ModelFile, ScanTask
+from models_app.models import InfoMode, InfoTask, ModelFile, ScanTask
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
 from models_app.roots import get_roots
 from models_app.tasks import scan_task_data, stop_scan
@@ -51,6 +51,7 @@ def model_summary(model: ModelFile) -> dict[str, Any]:
 
 
 def model_details(model: ModelFile) -> dict[str, Any]:
+    newer = selectors.newer_version(model)
     return {
         **model_summary(model),
         "isFolder": model.is_dir,
@@ -63,6 +64,8 @@ def model_details(model: ModelFile) -> dict[str, Any]:
             "versionId": model.civitai_version_id,
             "name": model.civitai_name,
             "nsfwLevel": model.nsfw_level,
+            # Civitai's newest version, when the library does not hold it (selectors.with_update).
+            "newerVersion": dict(zip(("id", "name"), newer, strict=True)) if newer else None,
         },
         "metadata": model.metadata,
         "headerError": model.header_error,
@@ -170,8 +173,12 @@ def preview(request: HttpRequest, folder_type: str, path_index: int, relative_pa
 
 @api_view("POST")
 def fetch(request: HttpRequest) -> HttpResponse:
-    """`{"models": "all"}` or `{"models": [{"type", "pathIndex", "fullname"}, …]}`: a Civitai info job."""
-    wanted = json_body(request).get("models", "all")
+    """`{"models": "all"}` or `{"models": [{"type", "pathIndex", "fullname"}, …]}`: a Civitai info job,
+    or with `"mode": "updates"` a check for newer versions."""
+    body = json_body(request)
+    mode, wanted = body.get("mode", "fetch"), body.get("models", "all")
+    if mode not in (InfoMode.FETCH, InfoMode.UPDATES):
+        raise ApiError('mode must be "fetch" or "updates".')
     ids: list[int] = []
     if wanted != "all":
         if not isinstance(wanted, list) or not wanted:
@@ -184,7 +191,7 @@ def fetch(request: HttpRequest) -> HttpResponse:
                     str(item.get("type")), int(item.get("pathIndex", 0)), str(item.get("fullname", ""))
                 ).pk
             )
-    task = services.info_start(mode="fetch", model_ids=ids)
+    task = services.info_start(mode=mode, model_ids=ids)
     return api_ok(info_task_data(task), status=202)
 
 

@@ -5,31 +5,26 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 from django.conf import settings
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from downloads_app.engine import HttpError, parse_retry_after
 from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
 from mmsite.toasts import toast_fragment
 from mmsite.worker import JobKind, TaskContext
-from models_app import services
+from models_app import civitai_api, services, updates
+from models_app.civitai_api import CivitaiUnavailable, LookupFailed, ShouldStop, Stop
 from models_app.hashing import HashStopped, file_sha256, hash_key
-from models_app.models import HashCache, InfoMode, InfoTask, ModelFile
+from models_app.models import CivitaiModel, HashCache, InfoMode, InfoTask, ModelFile
 from models_app.previews import PreviewError, fetch_image, save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots
 from models_app.scanner import scan_one_model
 
 logger = logging.getLogger("mm.info")
-
-
-class Stop(Exception):
-    pass
 
 
 def info_task_data(task: InfoTask) -> dict[str, object]:
@@ -48,11 +43,17 @@ def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> st
 def info_toast(task: InfoTask) -> str:
     if task.status == TaskStatus.FAILED:
         return toast_fragment(f"{task.get_mode_display()} failed: {task.error}", level="error")
-    counts = (
-        [f"{task.found} found on Civitai", f"{task.missing} not on Civitai"]
-        if task.mode == InfoMode.FETCH
-        else []
-    )
+    counts = []
+    if task.mode == InfoMode.FETCH:
+        counts = [f"{task.found} found on Civitai", f"{task.missing} not on Civitai"]
+    elif task.mode == InfoMode.UPDATES:
+        counts = [
+            f"{task.found} model{'s' if task.found != 1 else ''} with an update"
+            if task.found
+            else "no update"
+        ]
+        if task.missing:
+            counts.append(f"{task.missing} no longer on Civitai")
     if task.gone:
         counts.append(f"{task.gone} no longer on disk (a scan updates the library)")
     if task.failed:
@@ -83,8 +84,13 @@ def models_for(task: InfoTask) -> list[ModelFile]:
     models = ModelFile.objects.filter(is_dir=False).defer(
         "metadata", "description", "notes", "search_text", "labels"
     )
+    if task.mode == InfoMode.UPDATES:
+        # One Civitai model after the other: its files then share one answer (updates.check).
+        models = models.filter(civitai_model_id__isnull=False).order_by("civitai_model_id", "pk")
     if task.model_ids:
         return list(models.filter(pk__in=task.model_ids))
+    if task.mode == InfoMode.UPDATES:
+        return list(models)
     if task.mode == InfoMode.HASH:
         return list(models.filter(sha256=""))
     # Every model without Civitai info that Civitai did not already say it does not know.
@@ -114,54 +120,14 @@ def ensure_sha256(model: ModelFile, *, on_progress, should_stop) -> tuple[str, b
     return sha256, computed
 
 
-class CivitaiUnavailable(Exception):
-    """Civitai cannot be asked at all (no connection, a refused key): every other model would fail the
-    same way, so the task ends with this message rather than wait out a timeout per model."""
-
-
-class LookupFailed(Exception):
-    """Civitai gave no usable answer about this one file."""
-
-
-def fetch_civitai_info(model: ModelFile, sha256: str, should_stop) -> bool:  # type: ignore[no-untyped-def]
+def fetch_civitai_info(model: ModelFile, sha256: str, should_stop: ShouldStop) -> bool:
     """Asks Civitai about the file; True when it knows it. 404 is remembered; 429 waits and asks again."""
-    from downloads_app.services import keys
-    from downloads_app.sources import HttpClient, SourceError, civitai
-
-    key = keys().civitai
-    url = f"{settings.MM_CIVITAI_URL.rstrip('/')}/api/v1/model-versions/by-hash/{sha256.upper()}"
-    client = HttpClient()
-    for _attempt in range(6):
-        try:
-            data = client.get(url, key=key).json()
-        except SourceError as exc:
-            raise CivitaiUnavailable(str(exc)) from None
-        except HttpError as error:
-            if error.status == 429:
-                _wait(parse_retry_after(error.headers.get("Retry-After")), should_stop)
-                continue
-            if error.status == 404:
-                ModelFile.objects.filter(pk=model.pk).update(civitai_missing=True)
-                return False
-            message = civitai.explain(error, has_key=bool(key))
-            if error.status in (401, 403):
-                raise CivitaiUnavailable(message) from None
-            raise LookupFailed(message) from None
-        except ValueError:
-            raise LookupFailed("Civitai's answer could not be read.") from None
-        if not isinstance(data, dict):
-            raise LookupFailed("Civitai's answer could not be read.")
-        _save_info(model, data)
-        return True
-    raise LookupFailed("Civitai kept answering 429 (rate limited): try again later.")
-
-
-def _wait(seconds: float, should_stop) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + min(seconds, 300)
-    while time.monotonic() < deadline:
-        if should_stop():
-            raise Stop
-        time.sleep(0.25)
+    data = civitai_api.ask(f"/api/v1/model-versions/by-hash/{sha256.upper()}", should_stop)
+    if data is None:
+        ModelFile.objects.filter(pk=model.pk).update(civitai_missing=True)
+        return False
+    _save_info(model, data)
+    return True
 
 
 def _save_info(model: ModelFile, data: dict) -> None:  # type: ignore[type-arg]
@@ -203,21 +169,27 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     task.processed = task.hashed = task.found = task.missing = task.failed = task.gone = 0
     report(force=True)
     errors = []
+    asked: dict[int, CivitaiModel | None] = {}  # Civitai's answers, by Civitai model id
     try:
         for model in models:
             if should_stop():
                 raise Stop
             task.current = f"{model.folder_type}/{model.relative_path}"
             try:
-                sha256, computed = ensure_sha256(
-                    model, on_progress=lambda done: report(), should_stop=should_stop
-                )
-                task.hashed += computed
-                if task.mode == InfoMode.FETCH:
-                    if fetch_civitai_info(model, sha256, should_stop):
-                        task.found += 1
-                    else:
-                        task.missing += 1
+                if task.mode == InfoMode.UPDATES:
+                    outcome = updates.check(model, asked, should_stop)
+                    task.found += outcome is updates.Outcome.UPDATE
+                    task.missing += outcome is updates.Outcome.GONE
+                else:
+                    sha256, computed = ensure_sha256(
+                        model, on_progress=lambda done: report(), should_stop=should_stop
+                    )
+                    task.hashed += computed
+                    if task.mode == InfoMode.FETCH:
+                        if fetch_civitai_info(model, sha256, should_stop):
+                            task.found += 1
+                        else:
+                            task.missing += 1
             except HashStopped:
                 raise Stop from None
             except FileNotFoundError:
@@ -231,7 +203,8 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
             report()
     except CivitaiUnavailable as exc:
         task.status, task.current, task.finished_at = TaskStatus.FAILED, "", timezone.now()
-        task.error = f"{exc} The hashes and the info found so far are kept."
+        kept = "updates" if task.mode == InfoMode.UPDATES else "hashes and the info"
+        task.error = f"{exc} The {kept} found so far are kept."
         task.save(update_fields=[*fields, "status", "finished_at", "error"])
         publish_info("complete_info_task", task, finished=True)
         return

@@ -72,6 +72,14 @@ class ModelFile(models.Model):
             models.Index(fields=["created_at"]),
             models.Index(fields=["folder_type", "sub_folder"]),
             models.Index(fields=["base_model"]),
+            # The models of a Civitai model, and whether the library holds one of its versions
+            # (selectors.with_update); partial, so that the scan's writing of the many rows without
+            # Civitai info does not pay for it.
+            models.Index(
+                fields=["civitai_model_id", "civitai_version_id"],
+                condition=models.Q(civitai_model_id__isnull=False),
+                name="model_civitai_version",
+            ),
         ]
         ordering = ["name"]
 
@@ -90,6 +98,20 @@ class ModelFile(models.Model):
     @property
     def preview_is_video(self) -> bool:
         return self.preview.lower().endswith((".mp4", ".webm"))
+
+
+class CivitaiModel(models.Model):
+    """What Civitai said when last asked about one of its models: its newest version. A library model
+    with the info of an older version of it has an update, unless the newest is in the library too."""
+
+    model_id = models.BigIntegerField(primary_key=True)
+    version_id = models.BigIntegerField(help_text="Its newest version.")
+    version_name = models.CharField(max_length=300, blank=True)
+    base_model = models.CharField(max_length=100, blank=True)
+    checked_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Civitai model {self.model_id}: newest version {self.version_id} ({self.version_name})"
 
 
 class LibraryVersion(models.Model):
@@ -226,10 +248,12 @@ class HashCache(models.Model):
 class InfoMode(models.TextChoices):
     HASH = "hash", "Compute hashes"
     FETCH = "fetch", "Fetch Civitai info"
+    UPDATES = "updates", "Check for updates"
 
 
 class InfoTask(CountedTask):
-    """Hashes models that lack a SHA256, and (fetch mode) asks Civitai about them by hash."""
+    """Hashes models that lack a SHA256, and (fetch mode) asks Civitai about them by hash, or (updates
+    mode) asks Civitai for the newest version of each model that has Civitai info."""
 
     mode = models.CharField(max_length=8, choices=InfoMode.choices, default=InfoMode.HASH)
     model_ids = models.JSONField(default=list, blank=True, help_text="Empty: every model that needs it.")

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.cache import cache
-from django.db.models import Count, Max, Q, QuerySet, StringAgg, Value
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Value
 
-from models_app.models import InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
+from models_app.models import CivitaiModel, InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
 from models_app.roots import RootNotThere, clean_relative_path, get_roots, root_to_write
 
 PAGE_SIZE = 60
@@ -36,6 +36,7 @@ class LibraryQuery:
     search: str = ""
     base_model: str = ""
     label: str = ""
+    updates: bool = False  # only the models with an update on Civitai
     sort: str = "name"
     page: int = 1
     pages: int = 1  # how many pages from `page` on; only a refresh asks for more than one
@@ -52,6 +53,7 @@ class LibraryQuery:
             search=params.get("q", "").strip()[:200],
             base_model=params.get("base", "").strip()[:100],
             label=params.get("tag", "").strip()[:200],
+            updates=params.get("updates") == "1",
             sort=sort if sort in SORTS else "name",
             page=page,
             pages=min(MAX_PAGES_AT_ONCE, max(1, -(-shown // PAGE_SIZE))),
@@ -67,6 +69,7 @@ class LibraryQuery:
                 (self.sub_folder, f"folder {self.sub_folder}"),
                 (self.base_model, f"base model {self.base_model}"),
                 (self.label, f"tag {self.label}"),
+                (self.updates, "with an update on Civitai"),
             )
             if value
         ]
@@ -78,6 +81,7 @@ class LibraryQuery:
             "q": self.search,
             "base": self.base_model,
             "tag": self.label,
+            "updates": "1" if self.updates else "",
             "sort": self.sort,
         }
         values.update(changes)
@@ -114,7 +118,53 @@ def filtered_models(query: LibraryQuery) -> QuerySet[ModelFile]:
         models = models.filter(base_model=query.base_model)
     if query.label:
         models = models.filter(labels__contains=f"\n{query.label.lower()}\n")
+    if query.updates:
+        models = _with_an_update(models)
     return models
+
+
+def _newer_version() -> QuerySet[CivitaiModel]:
+    """For the model row outside: the newest version of its Civitai model, when that is not the version
+    the model is and the library does not hold it either (then the model has an update)."""
+    return (
+        CivitaiModel.objects.filter(model_id=OuterRef("civitai_model_id"))
+        .exclude(version_id=OuterRef("civitai_version_id"))
+        .exclude(
+            Exists(
+                ModelFile.objects.filter(
+                    civitai_model_id=OuterRef("model_id"), civitai_version_id=OuterRef("version_id")
+                )
+            )
+        )
+    )
+
+
+def _with_an_update(models: QuerySet[ModelFile]) -> QuerySet[ModelFile]:
+    # The models of the Civitai models asked about first, by the index: most rows have no Civitai info.
+    asked = CivitaiModel.objects.values("model_id")
+    return models.filter(civitai_model_id__in=asked).filter(Exists(_newer_version()))
+
+
+def with_update(models: QuerySet[ModelFile]) -> QuerySet[ModelFile]:
+    """The models with `newer_version_id` and `newer_version_name`: the version Civitai has out that the
+    library does not hold, or None."""
+    newer = _newer_version()
+    return models.annotate(
+        newer_version_id=Subquery(newer.values("version_id")[:1]),
+        newer_version_name=Subquery(newer.values("version_name")[:1]),
+    )
+
+
+def newer_version(model: ModelFile) -> tuple[int, str] | None:
+    """The id and name of the newer version with_update found for `model`, or None."""
+    version_id = getattr(model, "newer_version_id", None)
+    return (version_id, getattr(model, "newer_version_name", None) or "") if version_id else None
+
+
+def count_with_update() -> int:
+    if not CivitaiModel.objects.exists():  # nobody checked for updates yet
+        return 0
+    return _with_an_update(ModelFile.objects.all()).count()
 
 
 def base_models(folder_type: str) -> list[str]:
@@ -165,7 +215,7 @@ def library_page(query: LibraryQuery) -> LibraryPage:
         "folder_type", "path_index", "relative_path", "name", "extension", "is_dir", "size", "mtime_ns",
         "base_model", "preview", "nsfw_level", "sub_folder", "modified_at", "sidecar_signature", "header_error",
     )  # fmt: skip
-    models = filtered_models(query).order_by(*SORTS[query.sort][1]).only(*card_fields)
+    models = with_update(filtered_models(query).order_by(*SORTS[query.sort][1]).only(*card_fields))
     start, size = (query.page - 1) * PAGE_SIZE, query.pages * PAGE_SIZE
     rows = list(models[start : start + size + 1])
     total = filtered_models(query).count() if query.page == 1 else None
@@ -180,6 +230,7 @@ class LibraryMenus:
     sub_folders: list[str]
     base_models: list[str]
     labels: list[str]
+    updates: int  # models with an update on Civitai
 
     def types_split(self, active: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """The types that hold models (and the one open), then the empty ones: a ComfyUI folder brings
@@ -204,11 +255,17 @@ def library_menus(folder_type: str) -> LibraryMenus:
     cached = cache.get(key)
     if cached is None:
         counts = dict(ModelFile.objects.values_list("folder_type").annotate(n=Count("pk")).order_by())
-        cached = (counts, sub_folders(folder_type), base_models(folder_type), common_labels(folder_type))
+        cached = (
+            counts,
+            sub_folders(folder_type),
+            base_models(folder_type),
+            common_labels(folder_type),
+            count_with_update(),
+        )
         cache.set(key, cached, MENUS_CACHE_SECONDS)
-    counts, folders, bases, labels = cached
+    counts, folders, bases, labels, updates = cached
     # The configured types are joined in afresh: they come from the settings, not from the rows.
-    return LibraryMenus(_with_configured_types(counts), folders, bases, labels)
+    return LibraryMenus(_with_configured_types(counts), folders, bases, labels, updates)
 
 
 def _with_configured_types(counts: dict[str, int]) -> list[tuple[str, int]]:
@@ -276,9 +333,16 @@ def models_with_sha256(sha256: str, limit: int = 5) -> list[ModelFile]:
 def model_get(folder_type: str, path_index: int, relative_path: str) -> ModelFile | None:
     """The model at that address; raises PathOutsideRoot for a path that climbs out."""
     relative_path = clean_relative_path(relative_path)
-    return ModelFile.objects.filter(
-        folder_type=folder_type, path_index=path_index, relative_path=relative_path
+    return with_update(
+        ModelFile.objects.filter(folder_type=folder_type, path_index=path_index, relative_path=relative_path)
     ).first()
+
+
+def model_with_update(model: ModelFile) -> ModelFile:
+    """`model` with its `newer_version_*` (with_update), read again if it was read without them."""
+    if hasattr(model, "newer_version_id"):
+        return model
+    return with_update(ModelFile.objects.filter(pk=model.pk)).first() or model
 
 
 def latest_info() -> InfoTask | None:

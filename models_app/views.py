@@ -74,6 +74,7 @@ def _library(
             "sub_folders": menus.sub_folders,
             "base_models": menus.base_models,
             "labels": menus.labels,
+            "updates": menus.updates,
             "sorts": {key: label for key, (label, _) in selectors.SORTS.items()},
             "info": selectors.latest_info(),
             "move": selectors.latest_move(),
@@ -221,6 +222,7 @@ def _civitai_images(model: ModelFile) -> list[str]:
 
 def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
     """What the model dialog and the model page show (the same template, whole or as a partial)."""
+    model = selectors.model_with_update(model)  # after an edit it comes from a service, without them
     try:
         absolute_path = services.model_path(model)
     except (PathOutsideRoot, UnknownRoot):  # its folder is no longer configured
@@ -229,12 +231,31 @@ def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
         "model": model,
         "absolute_path": absolute_path,
         "civitai_url": settings.MM_CIVITAI_URL.rstrip("/"),
+        "update_download_query": _update_download_query(model),
         "description_html": render_markdown(model.description),
         "training_tags": training_tags(model.metadata),
         "civitai_images": _civitai_images(model),
         "folders": selectors.folders_to_write(),
         "error": error,
     }
+
+
+def _update_download_query(model: ModelFile) -> str:
+    """The new-download dialog's choices for the newer version of `model`: beside it, in its folder."""
+    newer = selectors.newer_version(model)
+    if newer is None:
+        return ""
+    version = newer[0]
+    page = f"{settings.MM_CIVITAI_URL.rstrip('/')}/models/{model.civitai_model_id}?modelVersionId={version}"
+    return urlencode(
+        {
+            "url": page,
+            "version": version,
+            "folder_type": model.folder_type,
+            "path_index": model.path_index,
+            "sub_folder": model.sub_folder,
+        }
+    )
 
 
 def _dialog(
@@ -397,7 +418,7 @@ def info_start(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(str(exc))
     response = render(request, "models_app/info_progress.html", {"info": task})
     if not model_ids:
-        what = "every model without it"
+        what = "every model with Civitai info" if mode == "updates" else "every model without it"
     else:
         what = "this model" if len(model_ids) == 1 else f"{len(model_ids)} models"
     return with_toast(response, f"{task.get_mode_display()} for {what} queued.", level="info")

@@ -240,6 +240,17 @@
   document.body.addEventListener("htmx:afterSettle", showPicks);
   document.body.addEventListener("selectionDone", function () { setSelectMode(false); });
 
+  // A menu (details.menu) closes once one of its actions is chosen, on a click elsewhere, and on Escape.
+  document.addEventListener("click", function (e) {
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+      if (!menu.contains(e.target) || e.target.closest(".menu-items button")) menu.open = false;
+    });
+  });
+  document.addEventListener("keydown", function (e) {
+    const menu = e.key === "Escape" && e.target.closest && e.target.closest("details.menu[open]");
+    if (menu) { menu.open = false; menu.querySelector("summary").focus(); }
+  });
+
   // Drag and drop an image onto the preview form's drop zone.
   document.addEventListener("dragover", function (e) {
     const zone = e.target.closest && e.target.closest("[data-drop-zone]");

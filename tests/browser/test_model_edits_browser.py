@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import shutil
 
@@ -52,7 +53,7 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
 
     # Civitai info by hash for a file nobody described.
     dialog = open_model(page, "mystery")
-    dialog.get_by_role("button", name="Fetch info from Civitai").click()
+    dialog.get_by_role("button", name="Fetch Civitai info").click()
     expect(page.locator("#toasts")).to_contain_text("1 found on Civitai", timeout=20_000)
     expect(dialog).to_contain_text("mystery.civitai.info")  # the open dialog shows what was found
     page.keyboard.press("Escape")
@@ -241,7 +242,7 @@ def test_select_mode_picks_models_and_moves_them_to_the_trash_together(logged_in
 def test_a_dialog_closed_before_its_info_comes_is_left_closed(logged_in_page):
     page = logged_in_page
     dialog = open_model(page, "gamma_xl")
-    dialog.get_by_role("button", name="Fetch info from Civitai").click()
+    dialog.get_by_role("button", name="Fetch Civitai info").click()
     page.keyboard.press("Escape")
     expect(page.locator("#toasts")).to_contain_text("Fetch Civitai info done", timeout=15_000)
     # The answer's refresh of the dialog finds it closed: nothing is asked, and nothing is an error.
@@ -281,3 +282,39 @@ def test_a_copy_deleted_on_the_duplicates_page_updates_its_group_and_keeps_the_f
     trio = page.locator(".dup-group", has_text="trip_b.safetensors")
     expect(trio).to_contain_text("2 copies")
     expect(trio.locator(".dup-row", has_text="trip_b").get_by_role("button", name="Delete…")).to_be_focused()
+
+
+def test_check_for_updates_then_download_the_newer_version_beside_the_older_one(
+    logged_in_page, server, fake_upstream
+):
+    page = logged_in_page
+    folder = server.roots["checkpoints"] / "dream"
+    write_model(folder / "dreamxl_old.safetensors")
+    info = {"id": 42011, "modelId": 4201, "name": "v1.0", "model": {"name": "DreamXL"}}
+    (folder / "dreamxl_old.civitai.info").write_text(json.dumps(info))
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("1 new", timeout=15_000)
+
+    page.locator("summary", has_text="Civitai").click()
+    page.get_by_role("button", name="Check for updates").click()
+    expect(page.locator("#toasts")).to_contain_text("1 model with an update", timeout=20_000)
+    old = page.locator(".card", has_text="dreamxl_old")
+    expect(old.locator(".badge.update")).to_have_attribute("title", "v2.0 is out on Civitai")
+    page.locator(".types a", has_text="Updates").click()
+    expect(page.locator("#grid .card")).to_have_count(1)
+
+    dialog = open_model(page, "dreamxl_old")
+    expect(dialog).to_contain_text("v2.0 is out on Civitai.")
+    dialog.get_by_role("button", name="Download it…").click()
+    expect(dialog.get_by_label("Subfolder")).to_have_value("dream")  # beside the older one
+    dialog.get_by_role("button", name=re.compile("^Download")).click()
+    expect(dialog).to_contain_text("Download queued")
+    page.keyboard.press("Escape")
+    expect(page.locator("#toasts")).to_contain_text("Downloaded dreamxl_v2_fp16.safetensors", timeout=30_000)
+    assert (folder / "dreamxl_v2_fp16.civitai.info").exists()
+
+    # With the newer version in the library the older one has no update left.
+    page.goto(server.url + "/")
+    expect(page.locator(".card", has_text="dreamxl_v2_fp16")).to_have_count(1)
+    expect(old.locator(".badge.update")).to_have_count(0)
+    expect(page.locator(".types a", has_text="Updates")).to_have_count(0)

@@ -1,0 +1,71 @@
+"""Updates: whether Civitai has a newer version of a model than the one the library holds.
+
+A library model knows its Civitai model and version from its info sidecar. Civitai is asked once per
+Civitai model for its versions; the newest is kept in CivitaiModel, and selectors.with_update compares
+each library model with it, so a newer version downloaded since counts at once, without asking again.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from models_app import civitai_api
+from models_app.civitai_api import LookupFailed, ShouldStop
+from models_app.models import CivitaiModel, LibraryVersion, ModelFile
+
+
+class Outcome(enum.Enum):
+    UPDATE = "a newer version is out"
+    CURRENT = "the newest version, or the newest is in the library too"
+    GONE = "no longer on Civitai"
+
+
+def _newest(versions: list[Any]) -> dict[str, Any] | None:
+    """The version Civitai shows first on the model's page: `index` 0, else the first listed."""
+    listed = [v for v in versions if isinstance(v, dict) and isinstance(v.get("id"), int)]
+    published = [v for v in listed if v.get("status", "Published") == "Published"]
+    ordered = sorted(published, key=lambda v: v["index"] if isinstance(v.get("index"), int) else 0)
+    return ordered[0] if ordered else None
+
+
+def newest_version(civitai_model_id: int, should_stop: ShouldStop) -> CivitaiModel | None:
+    """Asks Civitai for the model's versions and keeps the newest; None when Civitai no longer has it."""
+    data = civitai_api.ask(f"/api/v1/models/{civitai_model_id}", should_stop)
+    known = CivitaiModel.objects.filter(model_id=civitai_model_id)
+    before = known.values_list("version_id", flat=True).first()
+    if data is None:
+        if known.delete()[0]:
+            LibraryVersion.renew()  # the library page keeps its count of updates under this
+        return None
+    newest = _newest(data.get("modelVersions") or [])
+    if newest is None:
+        raise LookupFailed("Civitai lists no published version of this model.")
+    row, _ = CivitaiModel.objects.update_or_create(
+        model_id=civitai_model_id,
+        defaults={
+            "version_id": newest["id"],
+            "version_name": str(newest.get("name") or "")[:300],
+            "base_model": str(newest.get("baseModel") or "")[:100],
+        },
+    )
+    if row.version_id != before:
+        LibraryVersion.renew()
+    return row
+
+
+def check(model: ModelFile, asked: dict[int, CivitaiModel | None], should_stop: ShouldStop) -> Outcome:
+    """Whether `model` has an update; `asked` keeps Civitai's answers for the rest of the job, since
+    several files (fp16 and fp32, a copy) can be of one Civitai model."""
+    assert model.civitai_model_id is not None  # models_for only gives models with Civitai info
+    if model.civitai_model_id not in asked:
+        asked[model.civitai_model_id] = newest_version(model.civitai_model_id, should_stop)
+    newest = asked[model.civitai_model_id]
+    if newest is None:
+        return Outcome.GONE
+    if newest.version_id == model.civitai_version_id:
+        return Outcome.CURRENT
+    in_library = ModelFile.objects.filter(
+        civitai_model_id=newest.model_id, civitai_version_id=newest.version_id
+    ).exists()
+    return Outcome.CURRENT if in_library else Outcome.UPDATE

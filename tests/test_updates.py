@@ -1,0 +1,116 @@
+"""Updates: a newer version of a library model out on Civitai (against the fake Civitai)."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.urls import reverse
+
+from models_app import services
+from models_app.info import info_toast, render_info_progress
+from models_app.models import CivitaiModel, InfoTask
+from models_app.roots import get_roots
+from models_app.scanner import scan_folder
+from tests.model_files import write_model
+from tests.worker_runs import run_until_ended
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DREAMXL_V1 = {"id": 42011, "modelId": 4201, "name": "v1.0", "model": {"name": "DreamXL"}}
+DREAMXL_V2 = {"id": 42012, "modelId": 4201, "name": "v2.0", "model": {"name": "DreamXL"}}
+STORYBOOK = {"id": 1375453, "modelId": 1231067, "name": "v1.0", "model": {"name": "Storybook"}}
+
+
+def with_info(folder, name: str, info: dict) -> None:
+    """A model with the Civitai info sidecar of that version beside it."""
+    write_model(folder / f"{name}.safetensors", payload=name.encode().ljust(64, b"\0"))
+    (folder / f"{name}.civitai.info").write_text(json.dumps(info))
+
+
+async def test_check_updates_asks_once_per_civitai_model_and_counts_what_is_newer(
+    services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    story = up.models[1231067].versions[0]
+    loras, checkpoints = model_roots["loras"], model_roots["checkpoints"]
+    with_info(checkpoints, "dream_v1", DREAMXL_V1)
+    with_info(checkpoints, "dream_v1_copy", DREAMXL_V1)
+    with_info(loras, "storybook", {**STORYBOOK, "id": story.id})
+    with_info(loras, "withdrawn", {"id": 5, "modelId": 999_999, "name": "v1"})
+    write_model(loras / "homemade.safetensors")  # no Civitai info: nothing to ask
+    await sync_to_async(scan_folder)(get_roots())
+
+    task = await sync_to_async(services.info_start)(mode="updates")
+    done = await run_until_ended(InfoTask, task.pk)
+    assert (done.status, done.total, done.found, done.missing, done.failed) == ("done", 4, 2, 1, 0)
+    asked = sorted(r.path for r in up.requests if r.path.startswith("/api/v1/models/"))
+    assert asked == ["/api/v1/models/1231067", "/api/v1/models/4201", "/api/v1/models/999999"]
+    newest = await sync_to_async(CivitaiModel.objects.get)(model_id=4201)
+    assert (newest.version_id, newest.version_name) == (42012, "v2.0")
+    assert "Check for updates done: 2 models with an update, 1 no longer on Civitai." in info_toast(done)
+    progress = render_info_progress(done, finished=True)
+    assert '<a href="/?updates=1">2 with an update</a>, 1 no longer on Civitai' in progress
+
+
+def test_a_model_with_a_newer_version_shows_it_and_offers_to_download_it_beside_it(
+    services_at_upstream, model_roots, logged_in
+):
+    (model_roots["checkpoints"] / "xl").mkdir()
+    with_info(model_roots["checkpoints"] / "xl", "dream_v1", DREAMXL_V1)
+    write_model(model_roots["loras"] / "homemade.safetensors")
+    scan_folder(get_roots())
+    CivitaiModel.objects.create(model_id=4201, version_id=42012, version_name="v2.0")
+
+    page = logged_in.get(reverse("library")).content.decode()
+    assert page.count('class="badge update"') == 1 and "v2.0 is out on Civitai" in page
+    assert re.search(r'href="\?updates=1".*?<span>Updates</span><span class="count">1</span>', page, re.S)
+    only = logged_in.get(reverse("library") + "?updates=1").content.decode()
+    assert "dream_v1" in only and "homemade" not in only
+
+    args = ["checkpoints", 0, "xl/dream_v1.safetensors"]
+    dialog = logged_in.get(
+        reverse("model_detail", args=args), headers={"HX-Request": "true"}
+    ).content.decode()
+    assert "v2.0</span> is out on Civitai." in dialog
+    (link,) = re.findall(r'hx-get="([^"]*)"[^>]*>Download it…', dialog)
+    choose = logged_in.get(unescape(link), headers={"HX-Request": "true"}).content.decode()
+    assert re.search(r'<option value="42012"\s+selected>v2.0', choose)
+    assert 'name="sub_folder" value="xl"' in choose and "dreamxl_v2_fp16.safetensors" in choose
+
+    api = logged_in.get(reverse("api_model", args=args)).json()["data"]
+    assert api["civitai"]["newerVersion"] == {"id": 42012, "name": "v2.0"}
+
+
+def test_once_the_newer_version_is_in_the_library_the_older_one_has_no_update(model_roots, logged_in):
+    with_info(model_roots["checkpoints"], "dream_v1", DREAMXL_V1)
+    scan_folder(get_roots())
+    CivitaiModel.objects.create(model_id=4201, version_id=42012, version_name="v2.0")
+    assert 'class="badge update"' in logged_in.get(reverse("library")).content.decode()
+
+    with_info(model_roots["checkpoints"], "dream_v2", DREAMXL_V2)  # downloaded since
+    scan_folder(get_roots())
+    page = logged_in.get(reverse("library")).content.decode()
+    assert 'class="badge update"' not in page and "?updates=1" not in page
+    none_left = logged_in.get(reverse("library") + "?updates=1").content.decode()
+    assert "<h2>No updates</h2>" in none_left and "dream_v1" not in none_left
+
+
+def test_the_api_starts_a_check_for_updates(logged_in):
+    url = reverse("api_fetch")
+    started = logged_in.post(url, {"mode": "updates"}, content_type="application/json")
+    assert started.status_code == 202 and started.json()["data"]["mode"] == "updates"
+    refused = logged_in.post(url, {"mode": "everything"}, content_type="application/json")
+    assert refused.status_code == 400 and refused.json() == {
+        "success": False,
+        "error": 'mode must be "fetch" or "updates".',
+    }
+
+
+def test_the_admin_lists_what_civitai_said_last(admin_client):
+    CivitaiModel.objects.create(model_id=4201, version_id=42012, version_name="v2.0")
+    page = admin_client.get(reverse("admin:models_app_civitaimodel_changelist")).content.decode()
+    assert "42012" in page and "v2.0" in page
