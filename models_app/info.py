@@ -1,5 +1,6 @@
 """Hashes and Civitai info as worker jobs: SHA256 for models that lack it, then `by-hash` lookups that
-write `<base>.civitai.info` (and the first image as preview when the model has none)."""
+write `<base>.civitai.info` (and the first image as preview when the model has none), or the check for
+newer versions of the models with Civitai info (updates.py)."""
 
 from __future__ import annotations
 
