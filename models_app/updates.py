@@ -21,7 +21,7 @@ class Outcome(enum.Enum):
     GONE = "no longer on Civitai"
 
 
-def _newest(versions: list[Any]) -> dict[str, Any] | None:
+def newest_of(versions: list[Any]) -> dict[str, Any] | None:
     """The version Civitai shows first on the model's page: `index` 0, else the first listed."""
     listed = [v for v in versions if isinstance(v, dict) and isinstance(v.get("id"), int)]
     published = [v for v in listed if v.get("status", "Published") == "Published"]
@@ -38,7 +38,7 @@ def newest_version(civitai_model_id: int, should_stop: ShouldStop) -> CivitaiMod
         if known.delete()[0]:
             LibraryVersion.renew()  # the library page keeps its count of updates under this
         return None
-    newest = _newest(data.get("modelVersions") or [])
+    newest = newest_of(data.get("modelVersions") or [])
     if newest is None:
         raise LookupFailed("Civitai lists no published version of this model.")
     row, _ = CivitaiModel.objects.update_or_create(

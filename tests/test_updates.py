@@ -114,3 +114,17 @@ def test_the_admin_lists_what_civitai_said_last(admin_client):
     CivitaiModel.objects.create(model_id=4201, version_id=42012, version_name="v2.0")
     page = admin_client.get(reverse("admin:models_app_civitaimodel_changelist")).content.decode()
     assert "42012" in page and "v2.0" in page
+
+
+def test_the_newest_version_is_the_first_published_one_on_the_models_page():
+    from models_app.updates import newest_of
+
+    versions = [
+        {"id": 3, "index": 1, "status": "Published"},
+        {"id": 4, "index": 0, "status": "Draft"},
+        {"id": 2, "index": 0, "status": "Published"},
+        {"name": "no id"},
+    ]
+    assert newest_of(versions)["id"] == 2
+    assert newest_of([{"id": 7}, {"id": 6}])["id"] == 7  # no index: the order listed
+    assert newest_of([{"id": 4, "status": "Draft"}]) is None

@@ -241,7 +241,11 @@ class FakeUpstream:
             "nsfw": model.nsfw,
             "tags": model.tags,
             "creator": {"username": "fake-creator"},
-            "modelVersions": [self.version_json(model, v, with_model=False) for v in model.versions],
+            # Newest first, as Civitai lists them, each with its place on the model's page.
+            "modelVersions": [
+                {**self.version_json(model, v, with_model=False), "index": i, "status": "Published"}
+                for i, v in enumerate(model.versions)
+            ],
         }
 
 
