@@ -15,6 +15,7 @@ from models_app.info import info_toast, render_info_progress
 from models_app.models import CivitaiModel, InfoTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
+from models_app.updates import newest_of
 from tests.model_files import write_model
 from tests.worker_runs import run_until_ended
 
@@ -117,8 +118,6 @@ def test_the_admin_lists_what_civitai_said_last(admin_client):
 
 
 def test_the_newest_version_is_the_first_published_one_on_the_models_page():
-    from models_app.updates import newest_of
-
     versions = [
         {"id": 3, "index": 1, "status": "Published"},
         {"id": 4, "index": 0, "status": "Draft"},
