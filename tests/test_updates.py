@@ -16,6 +16,7 @@ from models_app.models import CivitaiModel, InfoTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from models_app.updates import newest_of
+from tests.conftest import free_port
 from tests.model_files import write_model
 from tests.worker_runs import run_until_ended
 
@@ -55,6 +56,16 @@ async def test_check_updates_asks_once_per_civitai_model_and_counts_what_is_newe
     assert "Check for updates done: 2 models with an update, 1 no longer on Civitai." in info_toast(done)
     progress = render_info_progress(done, finished=True)
     assert '<a href="/?updates=1">2 with an update</a>, 1 no longer on Civitai' in progress
+
+
+async def test_without_a_connection_to_civitai_the_check_stops_at_once_and_says_why(model_roots, settings):
+    settings.MM_CIVITAI_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with_info(model_roots["checkpoints"], "dream_v1", DREAMXL_V1)
+    with_info(model_roots["checkpoints"], "dream_v1_copy", DREAMXL_V1)
+    await sync_to_async(scan_folder)(get_roots())
+    done = await run_until_ended(InfoTask, (await sync_to_async(services.info_start)(mode="updates")).pk)
+    assert (done.status, done.processed) == ("failed", 0)
+    assert "cannot be reached" in done.error and done.error.endswith("The updates found so far are kept.")
 
 
 def test_a_model_with_a_newer_version_shows_it_and_offers_to_download_it_beside_it(
