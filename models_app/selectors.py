@@ -161,6 +161,10 @@ def newer_version(model: ModelFile) -> tuple[int, str] | None:
     return (version_id, getattr(model, "newer_version_name", None) or "") if version_id else None
 
 
+def has_update(model: ModelFile) -> bool:
+    return _with_an_update(ModelFile.objects.filter(pk=model.pk)).exists()
+
+
 def count_with_update() -> int:
     if not CivitaiModel.objects.exists():  # nobody checked for updates yet
         return 0

@@ -13,6 +13,7 @@ from typing import Any
 from models_app import civitai_api
 from models_app.civitai_api import LookupFailed, ShouldStop
 from models_app.models import CivitaiModel, LibraryVersion, ModelFile
+from models_app.selectors import has_update
 
 
 class Outcome(enum.Enum):
@@ -60,12 +61,7 @@ def check(model: ModelFile, asked: dict[int, CivitaiModel | None], should_stop: 
     assert model.civitai_model_id is not None  # models_for only gives models with Civitai info
     if model.civitai_model_id not in asked:
         asked[model.civitai_model_id] = newest_version(model.civitai_model_id, should_stop)
-    newest = asked[model.civitai_model_id]
-    if newest is None:
+    if asked[model.civitai_model_id] is None:
         return Outcome.GONE
-    if newest.version_id == model.civitai_version_id:
-        return Outcome.CURRENT
-    in_library = ModelFile.objects.filter(
-        civitai_model_id=newest.model_id, civitai_version_id=newest.version_id
-    ).exists()
-    return Outcome.CURRENT if in_library else Outcome.UPDATE
+    # What the library page will show, by the same rule: not the newest, which the library lacks too.
+    return Outcome.UPDATE if has_update(model) else Outcome.CURRENT
