@@ -87,7 +87,7 @@ def test_a_model_with_a_newer_version_shows_it_and_offers_to_download_it_beside_
     dialog = logged_in.get(
         reverse("model_detail", args=args), headers={"HX-Request": "true"}
     ).content.decode()
-    assert "v2.0</span> is out on Civitai." in dialog
+    assert "?modelVersionId=42012" in dialog and "v2.0 ↗</a> is out on Civitai." in dialog
     (link,) = re.findall(r'hx-get="([^"]*)"[^>]*>Download it…', dialog)
     choose = logged_in.get(unescape(link), headers={"HX-Request": "true"}).content.decode()
     assert re.search(r'<option value="42012"\s+selected>v2.0', choose)
