@@ -3,6 +3,7 @@ in light and in dark, and the dialogs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ PAGES = (
     "/",
     "/?type=loras",
     "/model/loras/0/style/pepper.safetensors",  # the library with a model's dialog open
+    "/?updates=1",
+    "/model/checkpoints/0/dream_old.safetensors",  # with an update out on Civitai
     "/downloads/",
     "/duplicates/",
     "/trash/",
@@ -41,11 +44,15 @@ def test_the_login_page_is_accessible(page, server):
 
 
 @pytest.fixture(scope="module")
-def two_digit_counts(server):
+def two_digit_counts_and_an_update(server):
     """axe leaves the contrast of a one-character text unjudged: the side bar's counts need two digits.
-    The server's own worker scans them in (through the API), so no second scan runs beside its own."""
+    The server's own worker scans them in (through the API), so no second scan runs beside its own; then
+    it checks for updates, and a model with an older DreamXL has one."""
     for n in range(10):
         write_model(server.roots["loras"] / "more" / f"extra_{n}.safetensors")
+    write_model(server.roots["checkpoints"] / "dream_old.safetensors")
+    info = {"id": 42011, "modelId": 4201, "name": "v1.0", "model": {"name": "DreamXL"}}
+    (server.roots["checkpoints"] / "dream_old.civitai.info").write_text(json.dumps(info))
     token = subprocess.run(
         [sys.executable, "manage.py", "apitoken", "admin"],
         cwd=ROOT, env=server.env, check=True, capture_output=True, text=True,
@@ -53,26 +60,39 @@ def two_digit_counts(server):
     auth = {"Authorization": f"Bearer {token}"}
     api = f"{server.url}/model-manager/model-info/scan"
 
-    def scan_done(task_id: int) -> bool:
-        return requests.get(f"{api}/{task_id}", headers=auth, timeout=10).json()["data"]["status"] == "done"
+    def done(url: str) -> bool:
+        return requests.get(url, headers=auth, timeout=10).json()["data"]["status"] == "done"
 
     for _ in range(3):  # a scan already running may have listed the folders before the files came
         scan = requests.post(api, json={"mode": "diff"}, headers=auth, timeout=10).json()["data"]
         for _ in range(300):
-            if scan_done(scan["taskId"]):
+            if done(f"{api}/{scan['taskId']}"):
                 break
             time.sleep(0.05)
         if scan["created"]:
+            break
+    else:
+        pytest.fail("no scan of the new models ran")
+    fetch = f"{server.url}/model-manager/model-info/fetch"
+    check = requests.post(fetch, json={"mode": "updates"}, headers=auth, timeout=10).json()["data"]
+    for _ in range(300):
+        if done(f"{fetch}/{check['taskId']}"):
             return
-    pytest.fail("no scan of the new models ran")
+        time.sleep(0.05)
+    pytest.fail("the check for updates did not end")
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_every_page_is_accessible(logged_in_page, server, two_digit_counts, scheme):
+def test_every_page_is_accessible(logged_in_page, server, two_digit_counts_and_an_update, scheme):
     page = logged_in_page
     page.emulate_media(color_scheme=scheme)
     page.reload()
-    expect(page.locator(".types [aria-current] .count")).to_have_text("15")
+    expect(page.locator(".types [aria-current] .count")).to_have_text("16")
+    expect(page.locator(".card .badge.update")).to_have_count(1)
+    # The Civitai menu, open.
+    page.locator("summary", has_text="Civitai").click()
+    expect(page.get_by_role("button", name="Check for updates")).to_be_visible()
+    assert_accessible(page)
     for path in PAGES:
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
