@@ -304,7 +304,10 @@ def test_check_for_updates_then_download_the_newer_version_beside_the_older_one(
     expect(page.locator("#grid .card")).to_have_count(1)
 
     dialog = open_model(page, "dreamxl_old")
-    expect(dialog).to_contain_text("v2.0 is out on Civitai.")
+    expect(dialog.get_by_role("link", name="v2.0 ↗")).to_have_attribute(
+        "href", re.compile(r"/models/4201\?modelVersionId=42012$")
+    )
+    expect(dialog).to_contain_text("is out on Civitai.")
     dialog.get_by_role("button", name="Download it…").click()
     expect(dialog.get_by_label("Subfolder")).to_have_value("dream")  # beside the older one
     dialog.get_by_role("button", name=re.compile("^Download")).click()
