@@ -90,7 +90,7 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts_and_a
     expect(page.locator(".types [aria-current] .count")).to_have_text("16")
     expect(page.locator(".card .badge.update")).to_have_count(1)
     # The Civitai menu, open.
-    page.locator("summary", has_text="Civitai").click()
+    page.locator(".scan-actions summary", has_text="Civitai").click()
     expect(page.get_by_role("button", name="Check for updates")).to_be_visible()
     assert_accessible(page)
     for path in PAGES:

@@ -295,13 +295,22 @@ def test_check_for_updates_then_download_the_newer_version_beside_the_older_one(
     page.get_by_role("button", name="Scan", exact=True).click()
     expect(page.locator("#toasts")).to_contain_text("1 new", timeout=15_000)
 
-    page.locator("summary", has_text="Civitai").click()
+    page.locator(".scan-actions summary", has_text="Civitai").click()
     page.get_by_role("button", name="Check for updates").click()
     expect(page.locator("#toasts")).to_contain_text("1 model with an update", timeout=20_000)
     old = page.locator(".card", has_text="dreamxl_old")
     expect(old.locator(".badge.update")).to_have_attribute("title", "v2.0 is out on Civitai")
     page.locator(".types a", has_text="Updates").click()
     expect(page.locator("#grid .card")).to_have_count(1)
+    # Picked in Select mode, the model is checked again on its own.
+    page.get_by_role("button", name="Select").click()
+    page.locator("#grid > .card").first.click()
+    bar = page.get_by_role("form", name="Picked models")
+    bar.locator("summary", has_text="Civitai").click()
+    bar.get_by_role("button", name="Check for updates").click()
+    expect(page.locator("#toasts")).to_contain_text("Check for updates for this model queued.")
+    expect(page.locator("#info-progress")).to_contain_text("1 with an update", timeout=20_000)
+    page.keyboard.press("Escape")  # out of Select mode
 
     dialog = open_model(page, "dreamxl_old")
     expect(dialog.get_by_role("link", name="v2.0 ↗")).to_have_attribute(
