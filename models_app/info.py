@@ -4,6 +4,7 @@ newer versions of the models with Civitai info (updates.py)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 
@@ -135,6 +136,8 @@ def _save_info(model: ModelFile, data: dict) -> None:  # type: ignore[type-arg]
     """Writes Civitai's answer beside the model, its first image as preview when it has none, and reads
     the model again."""
     path = services.model_path(model)
+    if not path.exists():  # gone since the scan (its hash came from the row): no sidecar for nothing
+        raise FileNotFoundError(errno.ENOENT, "the model is no longer there", str(path))
     base = path.with_suffix("")
     write_atomically(base.parent / (base.name + ".civitai.info"), json.dumps(data, indent=2).encode())
     images = [

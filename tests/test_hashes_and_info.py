@@ -65,6 +65,20 @@ async def test_a_file_deleted_before_it_is_hashed_is_no_failure_and_the_next_sca
     assert not await sync_to_async(ModelFile.objects.filter(name="beta_xl").exists)()
 
 
+async def test_fetch_info_for_a_model_deleted_since_the_scan_leaves_no_stray_sidecar(
+    services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    model = model_roots["loras"] / "soon_gone.safetensors"
+    model.write_bytes(up.files["storybook"].path.read_bytes())
+    model.with_suffix(".sha256").write_text(up.files["storybook"].sha256)  # the hash needs no reading
+    await sync_to_async(scan_folder)(get_roots())
+    model.unlink()
+    done = await run_until_done((await sync_to_async(services.info_start)(mode="fetch")).pk)
+    assert (done.status, done.found, done.gone, done.failed) == ("done", 0, 1, 0)
+    assert sorted(p.name for p in model_roots["loras"].iterdir()) == ["soon_gone.sha256"]
+
+
 async def test_fetch_info_writes_civitai_info_and_a_preview_and_remembers_404(
     services_at_upstream, model_roots
 ):
