@@ -28,7 +28,7 @@ from models_app import selectors, services
 from models_app.headers import training_tags
 from models_app.info import stop_info
 from models_app.markdown import render_markdown
-from models_app.models import InfoTask, ModelFile, MoveTask, ScanMode, ScanTask, TrashItem
+from models_app.models import InfoMode, InfoTask, ModelFile, MoveTask, ScanMode, ScanTask, TrashItem
 from models_app.moves import stop_move
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError, fetch_image
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
@@ -231,7 +231,7 @@ def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
         "model": model,
         "absolute_path": absolute_path,
         "civitai_url": settings.MM_CIVITAI_URL.rstrip("/"),
-        "update_download_query": _update_download_query(model),
+        **_update_links(model),
         "description_html": render_markdown(model.description),
         "training_tags": training_tags(model.metadata),
         "civitai_images": _civitai_images(model),
@@ -240,22 +240,22 @@ def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
     }
 
 
-def _update_download_query(model: ModelFile) -> str:
-    """The new-download dialog's choices for the newer version of `model`: beside it, in its folder."""
+def _update_links(model: ModelFile) -> dict[str, str]:
+    """The Civitai page of the newer version of `model`, and the new-download dialog's choices for it:
+    that version, beside the model in its folder."""
     newer = selectors.newer_version(model)
     if newer is None:
-        return ""
+        return {}
     version = newer[0]
     page = f"{settings.MM_CIVITAI_URL.rstrip('/')}/models/{model.civitai_model_id}?modelVersionId={version}"
-    return urlencode(
-        {
-            "url": page,
-            "version": version,
-            "folder_type": model.folder_type,
-            "path_index": model.path_index,
-            "sub_folder": model.sub_folder,
-        }
-    )
+    choices = {
+        "url": page,
+        "version": version,
+        "folder_type": model.folder_type,
+        "path_index": model.path_index,
+        "sub_folder": model.sub_folder,
+    }
+    return {"update_page": page, "update_download_query": urlencode(choices)}
 
 
 def _dialog(
@@ -418,7 +418,7 @@ def info_start(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(str(exc))
     response = render(request, "models_app/info_progress.html", {"info": task})
     if not model_ids:
-        what = "every model with Civitai info" if mode == "updates" else "every model without it"
+        what = "every model with Civitai info" if mode == InfoMode.UPDATES else "every model without it"
     else:
         what = "this model" if len(model_ids) == 1 else f"{len(model_ids)} models"
     return with_toast(response, f"{task.get_mode_display()} for {what} queued.", level="info")
