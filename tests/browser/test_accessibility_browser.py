@@ -103,9 +103,9 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts_and_a
     page.locator("#grid > .card").first.click()
     expect(page.get_by_role("form", name="Picked models")).to_contain_text("1 picked")
     assert_accessible(page)
-    # The model dialog's forms.
+    # The model dialog's forms. Each dialog is named by its title, for a screen reader to announce.
     page.goto(server.url + "/model/loras/0/style/pepper.safetensors")
-    dialog = page.locator("dialog[open]")
+    dialog = page.get_by_role("dialog", name="pepper", exact=True)
     for button in ("Edit description", "Change preview", "Rename / move", "Delete…"):
         dialog.get_by_role("button", name=button).click()
         expect(dialog.get_by_role("button", name="Back to the model")).to_be_visible()
@@ -114,5 +114,7 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts_and_a
         expect(dialog.get_by_role("button", name="Close", exact=True)).to_be_visible()
     page.goto(server.url + "/downloads/")
     page.get_by_role("button", name="New download").click()
-    expect(page.get_by_role("textbox", name="Link")).to_be_focused()
+    expect(
+        page.get_by_role("dialog", name="New download").get_by_role("textbox", name="Link")
+    ).to_be_focused()
     assert_accessible(page)
