@@ -226,6 +226,11 @@ class TrashItem(models.Model):
     def name(self) -> str:
         return self.relative_path.rsplit("/", 1)[-1]
 
+    @property
+    def folder(self) -> str:
+        """The subfolder it came from, and goes back to ("" for the root)."""
+        return self.relative_path.rpartition("/")[0]
+
 
 class HashCache(models.Model):
     """SHA256 of a file's content, valid while (device, inode, size, mtime_ns) are unchanged."""

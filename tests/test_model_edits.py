@@ -212,7 +212,10 @@ def test_delete_lists_every_file_then_moves_them_to_the_trash(logged_in, scanned
     trashed = scanned["loras"] / ".trash" / item.trash_folder
     assert sorted(p.name for p in trashed.iterdir()) == ["pepper.md", "pepper.png", "pepper.safetensors"]
     assert not ModelFile.objects.filter(name="pepper").exists()
-    assert "pepper.safetensors" in logged_in.get(reverse("trash")).content.decode()
+    trash_page = logged_in.get(reverse("trash")).content.decode()
+    assert '<strong class="break">pepper.safetensors</strong>' in trash_page
+    row = '<div class="muted small">from style · 14.0\xa0KB · <span title="pepper.safetensors, pepper.png, pepper.md">'
+    assert row + "3 files</span> · deleted now</div>" in trash_page
     alone = logged_in.post(
         reverse("model_delete", args=["checkpoints", 0, "alpha_xl.safetensors"]), headers=HX
     )
