@@ -6,9 +6,10 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from django.core.cache import cache
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Value
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Value
 
 from models_app.models import CivitaiModel, InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
 from models_app.roots import RootNotThere, clean_relative_path, get_roots, root_to_write
@@ -347,6 +348,26 @@ def model_with_update(model: ModelFile) -> ModelFile:
     if hasattr(model, "newer_version_id"):
         return model
     return with_update(ModelFile.objects.filter(pk=model.pk)).first() or model
+
+
+class OtherVersions(NamedTuple):
+    models: list[ModelFile]  # newest version first
+    newest_version_id: int | None  # the newest Civitai has published, when it was asked
+
+
+def other_versions(model: ModelFile, limit: int = 20) -> OtherVersions:
+    """The library's other files of the same Civitai model: its other versions, or copies of this one.
+    With the newest version among them, the user can see which older file to let go."""
+    if not model.civitai_model_id:
+        return OtherVersions([], None)
+    others = (
+        ModelFile.objects.filter(civitai_model_id=model.civitai_model_id)
+        .exclude(pk=model.pk)
+        .only("folder_type", "path_index", "relative_path", "civitai_version_id", "civitai_name")
+        .order_by(F("civitai_version_id").desc(nulls_last=True), "folder_type", "relative_path")
+    )
+    newest = CivitaiModel.objects.filter(model_id=model.civitai_model_id).values_list("version_id", flat=True)
+    return OtherVersions(list(others[:limit]), newest.first())
 
 
 def latest_info() -> InfoTask | None:

@@ -232,6 +232,7 @@ def _detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
         "absolute_path": absolute_path,
         "civitai_url": settings.MM_CIVITAI_URL.rstrip("/"),
         **_update_links(model),
+        "other_versions": selectors.other_versions(model),
         "description_html": render_markdown(model.description),
         "training_tags": training_tags(model.metadata),
         "civitai_images": _civitai_images(model),

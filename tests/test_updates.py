@@ -111,6 +111,40 @@ def test_once_the_newer_version_is_in_the_library_the_older_one_has_no_update(mo
     assert "<h2>No updates</h2>" in none_left and "dream_v1" not in none_left
 
 
+def test_a_models_dialog_lists_its_other_versions_in_the_library_and_which_is_newest(model_roots, logged_in):
+    checkpoints = model_roots["checkpoints"]
+    with_info(checkpoints, "dream_v1", DREAMXL_V1)
+    with_info(checkpoints, "dream_v1_copy", DREAMXL_V1)
+    (checkpoints / "new").mkdir()
+    with_info(checkpoints / "new", "dream_v2", DREAMXL_V2)
+    write_model(checkpoints / "homemade.safetensors")
+    scan_folder(get_roots())
+
+    def dialog(path: str) -> str:
+        """The dialog's list of the model's other files, or "" when it has none."""
+        url = reverse("model_detail", args=["checkpoints", 0, path])
+        html = logged_in.get(url, headers={"HX-Request": "true"}).content.decode()
+        _, found, rest = html.partition("<dt>Also in the library</dt>")
+        return re.sub(r"\s+", " ", rest.split("</dd>")[0]) if found else ""
+
+    older = dialog("dream_v1.safetensors")
+    # Newest version first, then the copy of the same version; each opens in the dialog.
+    assert older.index("DreamXL – v2.0</a>") < older.index("A copy of this version</a>")
+    assert 'hx-get="/model/checkpoints/0/new/dream_v2.safetensors" hx-target="#dialog"' in older
+    assert (
+        'Checkpoints · <span class="mono break">new/dream_v2.safetensors</span>' in older
+        and "newest" not in older
+    )  # not asked yet
+    CivitaiModel.objects.create(model_id=4201, version_id=42012, version_name="v2.0")
+    older = dialog("dream_v1.safetensors")
+    assert 'new/dream_v2.safetensors</span></span> <span class="badge update">newest</span>' in older
+    newer_url = reverse("model_detail", args=["checkpoints", 0, "new/dream_v2.safetensors"])
+    newer = logged_in.get(newer_url, headers={"HX-Request": "true"}).content.decode()
+    assert 'DreamXL – v2.0 ↗</a> <span class="muted">(the newest version)</span>' in newer
+    assert dialog("new/dream_v2.safetensors").count("DreamXL – v1.0</a>") == 2
+    assert dialog("homemade.safetensors") == ""  # no Civitai info: nothing to list
+
+
 def test_the_api_starts_a_check_for_updates(logged_in):
     url = reverse("api_fetch")
     started = logged_in.post(url, {"mode": "updates"}, content_type="application/json")
