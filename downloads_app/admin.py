@@ -9,10 +9,11 @@ from django.http import HttpRequest
 
 from downloads_app import services
 from downloads_app.models import ApiKey, DownloadTask
+from mmsite.admin import WorkerTaskAdmin
 
 
 @admin.register(DownloadTask)
-class DownloadTaskAdmin(admin.ModelAdmin):
+class DownloadTaskAdmin(WorkerTaskAdmin):
     list_display = (
         "pk",
         "filename",
@@ -25,18 +26,8 @@ class DownloadTaskAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "platform", "folder_type")
     search_fields = ("filename", "title", "source_url")
-    readonly_fields = (
-        "owner",
-        "heartbeat_at",
-        "validator",
-        "sha256",
-        "downloaded_size",
-        "bps",
-        "started_at",
-        "finished_at",
-    )
-    exclude = ("info",)
-    actions = ["pause", "resume", "cancel"]
+    exclude = ("info",)  # Civitai's whole answer about the version: pages of JSON
+    actions = ["pause", "resume", "cancel"]  # its own Stop: a paused download can go on
 
     def _apply(self, request: HttpRequest, queryset: QuerySet[DownloadTask], action, verb: str) -> None:  # type: ignore[no-untyped-def]
         for task in queryset:

@@ -73,7 +73,14 @@ class Destination:
 
     @property
     def path(self) -> Path:
+        if not is_plain_file_name(self.filename):  # a name with a / or a .. would lead elsewhere
+            raise PathOutsideRoot(f"{self.filename!r} is not a plain file name.")
         return self.folder / self.filename
+
+
+def is_plain_file_name(name: str) -> bool:
+    """A name that stays in its folder, and that the scanner does not skip as hidden."""
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
 def check_destination(*, folder_type: str, path_index: int, sub_folder: str, filename: str) -> Destination:
@@ -95,13 +102,7 @@ def check_destination(*, folder_type: str, path_index: int, sub_folder: str, fil
         if any(part.startswith(".") for part in sub_folder.split("/")):
             raise DownloadRequestError("Subfolder names may not start with a dot.")
     filename = filename.strip()
-    if (
-        not filename
-        or "/" in filename
-        or "\\" in filename
-        or filename in {".", ".."}
-        or filename.startswith(".")
-    ):
+    if not is_plain_file_name(filename):
         raise DownloadRequestError("The file name may not contain / or \\ or start with a dot.")
     if len(filename.encode()) > 240:
         raise DownloadRequestError("The file name is too long.")

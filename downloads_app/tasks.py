@@ -110,10 +110,12 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
     """Runs a claimed task to a final state (done, failed, paused, cancelled or back in the queue)."""
     try:
         destination = services.Destination(task.folder_type, task.path_index, task.sub_folder, task.filename)
-        folder = destination.folder
+        folder = destination.path.parent
         root_to_write(task.folder_type, task.path_index)
-    except (PathOutsideRoot, UnknownRoot) as exc:
+    except UnknownRoot as exc:
         return _finish(task, ctx, TaskStatus.FAILED, f"The target folder is no longer configured: {exc}")
+    except PathOutsideRoot as exc:
+        return _finish(task, ctx, TaskStatus.FAILED, f"The target lies outside its model folder: {exc}")
     except RootNotThere as exc:
         return _finish(task, ctx, TaskStatus.FAILED, f"{exc} Resume the download once it is.")
     job = DownloadJob(

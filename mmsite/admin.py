@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from mmsite.forms import ThrottledAdminLogin
 from mmsite.models import ApiToken, UserPreferences
@@ -27,3 +32,25 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class UserPreferencesAdmin(admin.ModelAdmin):
     list_display = ("user", "show_nsfw")
     list_filter = ("show_nsfw",)
+
+
+class WorkerTaskAdmin(admin.ModelAdmin):
+    """Tasks come from the app, which checks what they may touch (folders inside the model roots, the
+    links it resolved): here they are watched, stopped and deleted, never added or edited, since a task
+    written here would skip those checks."""
+
+    stop_task: Callable[[Any], None]  # the app's own way to stop one, which tells every open page
+    actions = ["stop_selected"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Stop the selected tasks")
+    def stop_selected(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        active = [task for task in queryset if task.is_active]
+        for task in active:
+            self.stop_task(task)
+        messages.success(request, f"Asked {len(active)} task(s) to stop; the others had ended.")

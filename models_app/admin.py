@@ -3,7 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
+from mmsite.admin import WorkerTaskAdmin
+from models_app.info import stop_info
 from models_app.models import CivitaiModel, InfoTask, ModelFile, MoveTask, ScanTask
+from models_app.moves import stop_move
+from models_app.tasks import stop_scan
 
 
 @admin.register(ModelFile)
@@ -40,15 +44,17 @@ class CivitaiModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(ScanTask)
-class ScanTaskAdmin(admin.ModelAdmin):
+class ScanTaskAdmin(WorkerTaskAdmin):
+    stop_task = staticmethod(stop_scan)
     list_display = ("pk", "mode", "status", "processed", "total", "added", "updated", "removed", "created_at")
     list_filter = ("status", "mode")
-    readonly_fields = ("owner", "heartbeat_at", "started_at", "finished_at")
 
 
 @admin.register(InfoTask)
-class InfoTaskAdmin(admin.ModelAdmin):
+class InfoTaskAdmin(WorkerTaskAdmin):
     """Hashing and Civitai lookups, queued from the library or after a scan."""
+
+    stop_task = staticmethod(stop_info)
 
     list_display = (
         "pk",
@@ -64,12 +70,13 @@ class InfoTaskAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("status", "mode")
-    readonly_fields = ("owner", "heartbeat_at", "started_at", "finished_at")
 
 
 @admin.register(MoveTask)
-class MoveTaskAdmin(admin.ModelAdmin):
+class MoveTaskAdmin(WorkerTaskAdmin):
     """Models picked in the library, moved into one folder by the worker."""
+
+    stop_task = staticmethod(stop_move)
 
     list_display = (
         "pk",
@@ -83,4 +90,3 @@ class MoveTaskAdmin(admin.ModelAdmin):
         "created_at",
     )
     list_filter = ("status", "folder_type")
-    readonly_fields = ("owner", "heartbeat_at", "started_at", "finished_at")

@@ -319,6 +319,22 @@ async def test_a_download_into_a_drive_no_longer_mounted_fails_and_writes_nothin
     assert list(nas.iterdir()) == []  # no folders made on the disk under the mount point
 
 
+async def test_a_task_whose_file_name_leads_out_of_its_folder_fails_and_writes_nothing(
+    services_at_upstream, model_roots
+):
+    # The app refuses such a name; a task's row changed behind its back (in the database) is checked again.
+    task = await sync_to_async(queue)(f"{services_at_upstream.civitai_url}/models/1231067")
+    await sync_to_async(DownloadTask.objects.filter(pk=task.pk).update)(filename="../escaped.safetensors")
+    async with Running():
+        failed = await wait_for(task.pk, {"failed", "done"})
+    assert (failed.status, failed.error) == (
+        "failed",
+        "The target lies outside its model folder: '../escaped.safetensors' is not a plain file name.",
+    )
+    root = model_roots["loras"]
+    assert not any(root.parent.rglob("escaped.safetensors*")) and list(root.iterdir()) == []
+
+
 async def test_a_download_that_breaks_unexpectedly_tells_the_pages_showing_it(
     services_at_upstream, model_roots, monkeypatch
 ):

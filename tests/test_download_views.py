@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from downloads_app.models import ApiKey, DownloadTask
 from downloads_app.selectors import resolution_get
+from models_app.models import ScanTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 
@@ -292,6 +293,30 @@ def test_the_admin_is_the_apps_own(admin_client):
     ):
         assert f'href="/admin/{listing}/"' in html
         assert admin_client.get(f"/admin/{listing}/").status_code == 200
+
+
+def test_the_admin_shows_and_stops_tasks_but_neither_adds_nor_edits_them(admin_client, model_roots):
+    # A task written here would skip the app's checks: of the link, and of the folder it writes to.
+    scan = ScanTask.objects.create()
+    download = DownloadTask.objects.create(
+        source_url="https://civitai.com/models/1",
+        download_url="https://civitai.com/api/download/models/1",
+        folder_type="loras",
+        filename="x.safetensors",
+        status="done",
+    )
+    for model, task in (("models_app/scantask", scan), ("downloads_app/downloadtask", download)):
+        assert admin_client.get(f"/admin/{model}/add/").status_code == 403
+        change_url = f"/admin/{model}/{task.pk}/change/"
+        page = admin_client.get(change_url).content.decode()
+        assert "| View " in page.split("<title>")[1].split("</title>")[0] and 'name="_save"' not in page
+        admin_client.post(change_url, {"status": "queued"})
+    assert (ScanTask.objects.get().status, DownloadTask.objects.get().status) == ("queued", "done")
+    done = admin_client.post(
+        "/admin/models_app/scantask/", {"action": "stop_selected", "_selected_action": [scan.pk]}, follow=True
+    )
+    assert "Asked 1 task(s) to stop; the others had ended." in done.content.decode()
+    assert ScanTask.objects.get().status == "cancelled"  # not started yet: over at once
 
 
 def test_admin_edits_api_keys_without_showing_them(admin_client):
