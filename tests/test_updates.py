@@ -124,7 +124,7 @@ def test_a_models_dialog_lists_its_other_versions_in_the_library_and_which_is_ne
         """The dialog's list of the model's other files, or "" when it has none."""
         url = reverse("model_detail", args=["checkpoints", 0, path])
         html = logged_in.get(url, headers={"HX-Request": "true"}).content.decode()
-        _, found, rest = html.partition("<dt>Also in the library</dt>")
+        _, found, rest = html.partition("<dt>Other versions</dt>")
         return re.sub(r"\s+", " ", rest.split("</dd>")[0]) if found else ""
 
     older = dialog("dream_v1.safetensors")
