@@ -70,17 +70,20 @@ class Choice:
         )
         trigger = request.htmx.trigger_name if request.htmx else None  # type: ignore[attr-defined]
         folder_types = get_roots().types()
-        folder_type = (
-            data.get("folder_type") or resolution.folder_type or (folder_types[0] if folder_types else "")
-        )
+        default = resolution.folder_type_of(remote)
+        if default not in folder_types:  # none suggested, or one this install has no folder for
+            default = folder_types[0] if folder_types else ""
+        # Another file or version brings its own folder, as it brings its own name.
+        new_file = trigger in {"version", "file"}
+        folder_type = default if new_file else data.get("folder_type") or default
         try:
             path_index = int(data.get("path_index", "0"))
         except ValueError:
             path_index = 0
-        if trigger == "folder_type":
-            path_index = 0
+        if trigger == "folder_type" or folder_type != data.get("folder_type", folder_type):
+            path_index = 0  # each folder type has its own list of folders
         first_render = "filename" not in data
-        filename = remote.name if first_render or trigger in {"version", "file"} else data.get("filename", "")
+        filename = remote.name if first_render or new_file else data.get("filename", "")
         return cls(
             url=resolution.url,
             version=version.id,

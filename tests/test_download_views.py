@@ -108,6 +108,31 @@ def test_changing_the_version_renames_the_file(logged_in, services_at_upstream):
     assert 'name="filename" value="dreamxl_v1.safetensors"' in response.content.decode()
 
 
+def test_picking_a_file_of_a_repos_vae_folder_picks_the_vae_folder_and_back(
+    logged_in, services_at_upstream, model_roots, settings
+):
+    url = f"{services_at_upstream.hf_url}/demo-org/demo-models"
+    vae_file = f"{services_at_upstream.hf_url}/demo-org/demo-models/blob/main/vae/diffusion_pytorch_model.safetensors"
+    # No VAE folder configured: the folder suggested is one there is.
+    assert '<option value="checkpoints" selected>' in choose(logged_in, vae_file).content.decode()
+    settings.MM_MODEL_ROOTS += f";vae={model_roots['loras'].parent / 'vae'}"
+    assert '<option value="vae" selected>' in choose(logged_in, vae_file).content.decode()
+    first = choose(logged_in, url).content.decode()
+    assert '<option value="checkpoints" selected>' in first  # the repo's name tells nothing
+
+    def pick(file: str, **form: str) -> str:
+        data = {"url": url, "file": file, "filename": "mine.safetensors", **form}
+        headers = {**HX, "HX-Trigger-Name": "file"}
+        return logged_in.get(reverse("download_choose"), data, headers=headers).content.decode()
+
+    vae = pick("vae/diffusion_pytorch_model.safetensors", folder_type="checkpoints", path_index="1")
+    assert '<option value="vae" selected>' in vae
+    assert 'name="filename" value="diffusion_pytorch_model.safetensors"' in vae
+    back = pick("flux1-schnell-fp8.safetensors", folder_type="vae", path_index="0")
+    assert '<option value="checkpoints" selected>' in back
+    assert 'name="filename" value="flux1-schnell-fp8.safetensors"' in back
+
+
 def test_a_typed_file_name_is_kept_when_the_folder_changes(logged_in, services_at_upstream):
     up = services_at_upstream
     response = logged_in.get(

@@ -117,6 +117,8 @@ def test_a_hugging_face_repo_lists_its_model_files_across_pages(upstream):
         "flux1-schnell-fp8.safetensors",
         "vae/diffusion_pytorch_model.safetensors",
     ]  # not README.md
+    # The folder a file sits in tells its ComfyUI folder; its name alone does not.
+    assert [f.folder_type for f in resolution.version().files] == ["", "vae"]
     assert resolution.version().files[0].sha256 == upstream.files["hf-schnell"].sha256
     assert len([r for r in upstream.requests if "/tree/" in r.path]) == 3
 

@@ -44,6 +44,7 @@ class RemoteFile:
     precision: str = ""
     variant: str = ""
     primary: bool = False
+    folder_type: str = ""  # the ComfyUI folder its own path suggests (a repo's vae/ file), "" for none
 
     @property
     def label(self) -> str:
@@ -102,6 +103,10 @@ class Resolution:
     def description_html_of(self, version: RemoteVersion) -> str:
         """What the `.md` beside a download holds: the version's notes, else the model's description."""
         return version.description_html or self.description_html
+
+    def folder_type_of(self, remote: RemoteFile) -> str:
+        """The ComfyUI folder suggested for `remote`: its own, else the whole link's, else ""."""
+        return remote.folder_type or self.folder_type
 
     def file(self, version: RemoteVersion, file_id: str | None = None) -> RemoteFile:
         wanted = file_id or self.selected_file

@@ -110,6 +110,7 @@ def _head_file(client: HttpClient, base: str, repo: str, revision: str, path: st
         sha256=etag.lower() if re.fullmatch(r"[0-9a-fA-F]{64}", etag) else "",
         variant=path.rsplit("/", 1)[0] if "/" in path else "",
         primary=True,
+        folder_type=suggest_folder(path.rpartition("/")[0]),
     )
 
 
@@ -136,6 +137,9 @@ def _list_files(
                     size=int(lfs.get("size") or entry.get("size") or 0) or None,
                     sha256=str(lfs.get("oid") or "").lower(),
                     variant=path.rsplit("/", 1)[0] if "/" in path else "",
+                    # A diffusers-style repo keeps each part in a folder named after it (vae/, unet/…);
+                    # the file's own name says less (flux1-schnell-fp8 may be a checkpoint or a unet).
+                    folder_type=suggest_folder(path.rpartition("/")[0]),
                 )
             )
         url = response.links.get("next", {}).get("url")
