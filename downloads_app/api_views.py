@@ -55,10 +55,10 @@ def create(request: HttpRequest) -> HttpResponse:
     remote = resolution.file(version)
     try:
         destination = services.check_destination(
-            folder_type=str(data.get("type") or resolution.folder_type),
+            folder_type=str(data.get("type") or resolution.folder_type_of(remote)),
             path_index=path_index,
             sub_folder=sub_folder,
-            filename=fullname.name or remote.name,
+            filename=fullname.name or remote.save_as,
         )
     except services.DownloadRequestError as exc:
         raise ApiError(str(exc)) from None

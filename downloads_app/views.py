@@ -83,7 +83,7 @@ class Choice:
         if trigger == "folder_type" or folder_type != data.get("folder_type", folder_type):
             path_index = 0  # each folder type has its own list of folders
         first_render = "filename" not in data
-        filename = remote.name if first_render or new_file else data.get("filename", "")
+        filename = remote.save_as if first_render or new_file else data.get("filename", "")
         return cls(
             url=resolution.url,
             version=version.id,

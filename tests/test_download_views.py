@@ -127,7 +127,8 @@ def test_picking_a_file_of_a_repos_vae_folder_picks_the_vae_folder_and_back(
 
     vae = pick("vae/diffusion_pytorch_model.safetensors", folder_type="checkpoints", path_index="1")
     assert '<option value="vae" selected>' in vae
-    assert 'name="filename" value="diffusion_pytorch_model.safetensors"' in vae
+    # Its generic name would clash with every other repo's VAE: the repo's name and folder stand in for it.
+    assert 'name="filename" value="demo-models_vae.safetensors"' in vae
     back = pick("flux1-schnell-fp8.safetensors", folder_type="vae", path_index="0")
     assert '<option value="checkpoints" selected>' in back
     assert 'name="filename" value="flux1-schnell-fp8.safetensors"' in back

@@ -123,6 +123,25 @@ def test_a_hugging_face_repo_lists_its_model_files_across_pages(upstream):
     assert len([r for r in upstream.requests if "/tree/" in r.path]) == 3
 
 
+@pytest.mark.parametrize(
+    ("path", "saved_as"),
+    [
+        ("vae/diffusion_pytorch_model.safetensors", "sdxl-base-1.0_vae.safetensors"),
+        ("vae/diffusion_pytorch_model.fp16.safetensors", "sdxl-base-1.0_vae.fp16.safetensors"),
+        ("text_encoder_2/model.safetensors", "sdxl-base-1.0_text_encoder_2.safetensors"),
+        ("model.safetensors", "sdxl-base-1.0.safetensors"),
+        ("sd_xl_base_1.0.safetensors", "sd_xl_base_1.0.safetensors"),  # a name of its own is kept
+        (
+            "unet/diffusion_pytorch_model-00001-of-00002.safetensors",
+            "diffusion_pytorch_model-00001-of-00002.safetensors",
+        ),
+        ("model_index.safetensors", "model_index.safetensors"),
+    ],
+)
+def test_a_generic_hugging_face_file_name_is_saved_under_its_repos_name(path, saved_as):
+    assert huggingface.name_to_save("stabilityai/sdxl-base-1.0", path) == saved_as
+
+
 def test_a_hugging_face_file_link_at_a_revision(upstream):
     url = f"{upstream.hf_url}/demo-org/demo-models/blob/v1.0/vae/diffusion_pytorch_model.safetensors"
     resolution = resolve(url, endpoints=endpoints(upstream), keys=Keys())

@@ -45,6 +45,10 @@ class RemoteFile:
     variant: str = ""
     primary: bool = False
     folder_type: str = ""  # the ComfyUI folder its own path suggests (a repo's vae/ file), "" for none
+    save_as: str = ""  # the file name a download gets unless the user gives one; by default `name`
+
+    def __post_init__(self) -> None:
+        self.save_as = self.save_as or self.name
 
     @property
     def label(self) -> str:

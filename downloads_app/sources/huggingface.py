@@ -63,6 +63,21 @@ def suggest_folder(*paths: str) -> str:
     return next((folder for hint, folder in FOLDER_HINTS if hint in text), "")
 
 
+# The names diffusers and transformers give the weights in every repository: saved as they are, the VAE
+# of one model would clash with another's in ComfyUI's vae folder, and neither would say whose it is.
+GENERIC_STEMS = ("diffusion_pytorch_model", "pytorch_model", "model")
+
+
+def name_to_save(repo: str, path: str) -> str:
+    """The file's own name, or for a generic one the repository's name and the file's folder instead of
+    the generic part: `sdxl-base/vae/diffusion_pytorch_model.fp16.safetensors` → `sdxl-base_vae.fp16.safetensors`."""
+    folder, _, name = path.rpartition("/")
+    stem = next((stem for stem in GENERIC_STEMS if name.startswith(stem + ".")), None)
+    if stem is None:
+        return name
+    return "_".join([repo.rsplit("/", 1)[-1], *folder.split("/")]).strip("_") + name[len(stem) :]
+
+
 def resolve_url(base: str, repo: str, revision: str, path: str) -> str:
     return f"{base}/{repo}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
@@ -111,6 +126,7 @@ def _head_file(client: HttpClient, base: str, repo: str, revision: str, path: st
         variant=path.rsplit("/", 1)[0] if "/" in path else "",
         primary=True,
         folder_type=suggest_folder(path.rpartition("/")[0]),
+        save_as=name_to_save(repo, path),
     )
 
 
@@ -140,6 +156,7 @@ def _list_files(
                     # A diffusers-style repo keeps each part in a folder named after it (vae/, unet/…);
                     # the file's own name says less (flux1-schnell-fp8 may be a checkpoint or a unet).
                     folder_type=suggest_folder(path.rpartition("/")[0]),
+                    save_as=name_to_save(repo, path),
                 )
             )
         url = response.links.get("next", {}).get("url")

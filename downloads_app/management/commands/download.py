@@ -76,7 +76,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         chosen = resolution.version(model_version or None)
         remote = resolution.file(chosen)
-        folder_type = folder_type or resolution.folder_type
+        folder_type = folder_type or resolution.folder_type_of(remote)
         if not folder_type:
             raise CommandError("Which folder type? Pass --type (checkpoints, loras, vae, …).")
         try:
@@ -84,7 +84,7 @@ class Command(BaseCommand):
                 folder_type=folder_type,
                 path_index=path_index,
                 sub_folder=subfolder,
-                filename=name or remote.name,
+                filename=name or remote.save_as,
             )
         except services.DownloadRequestError as exc:
             raise CommandError(str(exc)) from None
