@@ -5,7 +5,16 @@ import socket
 import pytest
 
 from downloads_app import sources
-from downloads_app.sources import Endpoints, Keys, SourceError, civitai, huggingface, platform_of, resolve
+from downloads_app.sources import (
+    Endpoints,
+    Keys,
+    Resolution,
+    SourceError,
+    civitai,
+    huggingface,
+    platform_of,
+    resolve,
+)
 
 pytestmark = pytest.mark.usefixtures("upstream")
 
@@ -121,6 +130,15 @@ def test_a_hugging_face_repo_lists_its_model_files_across_pages(upstream):
     assert [f.folder_type for f in resolution.version().files] == ["", "vae"]
     assert resolution.version().files[0].sha256 == upstream.files["hf-schnell"].sha256
     assert len([r for r in upstream.requests if "/tree/" in r.path]) == 3
+
+
+def test_a_civitai_versions_vae_file_goes_to_the_vae_folder():
+    files = [{"name": "dream.safetensors", "type": "Model"}, {"name": "dream_vae.safetensors", "type": "VAE"}]
+    version = civitai._version({"id": 7, "files": files}, 4, "https://civitai.com")
+    resolution = Resolution(
+        platform="civitai", url="", title="", versions=[version], folder_type="checkpoints"
+    )
+    assert [resolution.folder_type_of(f) for f in version.files] == ["checkpoints", "vae"]
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,9 @@ FOLDER_OF_TYPE = {
     "Upscaler": "upscale_models",
     "Hypernetwork": "hypernetworks",
 }
+# A version's files of another kind than the model itself: a checkpoint may come with its VAE, or with
+# the negative embedding it was made for.
+FOLDER_OF_FILE_TYPE = {"VAE": "vae", "Negative": "embeddings"}
 AIR_RE = re.compile(r"urn:air:[^:]+:[^:]+:civitai:(\d+)@(\d+)", re.IGNORECASE)
 
 
@@ -71,6 +74,7 @@ def _file(version_id: int, data: dict[str, Any], base: str) -> RemoteFile:
         precision=str(metadata.get("fp") or ""),
         variant=str(metadata.get("size") or ""),
         primary=bool(data.get("primary")),
+        folder_type=FOLDER_OF_FILE_TYPE.get(str(data.get("type")), ""),
     )
 
 
