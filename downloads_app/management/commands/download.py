@@ -14,6 +14,7 @@ from downloads_app import selectors, services
 from downloads_app.models import DownloadTask
 from downloads_app.sources import SourceError
 from downloads_app.tasks import download_task_run
+from mmsite.management.database import require_migrated
 from mmsite.models import TaskStatus
 from models_app.management.commands.scan import progress_bar
 
@@ -70,6 +71,7 @@ class Command(BaseCommand):
         queue: bool,
         **options: Any,
     ) -> None:
+        require_migrated()
         try:
             resolution = selectors.resolution_get(url)
         except SourceError as exc:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from mmsite.lan import EVERY_INTERFACE, machine_addresses
+from mmsite.management.database import require_migrated
 
 logger = logging.getLogger("mm.serve")
 
@@ -28,6 +29,7 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, host: str, port: int, no_worker: bool, no_scan: bool, **options: Any
     ) -> None:
+        require_migrated()
         # Daphne installs Twisted's asyncio reactor on import: import it only here.
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server

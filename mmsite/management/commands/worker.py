@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from mmsite.management.database import require_migrated
+
 
 class Command(BaseCommand):
     help = "Run a background worker only (scans, downloads); serve pages with `serve --no-worker`."
@@ -21,6 +23,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, concurrency: int | None, **options: Any) -> None:
         from mmsite.worker import Worker
+
+        require_migrated()
 
         if concurrency is not None:
             settings.MM_DOWNLOAD_CONCURRENCY = max(1, concurrency)

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from mmsite.management.database import require_migrated
 from mmsite.models import TaskStatus
 from models_app.models import ScanMode, ScanTask
 from models_app.roots import get_roots
@@ -32,6 +33,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, full: bool, forget_unreachable: bool, **options: Any) -> None:
+        require_migrated()
         roots = get_roots()
         if not roots.folders:
             self.stderr.write(
