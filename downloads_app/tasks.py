@@ -34,6 +34,7 @@ from models_app.models import HashCache
 from models_app.previews import PreviewError, fetch_image, save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, RootNotThere, UnknownRoot, root_to_write
 from models_app.services import scan_start
+from models_app.tasks import read_new_model
 
 logger = logging.getLogger("mm.downloads")
 
@@ -159,8 +160,17 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
     _remember_hash(result)
     task.downloaded_size = task.total_size = result.size
     task.notice = _save_sidecars(task, result)
+    _add_to_library(task)  # before "done", so that the row's "In library" link leads to it
     _finish(task, ctx, TaskStatus.DONE, "")
-    scan_start()  # the new model appears in the library
+
+
+def _add_to_library(task: DownloadTask) -> None:
+    relative_path = f"{task.sub_folder}/{task.filename}" if task.sub_folder else task.filename
+    try:
+        read_new_model(task.folder_type, task.path_index, relative_path)
+    except Exception:  # the download itself succeeded: a scan finds the file instead
+        logger.exception("could not read the new model %s; scanning", relative_path)
+        scan_start()
 
 
 def _remember_hash(result: DownloadResult) -> None:

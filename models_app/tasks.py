@@ -16,7 +16,8 @@ from mmsite.toasts import toast_fragment
 from mmsite.worker import JobKind, TaskContext
 from models_app.models import InfoMode, InfoTask, ModelFile, ScanMode, ScanTask
 from models_app.roots import get_roots
-from models_app.scanner import ScanProgress, ScanStopped, scan_folder
+from models_app.scanner import ScanProgress, ScanStopped, scan_folder, scan_one_model
+from models_app.selectors import latest_scan
 from models_app.services import info_start
 
 
@@ -60,6 +61,16 @@ def publish_scan(event: str, task: ScanTask, *, ended: bool = False) -> None:
     events.publish(
         event, scan_task_data(task), progress, topic="scan", toast=scan_toast(task) if ended else ""
     )
+
+
+def read_new_model(folder_type: str, path_index: int, relative_path: str) -> None:
+    """Reads a model that just came in (a download) with its sidecars, and has the open library pages
+    read the library again, as the end of a scan does: a scan of the whole library, on a network share,
+    could take a while to show one file."""
+    scan_one_model(get_roots(), folder_type, path_index, relative_path)
+    fragment = render_scan_progress(latest_scan(), refresh_library=True)  # the scan status, as it stands
+    data = {"type": folder_type, "pathIndex": path_index, "path": relative_path}
+    events.publish("library_changed", data, fragment, topic="scan")
 
 
 def stop_scan(task: ScanTask) -> None:

@@ -15,7 +15,7 @@ from downloads_app import selectors, services
 from downloads_app.models import DownloadTask
 from mmsite.events import EVENTS_GROUP
 from mmsite.worker import Worker
-from models_app.models import ModelFile
+from models_app.models import ModelFile, ScanTask
 from tests.upstream import Fault
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,12 +98,15 @@ async def test_a_civitai_download_lands_with_its_sidecars_and_in_the_library(
         100,
         f"styles/{stored.name}",
     )
-    # The worker scanned: the model is in the library with what its sidecars say.
-    async with asyncio.timeout(10):
-        while not await sync_to_async(ModelFile.objects.filter(name=stored.name.rsplit(".", 1)[0]).exists)():
-            await asyncio.sleep(0.1)
+    # Done, it is in the library with what its sidecars say, and the library pages were told, without
+    # a scan of the whole library.
     model = await sync_to_async(ModelFile.objects.get)(name=stored.name.rsplit(".", 1)[0])
     assert (model.civitai_model_id, model.preview) == (1231067, base.name + ".webp")
+    assert model.sha256 == stored.sha256  # from the download: the file is not read again to hash it
+    changed = next(e for e in events if e["event"] == "library_changed")["data"]
+    assert changed == {"type": "loras", "pathIndex": 0, "path": f"styles/{stored.name}"}
+    assert names.index("library_changed") < names.index("complete_download_task")
+    assert not await sync_to_async(ScanTask.objects.exists)()
 
 
 async def test_a_preview_that_cannot_be_fetched_leaves_a_notice_not_a_failure(

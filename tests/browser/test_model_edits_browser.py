@@ -324,6 +324,8 @@ def test_check_for_updates_then_download_the_newer_version_beside_the_older_one(
     page.keyboard.press("Escape")
     expect(page.locator("#toasts")).to_contain_text("Downloaded dreamxl_v2_fp16.safetensors", timeout=30_000)
     assert (folder / "dreamxl_v2_fp16.civitai.info").exists()
+    # The open page reads the library again by itself, with no scan of it: no update is left.
+    expect(page.get_by_role("heading", name="No updates")).to_be_visible(timeout=10_000)
 
     # With the newer version in the library the older one has no update left.
     page.goto(server.url + "/")
