@@ -128,7 +128,8 @@ class RowWriter:
             params: list[Any] = []
             for row in chunk:
                 params += to_params(row)
-            statements.append((head + ", ".join([values] * len(chunk)), params))
+            # A model read on its own meanwhile (a download that ended during the scan) already has its row.
+            statements.append((head + ", ".join([values] * len(chunk)) + " ON CONFLICT DO NOTHING", params))
         return statements
 
     def _updates(self, *updates: list[Update]) -> list[tuple[str, list[list[Any]]]]:

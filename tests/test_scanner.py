@@ -361,3 +361,22 @@ def test_files_just_written_are_known_to_be_in_the_page_cache(tmp_path):
         paths.append(str(tmp_path / f"m{i}.safetensors"))
     assert starts_are_cached(paths) is (True if hasattr(os, "RWF_NOWAIT") else None)
     assert starts_are_cached([]) is None
+
+
+@pytest.mark.django_db(transaction=True)  # the scan's writer thread has its own connection
+def test_a_model_read_on_its_own_while_a_scan_runs_is_no_clash(model_roots):
+    # A download that ends during a scan is read into the library at once; the scan, which did not know
+    # that row when it began, then finds the same file.
+    write_model(model_roots["loras"] / "a.safetensors")
+    write_model(model_roots["loras"] / "b.safetensors")
+
+    def on_progress(progress):
+        if progress.processed == 1:
+            scanner.scan_one_model(get_roots(), "loras", 0, "b.safetensors")
+
+    done = scan_folder(get_roots(), on_progress=on_progress)
+    assert not done.errors
+    assert sorted(ModelFile.objects.values_list("relative_path", flat=True)) == [
+        "a.safetensors",
+        "b.safetensors",
+    ]
