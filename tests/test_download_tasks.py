@@ -45,6 +45,15 @@ async def wait_for(pk, statuses, timeout=15):
             await asyncio.sleep(0.05)
 
 
+async def wait_for_scan(timeout=15):
+    async with asyncio.timeout(timeout):
+        while True:
+            scan = await sync_to_async(ScanTask.objects.first)()
+            if scan is not None and scan.status in {"done", "failed"}:
+                return scan
+            await asyncio.sleep(0.05)
+
+
 class Running:
     """A worker on this test's loop, listening like a browser on /ws/events/."""
 
@@ -336,6 +345,23 @@ async def test_a_task_whose_file_name_leads_out_of_its_folder_fails_and_writes_n
     )
     root = model_roots["loras"]
     assert not any(root.parent.rglob("escaped.safetensors*")) and list(root.iterdir()) == []
+
+
+async def test_a_new_model_that_cannot_be_read_at_once_is_left_to_a_scan(
+    services_at_upstream, model_roots, monkeypatch
+):
+    from downloads_app import tasks
+
+    def unreadable(*args):
+        raise OSError("the share went away")
+
+    monkeypatch.setattr(tasks, "read_new_model", unreadable)
+    task = await sync_to_async(queue)(f"{services_at_upstream.civitai_url}/models/1231067")
+    async with Running():
+        done = await wait_for(task.pk, {"done", "failed"})
+        scanned = await wait_for_scan()
+    assert (done.status, done.error) == ("done", "")  # the file is there: the download did not fail
+    assert scanned.status == "done" and scanned.added == 1
 
 
 async def test_a_download_that_breaks_unexpectedly_tells_the_pages_showing_it(
