@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -132,6 +133,23 @@ def test_picking_a_file_of_a_repos_vae_folder_picks_the_vae_folder_and_back(
     back = pick("flux1-schnell-fp8.safetensors", folder_type="vae", path_index="0")
     assert '<option value="checkpoints" selected>' in back
     assert 'name="filename" value="flux1-schnell-fp8.safetensors"' in back
+
+
+def test_a_versions_training_data_is_listed_but_cannot_be_picked(logged_in, services_at_upstream):
+    url = f"{services_at_upstream.civitai_url}/models/4201"
+    html = choose(logged_in, url, version="42011").content.decode()
+    files = re.sub(r"\s+", " ", html.split('<fieldset class="files">')[1].split("</fieldset>")[0])
+    training = files.split("dreamxl_v1_training_data.zip")[0].rsplit("<label", 1)[1]
+    assert " disabled " in training and "checked" not in training
+    assert "dreamxl_v1_training_data.zip (Training Data · Other)</span>" in files
+    assert "· not a model file ComfyUI loads</span>" in files
+    assert 'name="filename" value="dreamxl_v1.safetensors"' in html  # the model, though listed second
+    # Sent anyway (by hand), it is refused.
+    zip_id = re.search(r'value="([^"]+)"', training)[1]
+    form = {"url": url, "version": "42011", "file": zip_id, "folder_type": "checkpoints", "path_index": "0",
+            "filename": "dreamxl_v1_training_data.zip"}  # fmt: skip
+    refused = logged_in.post(reverse("download_create"), form, headers=HX).content.decode()
+    assert "must end in a model extension" in refused and not DownloadTask.objects.exists()
 
 
 def test_a_typed_file_name_is_kept_when_the_folder_changes(logged_in, services_at_upstream):

@@ -14,6 +14,8 @@ import requests
 from downloads_app.engine import USER_AGENT, HttpError, describe_request_error
 
 TIMEOUT = (10, 30)
+# What ComfyUI loads (models_app.roots.MODEL_EXTENSIONS, which this module does not import: no Django here).
+MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf")
 
 
 class SourceError(Exception):
@@ -49,6 +51,11 @@ class RemoteFile:
 
     def __post_init__(self) -> None:
         self.save_as = self.save_as or self.name
+
+    @property
+    def is_model(self) -> bool:
+        """Whether ComfyUI can load it: not a version's training data or config (a .zip, a .yaml)."""
+        return self.name.lower().endswith(MODEL_SUFFIXES)
 
     @property
     def label(self) -> str:
@@ -117,7 +124,8 @@ class Resolution:
         for remote in version.files:
             if remote.id == wanted:
                 return remote
-        return next((f for f in version.files if f.primary), version.files[0])
+        models = [f for f in version.files if f.is_model] or version.files
+        return next((f for f in models if f.primary), models[0])
 
 
 class HttpClient:

@@ -7,6 +7,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from downloads_app.engine import HttpError
 from downloads_app.sources import (
+    MODEL_SUFFIXES,
     Endpoints,
     HttpClient,
     Keys,
@@ -17,7 +18,6 @@ from downloads_app.sources import (
 )
 
 HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
-MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf")
 # Words in a repo or file path that tell the ComfyUI folder; the first match wins.
 FOLDER_HINTS = (
     ("lora", "loras"),

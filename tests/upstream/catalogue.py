@@ -47,6 +47,7 @@ def build_demo_catalogue(up: FakeUpstream, *, size: int = 200_000) -> FakeUpstre
         "dreamxl-v2-fp32", "dreamxl_v2_fp32.safetensors", model_bytes("dreamxl-v2-fp32", size * 2)
     )
     v1 = up.add_file("dreamxl-v1", "dreamxl_v1.safetensors", model_bytes("dreamxl-v1", size))
+    training = up.add_file("dreamxl-v1-training", "dreamxl_v1_training_data.zip", b"PK\x05\x06" + b"\0" * 18)
     up.add_civitai_model(
         CivitaiModel(
             id=4201,
@@ -75,7 +76,23 @@ def build_demo_catalogue(up: FakeUpstream, *, size: int = 200_000) -> FakeUpstre
                         ),
                     ],
                 ),
-                CivitaiVersion(id=42011, name="v1.0", files=[(v1, {"primary": True})], base_model="SD 1.5"),
+                CivitaiVersion(
+                    id=42011,
+                    name="v1.0",
+                    files=[
+                        # As many LoRAs and some checkpoints have: the images it was trained on, first.
+                        (
+                            training,
+                            {
+                                "type": "Training Data",
+                                "metadata": {"format": "Other"},
+                                "query": {"type": "Training Data"},
+                            },
+                        ),
+                        (v1, {"primary": True}),
+                    ],
+                    base_model="SD 1.5",
+                ),
             ],
         )
     )
