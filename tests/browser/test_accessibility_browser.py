@@ -22,6 +22,7 @@ PAGES = (
     "/model/loras/0/style/pepper.safetensors",  # the library with a model's dialog open
     "/?updates=1",
     "/model/checkpoints/0/dream_old.safetensors",  # with an update out on Civitai
+    "/model/checkpoints/0/pair_v1.safetensors",  # with another version in the library
     "/downloads/",
     "/duplicates/",
     "/trash/",
@@ -53,6 +54,12 @@ def two_digit_counts_and_an_update(server):
     write_model(server.roots["checkpoints"] / "dream_old.safetensors")
     info = {"id": 42011, "modelId": 4201, "name": "v1.0", "model": {"name": "DreamXL"}}
     (server.roots["checkpoints"] / "dream_old.civitai.info").write_text(json.dumps(info))
+    for version in (1, 2):  # two versions of one Civitai model: each dialog lists the other
+        write_model(
+            server.roots["checkpoints"] / f"pair_v{version}.safetensors", payload=bytes([version]) * 2
+        )
+        pair = {"id": 77_000 + version, "modelId": 77_000, "name": f"v{version}", "model": {"name": "Pair"}}
+        (server.roots["checkpoints"] / f"pair_v{version}.civitai.info").write_text(json.dumps(pair))
     token = subprocess.run(
         [sys.executable, "manage.py", "apitoken", "admin"],
         cwd=ROOT, env=server.env, check=True, capture_output=True, text=True,
@@ -87,7 +94,7 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts_and_a
     page = logged_in_page
     page.emulate_media(color_scheme=scheme)
     page.reload()
-    expect(page.locator(".types [aria-current] .count")).to_have_text("16")
+    expect(page.locator(".types [aria-current] .count")).to_have_text("18")
     expect(page.locator(".card .badge.update")).to_have_count(1)
     # The Civitai menu, open.
     page.locator(".scan-actions summary", has_text="Civitai").click()
@@ -96,6 +103,8 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts_and_a
     for path in PAGES:
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle")
+        if "pair_v1" in path:
+            expect(page.get_by_role("dialog", name="pair_v1")).to_contain_text("Other versions Pair – v2")
         assert_accessible(page)
     # Select mode, one card picked, the bar below the grid.
     page.goto(server.url + "/")
