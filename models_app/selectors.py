@@ -38,6 +38,7 @@ class LibraryQuery:
     base_model: str = ""
     label: str = ""
     updates: bool = False  # only the models with an update on Civitai
+    older: bool = False  # only the models with a newer version of theirs in the library
     sort: str = "name"
     page: int = 1
     pages: int = 1  # how many pages from `page` on; only a refresh asks for more than one
@@ -55,6 +56,7 @@ class LibraryQuery:
             base_model=params.get("base", "").strip()[:100],
             label=params.get("tag", "").strip()[:200],
             updates=params.get("updates") == "1",
+            older=params.get("older") == "1",
             sort=sort if sort in SORTS else "name",
             page=page,
             pages=min(MAX_PAGES_AT_ONCE, max(1, -(-shown // PAGE_SIZE))),
@@ -71,6 +73,7 @@ class LibraryQuery:
                 (self.base_model, f"base model {self.base_model}"),
                 (self.label, f"tag {self.label}"),
                 (self.updates, "with an update on Civitai"),
+                (self.older, "with a newer version in the library"),
             )
             if value
         ]
@@ -83,6 +86,7 @@ class LibraryQuery:
             "base": self.base_model,
             "tag": self.label,
             "updates": "1" if self.updates else "",
+            "older": "1" if self.older else "",
             "sort": self.sort,
         }
         values.update(changes)
@@ -121,6 +125,8 @@ def filtered_models(query: LibraryQuery) -> QuerySet[ModelFile]:
         models = models.filter(labels__contains=f"\n{query.label.lower()}\n")
     if query.updates:
         models = _with_an_update(models)
+    if query.older:
+        models = _with_a_newer_version_here(models)
     return models
 
 
@@ -164,6 +170,15 @@ def newer_version(model: ModelFile) -> tuple[int, str] | None:
 
 def has_update(model: ModelFile) -> bool:
     return _with_an_update(ModelFile.objects.filter(pk=model.pk)).exists()
+
+
+def _with_a_newer_version_here(models: QuerySet[ModelFile]) -> QuerySet[ModelFile]:
+    """The models that a newer version of the same Civitai model in the library supersedes: Civitai
+    numbers versions in the order they are published, so a larger version id is a newer version."""
+    newer_here = ModelFile.objects.filter(
+        civitai_model_id=OuterRef("civitai_model_id"), civitai_version_id__gt=OuterRef("civitai_version_id")
+    )
+    return models.filter(civitai_version_id__isnull=False).filter(Exists(newer_here))
 
 
 def count_with_update() -> int:
@@ -236,6 +251,7 @@ class LibraryMenus:
     base_models: list[str]
     labels: list[str]
     updates: int  # models with an update on Civitai
+    older: int  # models with a newer version of theirs in the library
 
     def types_split(self, active: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """The types that hold models (and the one open), then the empty ones: a ComfyUI folder brings
@@ -266,11 +282,12 @@ def library_menus(folder_type: str) -> LibraryMenus:
             base_models(folder_type),
             common_labels(folder_type),
             count_with_update(),
+            _with_a_newer_version_here(ModelFile.objects.all()).count(),
         )
         cache.set(key, cached, MENUS_CACHE_SECONDS)
-    counts, folders, bases, labels, updates = cached
+    counts, folders, bases, labels, updates, older = cached
     # The configured types are joined in afresh: they come from the settings, not from the rows.
-    return LibraryMenus(_with_configured_types(counts), folders, bases, labels, updates)
+    return LibraryMenus(_with_configured_types(counts), folders, bases, labels, updates, older)
 
 
 def _with_configured_types(counts: dict[str, int]) -> list[tuple[str, int]]:

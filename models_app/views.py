@@ -75,6 +75,7 @@ def _library(
             "base_models": menus.base_models,
             "labels": menus.labels,
             "updates": menus.updates,
+            "older_versions": menus.older,
             "sorts": {key: label for key, (label, _) in selectors.SORTS.items()},
             "info": selectors.latest_info(),
             "move": selectors.latest_move(),

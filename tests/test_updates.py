@@ -18,6 +18,7 @@ from models_app.scanner import scan_folder
 from models_app.updates import newest_of
 from tests.conftest import free_port
 from tests.model_files import write_model
+from tests.test_library_views import card_names
 from tests.worker_runs import run_until_ended
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -143,6 +144,29 @@ def test_a_models_dialog_lists_its_other_versions_in_the_library_and_which_is_ne
     assert 'DreamXL – v2.0 ↗</a> <span class="muted">(the newest version)</span>' in newer
     assert dialog("new/dream_v2.safetensors").count("DreamXL – v1.0</a>") == 2
     assert dialog("homemade.safetensors") == ""  # no Civitai info: nothing to list
+
+
+def test_older_versions_lists_the_models_a_newer_version_in_the_library_supersedes(model_roots, logged_in):
+    checkpoints = model_roots["checkpoints"]
+    with_info(checkpoints, "dream_v1", DREAMXL_V1)
+    with_info(checkpoints, "dream_v1_copy", DREAMXL_V1)  # a copy of v1.0 is no newer version of it
+    write_model(model_roots["loras"] / "homemade.safetensors")
+    scan_folder(get_roots())
+    page = logged_in.get(reverse("library")).content.decode()
+    assert "?older=1" not in page  # no entry in the side bar while there is nothing to list
+    assert "<h2>No older versions</h2>" in logged_in.get(reverse("library") + "?older=1").content.decode()
+
+    with_info(checkpoints, "dream_v2", DREAMXL_V2)  # downloaded since
+    scan_folder(get_roots())
+    page = logged_in.get(reverse("library")).content.decode()
+    assert re.search(
+        r'href="\?older=1".*?<span>Older versions</span><span class="count">2</span>', page, re.S
+    )
+    older = logged_in.get(reverse("library") + "?older=1")
+    assert card_names(older) == ["dream_v1", "dream_v1_copy"]
+    assert '<h1 class="visually-hidden">Older versions</h1>' in older.content.decode()
+    assert '<input type="hidden" name="older" value="1">' in older.content.decode()  # a search stays in it
+    assert card_names(logged_in.get(reverse("library") + "?older=1&q=copy")) == ["dream_v1_copy"]
 
 
 def test_the_api_starts_a_check_for_updates(logged_in):

@@ -21,6 +21,7 @@ PAGES = (
     "/?type=loras",
     "/model/loras/0/style/pepper.safetensors",  # the library with a model's dialog open
     "/?updates=1",
+    "/?older=1",
     "/model/checkpoints/0/dream_old.safetensors",  # with an update out on Civitai
     "/model/checkpoints/0/pair_v1.safetensors",  # with another version in the library
     "/downloads/",

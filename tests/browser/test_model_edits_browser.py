@@ -332,3 +332,7 @@ def test_check_for_updates_then_download_the_newer_version_beside_the_older_one(
     expect(page.locator(".card", has_text="dreamxl_v2_fp16")).to_have_count(1)
     expect(old.locator(".badge.update")).to_have_count(0)
     expect(page.locator(".types a", has_text="Updates")).to_have_count(0)
+    # It is an older version now: listed as one, to let go of.
+    page.locator(".types a", has_text="Older versions").click()
+    expect(page.locator("#grid .card")).to_have_count(1)
+    expect(page.locator("#grid .card")).to_contain_text("dreamxl_old")
