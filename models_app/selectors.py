@@ -178,7 +178,9 @@ def _with_a_newer_version_here(models: QuerySet[ModelFile]) -> QuerySet[ModelFil
     newer_here = ModelFile.objects.filter(
         civitai_model_id=OuterRef("civitai_model_id"), civitai_version_id__gt=OuterRef("civitai_version_id")
     )
-    return models.filter(civitai_version_id__isnull=False).filter(Exists(newer_here))
+    # Most rows have no Civitai info: the partial index on the Civitai ids leaves them out at once.
+    known = models.filter(civitai_model_id__isnull=False, civitai_version_id__isnull=False)
+    return known.filter(Exists(newer_here))
 
 
 def count_with_update() -> int:
