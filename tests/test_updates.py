@@ -132,10 +132,12 @@ def test_a_models_dialog_lists_its_other_versions_in_the_library_and_which_is_ne
     # Newest version first, then the copy of the same version; each opens in the dialog.
     assert older.index("DreamXL – v2.0</a>") < older.index("A copy of this version</a>")
     assert 'hx-get="/model/checkpoints/0/new/dream_v2.safetensors" hx-target="#dialog"' in older
+    # Newer by its version id; the newest, once Civitai was asked.
     assert (
-        'Checkpoints · <span class="mono break">new/dream_v2.safetensors</span>' in older
-        and "newest" not in older
-    )  # not asked yet
+        'Checkpoints · <span class="mono break">new/dream_v2.safetensors</span></span> <span class="muted small">newer</span>'
+        in older
+    )
+    assert "newest" not in older and older.count(">newer</span>") == 1  # not the copy of the same version
     CivitaiModel.objects.create(model_id=4201, version_id=42012, version_name="v2.0")
     older = dialog("dream_v1.safetensors")
     assert 'new/dream_v2.safetensors</span></span> <span class="badge update">newest</span>' in older
