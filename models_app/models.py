@@ -196,6 +196,13 @@ class ScanTask(CountedTask):
         return sum(entry[3] for entry in self.kept)
 
     @property
+    def changes(self) -> str:
+        """What it changed in the library, in words ("3 new, 1 gone"), or "" when nothing."""
+        counts = ((self.added, "new"), (self.updated, "changed"), (self.removed, "gone"))
+        parts = [f"{intcomma(n)} {what}" for n, what in (*counts, (self.kept_models, "out of reach")) if n]
+        return ", ".join(parts)
+
+    @property
     def skipped(self) -> list[tuple[str, int | None]]:
         """What a finished scan skipped, and why, one a line; with a line about a place whose models
         were kept, that place's index in `kept` (the page offers to forget them)."""
