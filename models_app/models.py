@@ -198,9 +198,13 @@ class ScanTask(CountedTask):
     @property
     def changes(self) -> str:
         """What it changed in the library, in words ("3 new, 1 gone"), or "" when nothing."""
-        counts = ((self.added, "new"), (self.updated, "changed"), (self.removed, "gone"))
-        parts = [f"{intcomma(n)} {what}" for n, what in (*counts, (self.kept_models, "out of reach")) if n]
-        return ", ".join(parts)
+        counts = (
+            (self.added, "new"),
+            (self.updated, "changed"),
+            (self.removed, "gone"),
+            (self.kept_models, "out of reach"),
+        )
+        return ", ".join(f"{intcomma(n)} {what}" for n, what in counts if n)
 
     @property
     def skipped(self) -> list[tuple[str, int | None]]:
