@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from django.db.models import QuerySet
+
 from models_app.hashing import hash_key
 from models_app.headers import (
     InvalidHeader,
@@ -239,6 +241,7 @@ class Scanner:
         full: bool = False,
         on_progress: Callable[[ScanProgress], None] | None = None,
         writer: Writer | None = None,
+        hashes: QuerySet[HashCache] | None = None,
     ) -> None:
         self.roots = roots
         self.full = full
@@ -246,11 +249,12 @@ class Scanner:
         self.progress = ScanProgress()
         self.writer: Writer = writer or RowWriter()
         self._writes_in_a_thread = writer is None
+        # The hashes known by file identity (`hashes`: only those that can be the models read).
         self.hash_cache = {
             (d, i, size, mtime): sha
-            for d, i, size, mtime, sha in HashCache.objects.values_list(
-                "device", "inode", "size", "mtime_ns", "sha256"
-            )
+            for d, i, size, mtime, sha in (
+                hashes if hashes is not None else HashCache.objects.all()
+            ).values_list("device", "inode", "size", "mtime_ns", "sha256")
         }
         self._inserts: list[dict[str, Any]] = []
         self._updates: list[tuple[int, dict[str, Any]]] = []
@@ -433,7 +437,10 @@ def scan_one_model(roots: ModelRoots, folder_type: str, path_index: int, relativ
         is_dir=entry.is_dir(),
     )
     row = known.values_list("pk", "size", "mtime_ns", "sidecar_signature").first()
-    scanner = Scanner(roots, full=True, writer=RowWriter())
+    # Its own hash only: the whole table took 20 ms at 10,000 hashed models, on every edit.
+    device, inode, size, mtime_ns = hash_key(entry.stat())
+    own_hash = HashCache.objects.filter(device=device, inode=inode, size=size, mtime_ns=mtime_ns)
+    scanner = Scanner(roots, full=True, writer=RowWriter(), hashes=own_hash)
     scanner._scan_one(found, row)
     scanner._flush()
 

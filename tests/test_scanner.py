@@ -380,3 +380,23 @@ def test_a_model_read_on_its_own_while_a_scan_runs_is_no_clash(model_roots):
         "a.safetensors",
         "b.safetensors",
     ]
+
+
+def test_reading_one_model_again_looks_up_its_own_hash_only(model_roots):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from models_app.hashing import hash_key
+    from models_app.models import HashCache
+
+    path = write_model(model_roots["loras"] / "one.safetensors")
+    scan_folder(get_roots())
+    HashCache.objects.create(device=1, inode=2, size=3, mtime_ns=4, sha256="b" * 64)  # another file's
+    device, inode, size, mtime_ns = hash_key(path.stat())
+    HashCache.objects.create(device=device, inode=inode, size=size, mtime_ns=mtime_ns, sha256="a" * 64)
+    with CaptureQueriesContext(connection) as queries:
+        scanner.scan_one_model(get_roots(), "loras", 0, "one.safetensors")
+    assert ModelFile.objects.get().sha256 == "a" * 64
+    # After an edit of one model, not the whole table of every hash ever computed.
+    lookups = [q["sql"] for q in queries if '"models_app_hashcache"' in q["sql"]]
+    assert lookups and all('"models_app_hashcache"."inode" =' in sql for sql in lookups), lookups
