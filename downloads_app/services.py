@@ -14,9 +14,9 @@ from downloads_app.models import MAX_TITLE, MAX_VERSION_NAME, ApiKey, DownloadTa
 from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution
 from mmsite.models import TaskStatus
 from mmsite.worker import wake_workers
+from models_app.extensions import MODEL_EXTENSIONS
 from models_app.models import MAX_RELATIVE_PATH
 from models_app.roots import (
-    MODEL_EXTENSIONS,
     PathOutsideRoot,
     RootNotThere,
     UnknownRoot,

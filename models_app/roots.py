@@ -18,9 +18,6 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-MODEL_EXTENSIONS = frozenset(
-    {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf"}
-)
 LEGACY_TYPES = {"unet": "diffusion_models", "clip": "text_encoders", "t2i_adapter": "controlnet"}
 # ComfyUI's own folders, in its order; the first of each is where ComfyUI puts new files.
 COMFYUI_DEFAULT_FOLDERS: dict[str, tuple[str, ...]] = {

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from models_app.extensions import MODEL_EXTENSIONS
 from models_app.models import MAX_RELATIVE_PATH
-from models_app.roots import MODEL_EXTENSIONS
 from models_app.sidecars import FolderSidecars
 
 logger = logging.getLogger("mm.scanner")

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 import requests
 
 from downloads_app.engine import USER_AGENT, HttpError, describe_request_error
+from models_app.extensions import MODEL_EXTENSIONS
 
 TIMEOUT = (10, 30)
-# What ComfyUI loads (models_app.roots.MODEL_EXTENSIONS, which this module does not import: no Django here).
-MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf")
+MODEL_SUFFIXES = tuple(MODEL_EXTENSIONS)  # for str.endswith
 
 
 class SourceError(Exception):
