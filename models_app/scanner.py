@@ -347,7 +347,11 @@ class Scanner:
                     self.progress.current_path = f"{model.folder_type}/{model.relative_path}"
                     try:
                         self._scan_one(model, known.get(key))
-                    except OSError as exc:  # the file vanished or became unreadable while we looked
+                    except FileNotFoundError:
+                        # Renamed or deleted since the listing: no fault of the file's. A known row is
+                        # kept (an edit in the app may have moved it), the next scan settles the rest.
+                        logger.debug("%s vanished while the scan ran", self.progress.current_path)
+                    except OSError as exc:  # it became unreadable while we looked
                         self.progress.errors.append(f"{self.progress.current_path}: {exc.strerror or exc}")
                     if key in known:
                         seen.add(known[key][0])

@@ -382,6 +382,24 @@ def test_a_model_read_on_its_own_while_a_scan_runs_is_no_clash(model_roots):
     ]
 
 
+def test_a_model_renamed_while_the_scan_runs_is_no_error(model_roots):
+    write_model(model_roots["loras"] / "a.safetensors")
+    write_model(model_roots["loras"] / "b.safetensors")
+
+    def on_progress(progress):
+        if progress.processed == 1:  # b was listed and is about to be read
+            os.rename(model_roots["loras"] / "b.safetensors", model_roots["loras"] / "c.safetensors")
+
+    done = scan_folder(get_roots(), on_progress=on_progress)
+    assert done.errors == []
+    assert list(ModelFile.objects.values_list("relative_path", flat=True)) == ["a.safetensors"]
+    scan_folder(get_roots())  # the next scan finds it under its new name
+    assert sorted(ModelFile.objects.values_list("relative_path", flat=True)) == [
+        "a.safetensors",
+        "c.safetensors",
+    ]
+
+
 def test_reading_one_model_again_looks_up_its_own_hash_only(model_roots):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
