@@ -13,7 +13,7 @@ from downloads_app.engine import HttpError
 from downloads_app.events import task_data
 from downloads_app.models import DownloadTask
 from downloads_app.sources import SourceError
-from mmsite.api import ApiError, api_ok, api_view, json_body
+from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, text_field
 
 
 def _resolution(url: str):  # type: ignore[no-untyped-def]
@@ -43,19 +43,16 @@ def create(request: HttpRequest) -> HttpResponse:
     """`downloadUrl, type, pathIndex, fullname[, subFolder]`: the file at downloadUrl (a model page picks
     its primary file) saved as `fullname` (which may carry the subfolder, as in the seed)."""
     data = json_body(request) if request.content_type == "application/json" else request.POST.dict()
-    resolution = _resolution(str(data.get("downloadUrl", "")).strip())
-    fullname = PurePosixPath(str(data.get("fullname", "")).strip().lstrip("/"))
+    resolution = _resolution(text_field(data, "downloadUrl").strip())
+    fullname = PurePosixPath(text_field(data, "fullname").strip().lstrip("/"))
     parent = fullname.parent.as_posix()
-    sub_folder = str(data.get("subFolder", "") or ("" if parent == "." else parent))
-    try:
-        path_index = int(data.get("pathIndex", 0))
-    except (TypeError, ValueError):
-        raise ApiError("pathIndex must be a number.") from None
+    sub_folder = text_field(data, "subFolder") or ("" if parent == "." else parent)
+    path_index = number_field(data, "pathIndex", 0)
     version = resolution.version()
     remote = resolution.file(version)
     try:
         destination = services.check_destination(
-            folder_type=str(data.get("type") or resolution.folder_type_of(remote)),
+            folder_type=text_field(data, "type") or resolution.folder_type_of(remote),
             path_index=path_index,
             sub_folder=sub_folder,
             filename=fullname.name or remote.save_as,
@@ -74,7 +71,7 @@ def task(request: HttpRequest, task_id: int) -> HttpResponse:
     if request.method == "DELETE":
         services.download_delete(task=found)
         return api_ok({"taskId": task_id})
-    status = json_body(request).get("status")
+    status = text_field(json_body(request), "status")
     actions = {
         "pause": services.download_pause,
         "resume": services.download_resume,
@@ -89,7 +86,8 @@ def task(request: HttpRequest, task_id: int) -> HttpResponse:
 def setting(request: HttpRequest) -> HttpResponse:
     data = json_body(request)
     try:
-        key = services.api_key_set(service=str(data.get("key", "")), value=str(data.get("value", "")))
+        service = text_field(data, "key")
+        key = services.api_key_set(service=service, value=text_field(data, "value"))
     except services.DownloadRequestError as exc:
         raise ApiError(str(exc)) from None
-    return api_ok({"key": data.get("key"), "value": key.masked if key else ""})
+    return api_ok({"key": service, "value": key.masked if key else ""})

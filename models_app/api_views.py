@@ -9,7 +9,7 @@ from django.http.multipartparser import MultiPartParser
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
-from mmsite.api import ApiError, api_ok, api_view, json_body, refuse_nul
+from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, refuse_nul, text_field
 from models_app import selectors, services
 from models_app.info import info_task_data, stop_info
 from models_app.models import InfoMode, InfoTask, ModelFile, ScanTask
@@ -97,9 +97,9 @@ def models_of_type(request: HttpRequest, folder_type: str) -> HttpResponse:
 
 @api_view("POST")
 def scan(request: HttpRequest) -> HttpResponse:
-    mode = json_body(request).get("mode", "diff")
+    mode = text_field(json_body(request), "mode", "diff")
     try:
-        task, created = services.scan_start(mode=str(mode))
+        task, created = services.scan_start(mode=mode)
     except ValueError as exc:
         raise ApiError(str(exc)) from None
     return api_ok({**scan_task_data(task), "created": created}, status=202 if created else 200)
@@ -139,25 +139,23 @@ def model(request: HttpRequest, folder_type: str, path_index: int, relative_path
     data, upload = _put_data(request)
     try:
         if "description" in data:
-            found = services.description_set(model=found, text=str(data["description"]))
+            found = services.description_set(model=found, text=text_field(data, "description"))
         if upload is not None:
             if upload.size and upload.size > MAX_PREVIEW_BYTES:
                 raise PreviewError("The image is larger than 20 MB.")
             found = services.preview_set(model=found, data=upload.read())
         if {"type", "pathIndex", "fullname"} & set(data):
-            fullname = str(data.get("fullname") or found.relative_path)
+            fullname = text_field(data, "fullname") or found.relative_path
             sub_folder, _, name = fullname.strip("/").rpartition("/")
             found = services.model_move(
                 model=found,
-                folder_type=str(data.get("type") or found.folder_type),
-                path_index=int(data.get("pathIndex", found.path_index)),
+                folder_type=text_field(data, "type") or found.folder_type,
+                path_index=number_field(data, "pathIndex", found.path_index),
                 sub_folder=sub_folder,
                 name=name,
             )
     except (services.ModelEditError, PreviewError) as exc:
         raise ApiError(str(exc)) from None
-    except (TypeError, ValueError):
-        raise ApiError("pathIndex must be a number.") from None
     return api_ok(model_details(found))
 
 
@@ -184,11 +182,11 @@ def fetch(request: HttpRequest) -> HttpResponse:
         if not isinstance(wanted, list) or not wanted:
             raise ApiError('models must be "all" or a list of {type, pathIndex, fullname}.')
         for item in wanted:
-            if not isinstance(item, dict):
+            if not isinstance(item, dict) or not item.get("type") or not item.get("fullname"):
                 raise ApiError("Each model is {type, pathIndex, fullname}.")
             ids.append(
                 _model_or_error(
-                    str(item.get("type")), int(item.get("pathIndex", 0)), str(item.get("fullname", ""))
+                    text_field(item, "type"), number_field(item, "pathIndex", 0), text_field(item, "fullname")
                 ).pk
             )
     task = services.info_start(mode=mode, model_ids=ids)

@@ -175,3 +175,65 @@ def test_unknown_api_route_is_404_json(logged_in, db):
     response = logged_in.get("/model-manager/nothing-here")
     assert response.status_code == 404
     assert response.json() == {"success": False, "error": "Not found."}
+
+
+def _put(client, url, body):
+    return client.put(url, json.dumps(body), content_type="application/json")
+
+
+def test_fields_of_the_wrong_kind_are_refused_and_change_nothing(logged_in, scanned):
+    from downloads_app.models import ApiKey, DownloadTask
+
+    pepper = "/model-manager/model/loras/0/style/pepper.safetensors"
+    for body, error in (
+        ({"description": None}, None),  # null leaves it empty, as a blank form field does
+        ({"description": 5}, "description must be text."),
+        ({"description": ["a"]}, "description must be text."),
+        ({"fullname": 7}, "fullname must be text."),
+        ({"pathIndex": "one"}, "pathIndex must be a whole number."),
+        ({"pathIndex": True}, "pathIndex must be a whole number."),
+    ):
+        response = _put(logged_in, pepper, body)
+        if error is None:
+            assert response.status_code == 200
+            assert response.json()["data"]["description"] == ""
+        else:
+            assert (response.status_code, response.json()["error"]) == (400, error), body
+    assert (scanned["loras"] / "style/pepper.md").read_text().strip() == "---\nsource: civitai\n---"
+    assert (scanned["loras"] / "style/pepper.safetensors").exists()
+
+    fetch = logged_in.post(
+        "/model-manager/model-info/fetch",
+        {"models": [{"type": "loras", "pathIndex": "x", "fullname": "style/pepper.safetensors"}]},
+        content_type="application/json",
+    )
+    assert (fetch.status_code, fetch.json()["error"]) == (400, "pathIndex must be a whole number.")
+    no_type = logged_in.post(
+        "/model-manager/model-info/fetch",
+        {"models": [{"pathIndex": 0, "fullname": "style/pepper.safetensors"}]},
+        content_type="application/json",
+    )
+    assert (no_type.status_code, no_type.json()["error"]) == (400, "Each model is {type, pathIndex, fullname}.")
+
+    for body in ({"key": "civitai", "value": 12345}, {"key": ["civitai"], "value": "k"}):
+        response = logged_in.post("/model-manager/download/setting", body, content_type="application/json")
+        assert response.status_code == 400 and response.json()["error"].endswith("must be text."), body
+    cleared = logged_in.post(
+        "/model-manager/download/setting", {"key": "civitai", "value": None}, content_type="application/json"
+    )
+    assert cleared.json() == {"success": True, "data": {"key": "civitai", "value": ""}}
+    assert not ApiKey.objects.exists()  # never the text "None"
+
+    download = logged_in.post(
+        "/model-manager/model",
+        {"downloadUrl": 5, "type": "loras", "pathIndex": 0, "fullname": "a.safetensors"},
+        content_type="application/json",
+    )
+    assert (download.status_code, download.json()["error"]) == (400, "downloadUrl must be text.")
+    task = DownloadTask.objects.create(
+        platform="civitai", source_url="https://civitai.com/models/1", download_url="https://civitai.com/api/download/models/2",
+        folder_type="loras", filename="half.safetensors", status="paused", downloaded_size=512, total_size=1024,
+    )  # fmt: skip
+    control = _put(logged_in, f"/model-manager/download/{task.pk}", {"status": ["resume"]})
+    assert (control.status_code, control.json()["error"]) == (400, "status must be text.")
+    assert list(DownloadTask.objects.values_list("status", flat=True)) == ["paused"]
