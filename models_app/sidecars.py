@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,11 +102,14 @@ def strip_front_matter(text: str) -> tuple[str, str]:
 
 def _read_text(path: str | os.PathLike[str]) -> str:
     """The file's text (see decode_text), or "" when it is too large to be a sidecar. Plain descriptor
-    reads: a scan reads thousands of these, and a text file object costs more than the read."""
-    fd = os.open(path, os.O_RDONLY)
+    reads: a scan reads thousands of these, and a text file object costs more than the read. A pipe or
+    a folder under a sidecar's name reads as "": opening a pipe without O_NONBLOCK waits for a writer,
+    and the scan with it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        size = os.fstat(fd).st_size
-        if size > MAX_SIDECAR_BYTES:
+        st = os.fstat(fd)
+        size = st.st_size
+        if size > MAX_SIDECAR_BYTES or not stat.S_ISREG(st.st_mode):
             return ""
         chunks = []
         while size > 0 and (chunk := os.read(fd, size)):

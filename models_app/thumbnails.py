@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,8 @@ class ThumbnailError(ValueError):
 
 def thumbnail_path(source: Path) -> Path:
     st = source.stat()
+    if not stat.S_ISREG(st.st_mode):  # Pillow would wait forever on a pipe named like an image
+        raise ThumbnailError("The preview is not a file.")
     key = hashlib.sha256(f"{source}|{st.st_size}|{st.st_mtime_ns}|{THUMBNAIL_SIZE}".encode()).hexdigest()
     return Path(settings.MM_THUMBNAIL_DIR) / key[:2] / f"{key}.webp"
 

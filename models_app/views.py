@@ -158,6 +158,8 @@ def model_sidecar(
     content_type = mimetypes.guess_type(path.name)[0] or "text/plain"
     if not content_type.startswith(("image/", "video/")):
         content_type = "text/plain; charset=utf-8"  # never let a sidecar run as HTML
+    if not path.is_file():  # gone, or a folder or a pipe under a sidecar's name
+        raise Http404("The file is gone; scan again.")
     try:
         return FileResponse(path.open("rb"), content_type=content_type)
     except FileNotFoundError:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -76,6 +77,25 @@ def model_roots(tmp_path: Path, settings) -> dict[str, Path]:
 def library(model_roots: dict[str, Path]) -> dict[str, Path]:
     build_library(model_roots)
     return model_roots
+
+
+class Blocked(Exception):  # not an OSError: the code under test must not take it for a failed read
+    pass
+
+
+@pytest.fixture
+def fails_if_blocked():
+    """Interrupts a test that waits on a blocking call (opening a pipe) for 5 s, and every second after,
+    so that it fails instead of holding up the whole run."""
+
+    def interrupt(signum, frame):
+        raise Blocked("waited 5 s on a blocking call")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 5, 1)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

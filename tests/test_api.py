@@ -213,7 +213,10 @@ def test_fields_of_the_wrong_kind_are_refused_and_change_nothing(logged_in, scan
         {"models": [{"pathIndex": 0, "fullname": "style/pepper.safetensors"}]},
         content_type="application/json",
     )
-    assert (no_type.status_code, no_type.json()["error"]) == (400, "Each model is {type, pathIndex, fullname}.")
+    assert (no_type.status_code, no_type.json()["error"]) == (
+        400,
+        "Each model is {type, pathIndex, fullname}.",
+    )
 
     for body in ({"key": "civitai", "value": 12345}, {"key": ["civitai"], "value": "k"}):
         response = logged_in.post("/model-manager/download/setting", body, content_type="application/json")

@@ -377,6 +377,17 @@ def test_a_sidecar_is_served_as_text_never_as_html(logged_in, scanned, library):
     assert logged_in.get(other).status_code == 404
 
 
+def test_a_pipe_named_like_a_preview_or_a_sidecar_gets_a_404_not_a_request_that_hangs(
+    logged_in, library, fails_if_blocked
+):
+    os.mkfifo(library["loras"] / "poses.png")
+    os.mkfifo(library["loras"] / "poses.md")
+    scan_folder(get_roots())
+    args = ["loras", 0, "poses.safetensors"]
+    assert logged_in.get(reverse("model_thumbnail", args=args)).status_code == 404
+    assert logged_in.get(reverse("model_sidecar", args=args) + "?name=poses.md").status_code == 404
+
+
 def test_scan_button_queues_one_scan_and_shows_progress(logged_in, scanned):
     response = logged_in.post(reverse("scan_start"), {"mode": "full"}, headers={"HX-Request": "true"})
     assert response.status_code == 200

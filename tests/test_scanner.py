@@ -400,6 +400,18 @@ def test_a_model_renamed_while_the_scan_runs_is_no_error(model_roots):
     ]
 
 
+def test_a_pipe_or_a_folder_under_a_sidecars_name_does_not_hold_up_the_scan(model_roots, fails_if_blocked):
+    write_model(model_roots["loras"] / "a.safetensors")
+    os.mkfifo(model_roots["loras"] / "a.md")  # opened for reading, a pipe waits for a writer
+    os.mkfifo(model_roots["loras"] / "a.civitai.info")
+    (model_roots["loras"] / "a.sha256").mkdir()
+    (model_roots["loras"] / "a.metadata.json").write_text('{"notes": "read all the same"}')
+    done = scan_folder(get_roots())
+    assert done.errors == []
+    model = ModelFile.objects.get()
+    assert (model.description, model.notes, model.sha256) == ("", "read all the same", "")
+
+
 def test_reading_one_model_again_looks_up_its_own_hash_only(model_roots):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
