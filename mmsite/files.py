@@ -27,6 +27,9 @@ def move_whole(src: Path, dst: Path, *, on_copied: Callable[[int], object] | Non
     the only copy. `on_copied(n)` hears of each step of a copy; what it raises stops the move, and the
     hidden copy is removed.
     """
+    if src.is_symlink() and src.parent != dst.parent and not os.path.isabs(text := os.readlink(src)):
+        _move_relative_link(src, dst, text)
+        return
     try:
         os.rename(src, dst)
         return
@@ -54,6 +57,26 @@ def move_whole(src: Path, dst: Path, *, on_copied: Callable[[int], object] | Non
         remove(src)
     except OSError:
         remove(dst)  # a source that cannot go (a read-only folder) leaves one copy, not two
+        raise
+
+
+def _move_relative_link(src: Path, dst: Path, text: str) -> None:
+    """A relative link is read from its own folder: moved as it is to another, it would lead elsewhere
+    or nowhere. It is written anew, relative to its new folder, so that it leads where it led. Folders
+    are taken as they really are, since the system reads a link's `..` from the real folder."""
+    target = os.path.normpath(os.path.join(os.path.realpath(src.parent), text))
+    partial = dst.with_name(f".{dst.name[:200]}{PARTIAL_SUFFIX}")
+    remove(partial)
+    os.symlink(os.path.relpath(target, os.path.realpath(dst.parent)), partial)
+    try:
+        os.rename(partial, dst)
+    except BaseException:
+        remove(partial)
+        raise
+    try:
+        src.unlink()
+    except OSError:
+        remove(dst)  # as for a file: one link, not two
         raise
 
 

@@ -20,7 +20,7 @@ from models_app.markdown import render_markdown, sanitize_html
 from models_app.models import ModelFile, TrashItem
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
-from tests.model_files import REFERENCE
+from tests.model_files import REFERENCE, write_image, write_model
 
 pytestmark = pytest.mark.django_db
 
@@ -389,6 +389,34 @@ def move_pepper_to_the_other_disk() -> ModelFile:
     return services.model_move(
         model=pepper, folder_type="checkpoints", path_index=1, sub_folder="", name="carrot"
     )
+
+
+@pytest.mark.parametrize("across_disks", [False, True], ids=["same disk", "across disks"])
+def test_a_relative_link_moved_to_another_folder_still_leads_to_its_file(scanned, request, across_disks):
+    # Models kept on a big disk and linked into the model folders, with links that survive the whole
+    # tree being mounted elsewhere: relative ones.
+    store = scanned["loras"].parent.parent / "store"
+    write_model(store / "real.safetensors", {"ss_network_dim": "8"})
+    write_image(store / "real.png")
+    (scanned["loras"] / "linked.safetensors").symlink_to("../../store/real.safetensors")
+    (scanned["loras"] / "linked.png").symlink_to("../../store/real.png")
+    scan_folder(get_roots())
+    linked = ModelFile.objects.get(name="linked")
+    if across_disks:
+        target, path_index, sub_folder = request.getfixturevalue("other_disk"), 1, ""
+        folder_type = "checkpoints"
+    else:
+        target, path_index, sub_folder = scanned["loras"] / "deep" / "er", 0, "deep/er"
+        folder_type = "loras"
+    moved = services.model_move(
+        model=linked, folder_type=folder_type, path_index=path_index, sub_folder=sub_folder, name="moved"
+    )
+    for name, real in (("moved.safetensors", "real.safetensors"), ("moved.png", "real.png")):
+        link = target / name
+        assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+        assert link.resolve() == (store / real).resolve()
+    assert not (scanned["loras"] / "linked.safetensors").is_symlink()
+    assert moved.metadata == {"ss_network_dim": "8"} and moved.preview == "moved.png"
 
 
 def test_a_move_across_disks_shows_no_half_model_and_keeps_the_source_until_the_copy_is_whole(
