@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from models_app.roots import PathOutsideRoot, UnknownRoot
-from models_app.text import has_nul
+from models_app.text import has_nul, whole_number
 
 
 class ApiError(Exception):
@@ -61,8 +61,8 @@ def number_field(data: Mapping[str, Any], name: str, default: int) -> int:
         return default
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str) and (number := whole_number(value)) is not None:
+        return number
     raise ApiError(f"{name} must be a whole number.")
 
 

@@ -20,6 +20,20 @@ def decode_text(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
+# The largest number a database integer column holds (a BigIntegerField's, on SQLite and PostgreSQL).
+LARGEST_STORED_NUMBER = 2**63 - 1
+
+
+def whole_number(text: str) -> int | None:
+    """`text` (a form field, a header, a part of a link) as a whole number fit to store, or None.
+    str.isdigit() alone lets "²" through, which int() refuses, and numbers no column can hold."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if number <= LARGEST_STORED_NUMBER else None
+
+
 def without_nul(value: Any) -> Any:
     """`value` (a str, or JSON data) without NUL characters: no text needs them, and PostgreSQL
     refuses them in text and JSON columns."""

@@ -34,6 +34,7 @@ from models_app.previews import MAX_PREVIEW_BYTES, PreviewError, fetch_image
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots, resolve_model_path
 from models_app.sidecars import read_json
 from models_app.tasks import stop_scan
+from models_app.text import whole_number
 from models_app.thumbnails import ThumbnailError, get_thumbnail
 
 # Which partial of library.html a request's HX-Target asks for.
@@ -439,11 +440,13 @@ def _chosen_folder(request: HttpRequest, folder_type: str, path_index: int) -> t
     else:
         folder_type = request.POST.get("folder_type", folder_type)
         index = request.POST.get("path_index", str(path_index)).strip() or "0"
-    return folder_type, int(index) if index.isdigit() else -1
+    number = whole_number(index)
+    return folder_type, -1 if number is None else number
 
 
 def _picked_ids(request: HttpRequest, field: str) -> list[int]:
-    return [int(value) for value in request.POST.getlist(field) if value.isdigit()][:MAX_PICKED]
+    numbers = (whole_number(value) for value in request.POST.getlist(field))
+    return [number for number in numbers if number is not None][:MAX_PICKED]
 
 
 def _picked_models(request: HttpRequest) -> list[ModelFile]:

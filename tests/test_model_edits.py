@@ -224,7 +224,8 @@ def test_delete_lists_every_file_then_moves_them_to_the_trash(logged_in, scanned
 
 def test_models_picked_in_the_library_go_to_the_trash_together(logged_in, scanned):
     pepper, alpha = ModelFile.objects.get(name="pepper"), ModelFile.objects.get(name="alpha_xl")
-    picked = {"ids": [pepper.pk, alpha.pk, 999999]}  # an id no longer in the library is left out
+    # An id no longer in the library is left out, and so are ones no form of the app sends.
+    picked = {"ids": [pepper.pk, alpha.pk, 999999, "99999999999999999999", "²", "-3"]}
     confirm = logged_in.post(reverse("selection_trash"), picked, headers=HX).content.decode()
     assert "Move 2 models to the trash?" in confirm
     assert "LoRAs · style/pepper.safetensors" in confirm and "Checkpoints · alpha_xl.safetensors" in confirm

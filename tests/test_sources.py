@@ -40,6 +40,12 @@ def test_civitai_links(url, expected):
     assert civitai.parse(url) == expected
 
 
+def test_a_version_id_that_is_not_a_number_to_store_is_left_out():
+    for version in ("²", "99999999999999999999"):
+        assert civitai.parse(f"https://civitai.com/models/12?modelVersionId={version}") == (12, None, {})
+    assert not civitai.recognises("²", Endpoints(civitai="https://civitai.com", huggingface=""))
+
+
 def test_a_civitai_link_that_is_not_a_model_is_explained():
     with pytest.raises(SourceError, match="not a model page"):
         civitai.parse("https://civitai.com/images/123")

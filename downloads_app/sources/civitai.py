@@ -16,7 +16,7 @@ from downloads_app.sources import (
     Resolution,
     SourceError,
 )
-from models_app.text import without_nul
+from models_app.text import whole_number, without_nul
 
 HOSTS = {"civitai.com", "www.civitai.com", "civitai.green"}
 FOLDER_OF_TYPE = {
@@ -37,7 +37,7 @@ AIR_RE = re.compile(r"urn:air:[^:]+:[^:]+:civitai:(\d+)@(\d+)", re.IGNORECASE)
 
 
 def recognises(url: str, endpoints: Endpoints) -> bool:
-    if url.isdigit() or AIR_RE.fullmatch(url):
+    if whole_number(url) is not None or AIR_RE.fullmatch(url):
         return True
     host = urlsplit(url).netloc.lower()
     return host in HOSTS or host == urlsplit(endpoints.civitai).netloc.lower()
@@ -45,8 +45,8 @@ def recognises(url: str, endpoints: Endpoints) -> bool:
 
 def parse(url: str) -> tuple[int | None, int | None, dict[str, str]]:
     """(model id, version id, file query) of a Civitai link."""
-    if url.isdigit():
-        return int(url), None, {}
+    if (model_id := whole_number(url)) is not None:
+        return model_id, None, {}
     if m := AIR_RE.fullmatch(url):
         return int(m[1]), int(m[2]), {}
     parts = urlsplit(url)
@@ -56,7 +56,7 @@ def parse(url: str) -> tuple[int | None, int | None, dict[str, str]]:
         return None, int(m[1]), file_query
     if m := re.fullmatch(r"/models/(\d+)(?:/[^/]*)?/?", parts.path):
         version = query.get("modelVersionId")
-        return int(m[1]), int(version) if version and version.isdigit() else None, {}
+        return int(m[1]), whole_number(version or ""), {}
     raise SourceError("This Civitai link is not a model page (civitai.com/models/…) or a download link.")
 
 

@@ -6,6 +6,7 @@ from urllib.parse import unquote, urlsplit
 
 from downloads_app.engine import HttpError, filename_from_disposition
 from downloads_app.sources import HttpClient, RemoteFile, RemoteVersion, Resolution, SourceError
+from models_app.text import whole_number
 
 
 def resolve(url: str, *, client: HttpClient) -> Resolution:
@@ -26,7 +27,7 @@ def resolve(url: str, *, client: HttpClient) -> Resolution:
         id="file",
         name=name,
         download_url=url,
-        size=int(length) if length and length.isdigit() else None,
+        size=whole_number(length or ""),
         primary=True,
     )
     return Resolution(

@@ -16,6 +16,7 @@ from downloads_app.sources import (
     Resolution,
     SourceError,
 )
+from models_app.text import whole_number
 
 HOSTS = {"huggingface.co", "www.huggingface.co", "hf.co"}
 # Words in a repo or file path that tell the ComfyUI folder; the first match wins.
@@ -121,7 +122,7 @@ def _head_file(client: HttpClient, base: str, repo: str, revision: str, path: st
         id=path,
         name=path.rsplit("/", 1)[-1],
         download_url=url,
-        size=int(size) if size and size.isdigit() else None,
+        size=whole_number(size or ""),
         sha256=etag.lower() if re.fullmatch(r"[0-9a-fA-F]{64}", etag) else "",
         variant=path.rsplit("/", 1)[0] if "/" in path else "",
         primary=True,

@@ -1,0 +1,53 @@
+"""Every page and form, sent what no form of the app sends: each answers with a page or a clear refusal,
+never a server error (a script, a stale tab or a hand-edited address sends such things)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+MODEL = "loras/0/style/pepper.safetensors"
+HUGE = "99999999999999999999"  # more than a database integer holds
+
+PAGES = [
+    "/?type=x", "/?type=loras&folder=../..", "/?sort=nope", "/?page=-1", "/?page=abc", f"/?page={HUGE}",
+    "/?q=%25%25_", "/?base=x&tag=y", "/?older=x", "/?updates=1", f"/model/{MODEL}", f"/edit/nope/{MODEL}",
+    f"/sidecar/{MODEL}", f"/sidecar/{MODEL}?name=", f"/thumbnail/{MODEL}?v=x", f"/model/loras/{HUGE}/x.safetensors",
+    f"/thumbnail/loras/{HUGE}/x.safetensors", "/model/loras/0/" + "a" * 3000, "/downloads/choose/",
+    "/downloads/choose/?url=x", "/downloads/choose/?url=https://civitai.com/models/1&version=abc&file=x",
+    f"/model-manager/model/loras/{HUGE}/x", f"/model-manager/model-info/scan/{HUGE}",
+    "/model-manager/models/" + "x" * 300, "/model-manager/model-info?model-page=",
+]  # fmt: skip
+FORMS = [
+    "/library/scan/", "/library/scan/1/forget/0/", f"/library/scan/1/forget/{HUGE}/", f"/library/scan/{HUGE}/stop/",
+    "/library/info/", "/library/selection/trash/", "/library/selection/move/", f"/library/move/{HUGE}/stop/",
+    f"/library/info/{HUGE}/stop/", f"/description/{MODEL}", f"/preview/{MODEL}", f"/move/{MODEL}",
+    f"/move/loras/{HUGE}/x.safetensors", f"/edit/move/loras/{HUGE}/x.safetensors", "/markdown-preview/",
+    f"/trash/{HUGE}/restore/", "/trash/1/nope/", "/downloads/create/", "/downloads/choose/", f"/downloads/{HUGE}/pause/",
+    "/downloads/1/nope/", "/settings/",
+]  # fmt: skip
+FIELDS = [
+    {}, {"mode": "x"}, {"mode": ["a", "b"]}, {"folder": "abc"}, {"folder": f"{HUGE}:loras"}, {"folder": ":"},
+    {"model": ["x", "-1", "²", HUGE]}, {"ids": ["x", "²", HUGE]},
+    {"path_index": "x", "folder_type": "", "sub_folder": "../..", "name": ""}, {"name": "a/b"}, {"name": "."},
+    {"name": "x" * 600}, {"description": "x" * 100_000},
+    {"url": "x", "version": "x", "file": "x", "folder_type": "loras", "path_index": HUGE, "filename": ""},
+    {"service": "civitai", "key": "x" * 5000},
+]  # fmt: skip
+
+
+def test_no_page_or_form_answers_a_server_error_to_odd_input(admin_client, scanned, settings):
+    settings.MM_CIVITAI_URL = "http://127.0.0.1:9"  # nothing listens: no request leaves this machine
+    admin_client.raise_request_exception = False
+    failed = []
+    for url in PAGES:
+        for headers in ({}, {"HX-Request": "true", "HX-Target": "dialog"}):
+            if admin_client.get(url, headers=headers).status_code >= 500:
+                failed.append(("GET", url, headers))
+    for url, fields in itertools.product(FORMS, FIELDS):
+        if admin_client.post(url, fields, headers={"HX-Request": "true"}).status_code >= 500:
+            failed.append(("POST", url, fields))
+    assert failed == []
