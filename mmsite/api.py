@@ -40,6 +40,12 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError("The request body must be a JSON object.")
     refuse_nul(data)
+    try:  # JSON may escape half of a UTF-16 pair ("\ud800"): no file name or file holds that text
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ApiError(
+            "The request holds text that is not valid Unicode (an unpaired surrogate such as \\ud800)."
+        ) from None
     return data
 
 

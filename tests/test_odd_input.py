@@ -51,3 +51,38 @@ def test_no_page_or_form_answers_a_server_error_to_odd_input(admin_client, scann
         if admin_client.post(url, fields, headers={"HX-Request": "true"}).status_code >= 500:
             failed.append(("POST", url, fields))
     assert failed == []
+
+
+API_ROUTES = [
+    ("post", "/model-manager/model-info/scan"), ("post", "/model-manager/model-info/fetch"),
+    ("put", "/model-manager/model-info/scan/1"), ("put", f"/model-manager/model-info/fetch/{HUGE}"),
+    ("put", f"/model-manager/model/{MODEL}"), ("delete", f"/model-manager/model/loras/{HUGE}/x"),
+    ("post", "/model-manager/model"), ("put", "/model-manager/download/1"), ("delete", f"/model-manager/download/{HUGE}"),
+    ("post", "/model-manager/download/setting"),
+]  # fmt: skip
+API_BODIES = [
+    "[]", '"x"', "5", "null", '{"models": 5}', '{"models": [5]}', '{"models": [{"type": 5, "fullname": 5}]}',
+    '{"models": [{"type": "loras", "pathIndex": -1, "fullname": "x"}]}',
+    f'{{"models": [{{"type": "loras", "pathIndex": {HUGE}, "fullname": "x"}}]}}', '{"status": {}}', '{"mode": {}}',
+    '{"key": {}, "value": []}', f'{{"type": "loras", "pathIndex": {HUGE}, "fullname": "a"}}', '{"pathIndex": -5}',
+    '{"pathIndex": 1.5}', '{"fullname": ""}', '{"fullname": "/"}', '{"fullname": "a/../../b"}',
+    f'{{"downloadUrl": "https://civitai.com/models/{HUGE}{HUGE}", "type": "loras"}}', '{"subFolder": 5, "downloadUrl": "x"}',
+    '{"description": "\\ud800"}', '{"fullname": "\\udcff.safetensors"}', '{"key": "civitai", "value": "\\ud800"}',
+]  # fmt: skip
+
+
+def test_no_api_route_answers_a_server_error_to_odd_json(admin_client, scanned, settings):
+    settings.MM_CIVITAI_URL = "http://127.0.0.1:9"
+    admin_client.raise_request_exception = False
+    failed = []
+    for (method, url), body in itertools.product(API_ROUTES, API_BODIES):
+        response = getattr(admin_client, method)(url, body, content_type="application/json")
+        if response.status_code >= 500 or "success" not in response.json():  # always the envelope
+            failed.append((method, url, body, response.status_code))
+    assert failed == []
+    refused = admin_client.put(
+        f"/model-manager/model/{MODEL}", '{"description": "\\ud800"}', "application/json"
+    )
+    assert refused.json()["error"] == (
+        "The request holds text that is not valid Unicode (an unpaired surrogate such as \\ud800)."
+    )
