@@ -353,6 +353,13 @@ class Scanner:
                         logger.debug("%s vanished while the scan ran", self.progress.current_path)
                     except OSError as exc:  # it became unreadable while we looked
                         self.progress.errors.append(f"{self.progress.current_path}: {exc.strerror or exc}")
+                    except (
+                        Exception
+                    ) as exc:  # a file no reader foresaw: it alone is left out, said and logged
+                        logger.exception("could not read %s", self.progress.current_path)
+                        self.progress.errors.append(
+                            f"{self.progress.current_path}: could not be read ({type(exc).__name__}: {exc})"
+                        )
                     if key in known:
                         seen.add(known[key][0])
                     self.progress.processed += 1

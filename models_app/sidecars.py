@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models_app.text import decode_text, without_nul
+from models_app.text import LARGEST_STORED_NUMBER, decode_text, whole_number, without_nul
 
 logger = logging.getLogger("mm.sidecars")
 
@@ -30,6 +30,7 @@ DESCRIPTION_SUFFIXES = (".md", ".txt")
 INFO_SUFFIXES = (".civitai.info", ".metadata.json", ".cm-info.json", ".json", ".sha256")
 SIDECAR_SUFFIXES = (*PREVIEW_SUFFIXES, *DESCRIPTION_SUFFIXES, *INFO_SUFFIXES)
 MAX_SIDECAR_BYTES = 20 * 1024 * 1024
+MAX_NSFW_LEVEL = 32767  # ModelFile.nsfw_level is a PositiveSmallIntegerField
 
 
 @dataclass
@@ -51,9 +52,11 @@ class SidecarInfo:
     notes: str = ""
 
     def fill(self, **values: Any) -> None:
-        """Sets each value the fields do not have yet, so earlier (preferred) sources win."""
+        """Sets each value the fields do not have yet, so earlier (preferred) sources win. Text is taken
+        only as text: another tool's file may hold a list or an object where a name belongs."""
         for name, value in values.items():
-            if value and not getattr(self, name):
+            current = getattr(self, name)
+            if value and not current and (isinstance(value, str) or not isinstance(current, str)):
                 setattr(self, name, value)
 
 
@@ -134,26 +137,40 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _int_or_none(value: object) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None
+    """An id as the file gives it, a number or its digits, if it is one a database column can hold:
+    a hand-edited file's 1e30 or -1 would otherwise fail the writing of a whole batch of rows."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 <= value <= LARGEST_STORED_NUMBER else None
+    return whole_number(value) if isinstance(value, str) else None
+
+
+def _nsfw_level(value: object) -> int:
+    """Civitai's levels are 1 to 32; a larger one is kept as the most explicit the column holds."""
+    return min(_int_or_none(value) or 0, MAX_NSFW_LEVEL)
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _words(value: object) -> list[str]:
     if isinstance(value, str):
         return [w.strip() for w in value.split(",") if w.strip()]
     if isinstance(value, list):
-        return [str(w).strip() for w in value if str(w).strip()]
+        return [str(w).strip() for w in value if isinstance(w, str | int | float) and str(w).strip()]
     return []
+
+
+def _joined_names(*names: object) -> str:
+    return " – ".join(n for n in names if isinstance(n, str) and n)
 
 
 def _primary_sha256(files: object) -> str:
     if not isinstance(files, list):
         return ""
     for f in sorted(files, key=lambda f: not (isinstance(f, dict) and f.get("primary"))):
-        if isinstance(f, dict) and (sha := (f.get("hashes") or {}).get("SHA256")):
-            return str(sha)
+        if isinstance(f, dict) and isinstance(sha := _mapping(f.get("hashes")).get("SHA256"), str):
+            return sha
     return ""
 
 
@@ -161,25 +178,25 @@ def _preview_nsfw_level(images: object) -> int:
     """The level of the first image, which is the one tools save as the preview."""
     if not isinstance(images, list) or not images or not isinstance(images[0], dict):
         return 0
-    return _int_or_none(images[0].get("nsfwLevel")) or 0
+    return _nsfw_level(images[0].get("nsfwLevel"))
 
 
 def _read_civitai_info(info: SidecarInfo, data: dict[str, Any]) -> None:
-    model = data.get("model") or {}
+    model = _mapping(data.get("model"))
     info.fill(
         base_model=data.get("baseModel"),
         trained_words=_words(data.get("trainedWords")),
         tags=_words(model.get("tags")),
         civitai_model_id=_int_or_none(data.get("modelId")),
         civitai_version_id=_int_or_none(data.get("id")),
-        civitai_name=" – ".join(n for n in (model.get("name"), data.get("name")) if n),
+        civitai_name=_joined_names(model.get("name"), data.get("name")),
         sha256=_primary_sha256(data.get("files")),
         nsfw_level=_preview_nsfw_level(data.get("images")),
     )
 
 
 def _read_lora_manager(info: SidecarInfo, data: dict[str, Any]) -> None:
-    civitai = data.get("civitai") or {}
+    civitai = _mapping(data.get("civitai"))
     info.fill(
         base_model=data.get("base_model") or civitai.get("baseModel"),
         trained_words=_words(civitai.get("trainedWords")),
@@ -188,7 +205,7 @@ def _read_lora_manager(info: SidecarInfo, data: dict[str, Any]) -> None:
         civitai_version_id=_int_or_none(civitai.get("id")),
         civitai_name=data.get("model_name"),
         sha256=data.get("sha256"),
-        nsfw_level=_int_or_none(data.get("preview_nsfw_level")),
+        nsfw_level=_nsfw_level(data.get("preview_nsfw_level")),
         notes=data.get("notes"),
     )
 
@@ -200,8 +217,8 @@ def _read_stability_matrix(info: SidecarInfo, data: dict[str, Any]) -> None:
         tags=_words(data.get("Tags")),
         civitai_model_id=_int_or_none(data.get("ModelId")),
         civitai_version_id=_int_or_none(data.get("VersionId")),
-        civitai_name=" – ".join(n for n in (data.get("ModelName"), data.get("VersionName")) if n),
-        sha256=(data.get("Hashes") or {}).get("SHA256"),
+        civitai_name=_joined_names(data.get("ModelName"), data.get("VersionName")),
+        sha256=_mapping(data.get("Hashes")).get("SHA256"),
     )
 
 

@@ -218,9 +218,9 @@ def _civitai_images(model: ModelFile) -> list[str]:
     except (OSError, Http404):
         return []
     return [
-        str(i["url"])
-        for i in images or []
-        if isinstance(i, dict) and i.get("url") and i.get("type", "image") == "image"
+        i["url"]
+        for i in (images if isinstance(images, list) else [])
+        if isinstance(i, dict) and isinstance(i.get("url"), str) and i.get("type", "image") == "image"
     ][:8]
 
 

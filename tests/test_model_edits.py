@@ -178,6 +178,16 @@ def test_only_the_models_own_civitai_images_are_fetched(logged_in, scanned):
     assert "Choose an image file" in response.content.decode()
 
 
+def test_a_civitai_info_whose_images_are_not_a_list_offers_none(logged_in, scanned):
+    (scanned["loras"] / "poses.civitai.info").write_text('{"modelId": 1, "images": 5}')
+    scan_folder(get_roots())
+    response = logged_in.get(
+        reverse("model_edit", args=["preview", "loras", 0, "poses.safetensors"]), headers=HX
+    )
+    html = response.content.decode()
+    assert response.status_code == 200 and "or choose one" in html and "Civitai's images" not in html
+
+
 def test_a_civitai_image_that_cannot_be_fetched_is_explained(logged_in, scanned):
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))

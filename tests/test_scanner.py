@@ -412,6 +412,41 @@ def test_a_pipe_or_a_folder_under_a_sidecars_name_does_not_hold_up_the_scan(mode
     assert (model.description, model.notes, model.sha256) == ("", "read all the same", "")
 
 
+def test_sidecars_of_the_wrong_shape_do_not_stop_the_scan(model_roots):
+    # Each of these once ended the whole scan: a str where an object belongs, an id no column holds.
+    sidecars = {
+        "a.civitai.info": '{"id": 1e30, "modelId": 99999999999999999999, "model": "x", "images": 5}',
+        "b.metadata.json": '{"civitai": "x", "preview_nsfw_level": 100000}',
+        "c.cm-info.json": '{"ModelId": -1, "Hashes": 7, "ModelName": {"x": 1}}',
+    }
+    for name, text in sidecars.items():
+        write_model(model_roots["loras"] / f"{name.split('.')[0]}.safetensors")
+        (model_roots["loras"] / name).write_text(text)
+    write_model(model_roots["loras"] / "d.safetensors")
+    done = scan_folder(get_roots())
+    assert done.errors == []
+    rows = ModelFile.objects.order_by("name").values_list("name", "civitai_model_id", "nsfw_level")
+    assert list(rows) == [("a", None, 0), ("b", None, 32767), ("c", None, 0), ("d", None, 0)]
+
+
+def test_a_model_no_reader_foresaw_is_reported_and_the_rest_scanned(model_roots, monkeypatch, caplog):
+    for name in ("a", "b", "c"):
+        write_model(model_roots["loras"] / f"{name}.safetensors")
+        (model_roots["loras"] / f"{name}.md").write_text("a description")
+    read_sidecars = scanner.read_sidecars
+
+    def failing_on_b(folder, model_name, names, **kwargs):
+        if model_name == "b.safetensors":
+            raise RuntimeError("a case nobody thought of")
+        return read_sidecars(folder, model_name, names, **kwargs)
+
+    monkeypatch.setattr(scanner, "read_sidecars", failing_on_b)
+    done = scan_folder(get_roots())
+    assert done.errors == ["loras/b.safetensors: could not be read (RuntimeError: a case nobody thought of)"]
+    assert sorted(ModelFile.objects.values_list("name", flat=True)) == ["a", "c"]
+    assert "Traceback" in caplog.text  # for the bug report
+
+
 def test_reading_one_model_again_looks_up_its_own_hash_only(model_roots):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

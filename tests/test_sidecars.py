@@ -131,6 +131,27 @@ def test_broken_json_is_skipped_not_fatal(tmp_path):
     assert info.base_model == ""
 
 
+def test_values_of_the_wrong_shape_are_left_out_and_the_rest_is_read(tmp_path):
+    # Hand-edited or written by a tool with bugs: objects where text belongs, ids no column holds.
+    (tmp_path / "m.civitai.info").write_text(
+        '{"id": 1e30, "modelId": Infinity, "model": "not an object", "files": [{"hashes": ["x"]}],'
+        ' "images": [{"nsfwLevel": 100000}], "baseModel": {"x": 1}, "trainedWords": [{"a": 1}, "witch"]}'
+    )
+    (tmp_path / "m.metadata.json").write_text(
+        '{"civitai": {"modelId": 99999999999999999999999, "id": -4}, "tags": 5, "base_model": ["x"],'
+        ' "sha256": 5, "notes": {"x": 1}, "model_name": 7}'
+    )
+    (tmp_path / "m.cm-info.json").write_text(
+        '{"ModelId": "12", "VersionId": "²", "BaseModel": "SDXL 1.0", "Hashes": 7, "ModelName": ["x"]}'
+    )
+    (tmp_path / "m.json").write_text('{"activation text": 5, "description": ["x"], "notes": "kept"}')
+    info = read(tmp_path)
+    assert (info.civitai_model_id, info.civitai_version_id) == (12, None)
+    assert (info.base_model, info.trained_words, info.tags) == ("SDXL 1.0", ["witch"], [])
+    assert (info.sha256, info.civitai_name, info.notes, info.description) == ("", "", "kept", "")
+    assert info.nsfw_level == 32767  # beyond Civitai's levels: blurred, as the most explicit
+
+
 def test_other_models_sidecars_are_not_mine(tmp_path):
     names = ["m.safetensors", "m.png", "m2.png", "m.v2.png", "other.md", "m.md"]
     assert sidecar_names("m.safetensors", names) == ["m.png", "m.md"]
