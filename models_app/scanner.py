@@ -353,15 +353,17 @@ class Scanner:
                         logger.debug("%s vanished while the scan ran", self.progress.current_path)
                     except OSError as exc:  # it became unreadable while we looked
                         self.progress.errors.append(f"{self.progress.current_path}: {exc.strerror or exc}")
-                    except (
-                        Exception
-                    ) as exc:  # a file no reader foresaw: it alone is left out, said and logged
+                    except Exception as exc:
+                        # A file no reader foresaw: it alone is left out, said and logged.
                         logger.exception("could not read %s", self.progress.current_path)
                         self.progress.errors.append(
                             f"{self.progress.current_path}: could not be read ({type(exc).__name__}: {exc})"
                         )
                     if key in known:
                         seen.add(known[key][0])
+                    # Outside the try: a failed write is the scan's failure, not this file's.
+                    if max(map(len, (self._inserts, self._updates, self._sidecar_updates))) >= BATCH_SIZE:
+                        self._flush()
                     self.progress.processed += 1
                     self.on_progress(self.progress)
             finally:
@@ -405,9 +407,7 @@ class Scanner:
             self.progress.updated += (fields["size"], fields["mtime_ns"], signature) != known[1:]
 
     def _queue(self, queue: list[Any], item: Any) -> None:
-        queue.append(item)
-        if len(queue) >= BATCH_SIZE:
-            self._flush()
+        queue.append(item)  # written in batches by _scan_all, or by _flush after a single model
 
     def _flush(self) -> None:
         batch = (self._inserts, self._updates, self._sidecar_updates)

@@ -447,6 +447,21 @@ def test_a_model_no_reader_foresaw_is_reported_and_the_rest_scanned(model_roots,
     assert "Traceback" in caplog.text  # for the bug report
 
 
+def test_a_failed_write_fails_the_scan_and_is_not_blamed_on_a_file(model_roots, monkeypatch):
+    from models_app.row_writer import RowWriter
+
+    for name in ("a", "b", "c"):
+        write_model(model_roots["loras"] / f"{name}.safetensors")
+
+    def database_full(self, inserts, *updates):
+        raise RuntimeError("database or disk is full")
+
+    monkeypatch.setattr(scanner, "BATCH_SIZE", 1)
+    monkeypatch.setattr(RowWriter, "write", database_full)
+    with pytest.raises(RuntimeError, match="database or disk is full"):
+        scan_folder(get_roots())
+
+
 def test_reading_one_model_again_looks_up_its_own_hash_only(model_roots):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
