@@ -362,7 +362,7 @@ class Scanner:
                     if key in known:
                         seen.add(known[key][0])
                     # Outside the try: a failed write is the scan's failure, not this file's.
-                    if max(map(len, (self._inserts, self._updates, self._sidecar_updates))) >= BATCH_SIZE:
+                    if max(len(self._inserts), len(self._updates), len(self._sidecar_updates)) >= BATCH_SIZE:
                         self._flush()
                     self.progress.processed += 1
                     self.on_progress(self.progress)
