@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from downloads_app import selectors, services
@@ -164,7 +165,11 @@ def download_create(request: HttpRequest) -> HttpResponse:
         save_description=choice.save_description,
         save_info=choice.save_info,
     )
-    response = render(request, "downloads_app/new_dialog.html#created", {"task": task})
+    # From the downloads page the new row is right behind the dialog; from the library it is a page away.
+    page = request.htmx.current_url_abs_path or ""  # type: ignore[attr-defined]
+    on_downloads_page = page.startswith(reverse("downloads"))
+    context = {"task": task, "on_downloads_page": on_downloads_page}
+    response = render(request, "downloads_app/new_dialog.html#created", context)
     response["HX-Retarget"] = "#dialog"
     return with_toast(response, f"Download of {task.filename} queued.")
 

@@ -234,6 +234,7 @@ def test_creating_queues_a_task_with_what_was_chosen(logged_in, services_at_upst
     response = logged_in.post(reverse("download_create"), data, headers=HX)
     assert "Download queued" in response.content.decode()
     assert "queued" in response["HX-Trigger"]
+    assert "See downloads" in response.content.decode()  # asked from the library: the list is a page away
     task = DownloadTask.objects.get()
     assert (task.sub_folder, task.filename, task.status, task.platform) == (
         "sdxl/new",
@@ -244,6 +245,16 @@ def test_creating_queues_a_task_with_what_was_chosen(logged_in, services_at_upst
     assert task.download_url.endswith("fp=fp32")
     assert task.expected_sha256 == up.files["dreamxl-v2-fp32"].sha256
     assert (task.save_info, task.save_description) == (True, False)
+
+
+def test_queued_from_the_downloads_page_the_dialog_just_closes(logged_in, services_at_upstream):
+    up = services_at_upstream
+    data = {"url": f"{up.civitai_url}/models/4201", "version": "42012", "folder_type": "checkpoints",
+            "path_index": "0", "filename": "dream.safetensors"}  # fmt: skip
+    on_downloads = {**HX, "HX-Current-URL": f"http://testserver{reverse('downloads')}"}
+    html = logged_in.post(reverse("download_create"), data, headers=on_downloads).content.decode()
+    assert "Download queued" in html and "See downloads" not in html
+    assert '<form method="dialog"><button class="button primary">Done</button></form>' in html
 
 
 def test_a_nul_in_a_civitai_description_is_dropped_not_fatal(logged_in, services_at_upstream, monkeypatch):
