@@ -164,7 +164,7 @@ def preview(request: HttpRequest, folder_type: str, path_index: int, relative_pa
     found = _model_or_error(folder_type, path_index, relative_path)
     if not found.preview or found.preview_is_video:
         raise ApiError("This model has no preview image.", status=404)
-    from models_app.views import model_thumbnail
+    from models_app.views.library import model_thumbnail
 
     return model_thumbnail(request, folder_type, path_index, found.relative_path)
 

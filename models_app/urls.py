@@ -2,33 +2,34 @@ from __future__ import annotations
 
 from django.urls import path
 
-from models_app import api_views, views
+from models_app import api_views
+from models_app.views import dialog, jobs, library, selection, trash
 
 MODEL = "<str:folder_type>/<int:path_index>/<path:relative_path>"
 
 urlpatterns = [
-    path("", views.library, name="library"),
-    path("library/scan/", views.scan_start, name="scan_start"),
-    path("library/scan/<int:scan_id>/forget/<int:index>/", views.scan_forget, name="scan_forget"),
-    path("library/scan/<int:scan_id>/stop/", views.scan_stop, name="scan_stop"),
-    path("library/info/", views.info_start, name="info_start"),
-    path("library/selection/trash/", views.selection_trash, name="selection_trash"),
-    path("library/selection/move/", views.selection_move, name="selection_move"),
-    path("library/info/<int:info_id>/stop/", views.info_stop, name="info_stop"),
-    path("library/move/<int:move_id>/stop/", views.move_stop, name="move_stop"),
-    path(f"model/{MODEL}", views.model_detail, name="model_detail"),
-    path(f"thumbnail/{MODEL}", views.model_thumbnail, name="model_thumbnail"),
-    path(f"sidecar/{MODEL}", views.model_sidecar, name="model_sidecar"),
-    path(f"edit/<str:form>/{MODEL}", views.model_edit, name="model_edit"),
-    path(f"description/{MODEL}", views.description_save, name="description_save"),
-    path(f"preview/{MODEL}", views.preview_save, name="preview_save"),
-    path(f"move/{MODEL}", views.model_move, name="model_move"),
-    path(f"delete/{MODEL}", views.model_delete, name="model_delete"),
-    path("markdown-preview/", views.markdown_preview, name="markdown_preview"),
-    path("trash/", views.trash, name="trash"),
-    path("duplicates/", views.duplicates, name="duplicates"),
-    path("trash/empty/", views.trash_empty, name="trash_empty"),
-    path("trash/<int:item_id>/<str:action>/", views.trash_action, name="trash_action"),
+    path("", library.library, name="library"),
+    path(f"model/{MODEL}", library.model_detail, name="model_detail"),
+    path(f"thumbnail/{MODEL}", library.model_thumbnail, name="model_thumbnail"),
+    path(f"sidecar/{MODEL}", library.model_sidecar, name="model_sidecar"),
+    path("duplicates/", library.duplicates, name="duplicates"),
+    path(f"edit/<str:form>/{MODEL}", dialog.model_edit, name="model_edit"),
+    path(f"description/{MODEL}", dialog.description_save, name="description_save"),
+    path(f"preview/{MODEL}", dialog.preview_save, name="preview_save"),
+    path(f"move/{MODEL}", dialog.model_move, name="model_move"),
+    path(f"delete/{MODEL}", dialog.model_delete, name="model_delete"),
+    path("markdown-preview/", dialog.markdown_preview, name="markdown_preview"),
+    path("library/scan/", jobs.scan_start, name="scan_start"),
+    path("library/scan/<int:scan_id>/forget/<int:index>/", jobs.scan_forget, name="scan_forget"),
+    path("library/scan/<int:scan_id>/stop/", jobs.scan_stop, name="scan_stop"),
+    path("library/info/", jobs.info_start, name="info_start"),
+    path("library/info/<int:info_id>/stop/", jobs.info_stop, name="info_stop"),
+    path("library/move/<int:move_id>/stop/", jobs.move_stop, name="move_stop"),
+    path("library/selection/trash/", selection.selection_trash, name="selection_trash"),
+    path("library/selection/move/", selection.selection_move, name="selection_move"),
+    path("trash/", trash.trash, name="trash"),
+    path("trash/empty/", trash.trash_empty, name="trash_empty"),
+    path("trash/<int:item_id>/<str:action>/", trash.trash_action, name="trash_action"),
 ]
 
 api_urlpatterns = [

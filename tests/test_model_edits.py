@@ -160,7 +160,7 @@ def test_a_decompression_bomb_and_a_huge_file_are_refused(logged_in, scanned, mo
         headers=HX,
     )
     assert "too many pixels" in bomb.content.decode()
-    monkeypatch.setattr("models_app.views.MAX_PREVIEW_BYTES", 10)
+    monkeypatch.setattr("models_app.views.dialog.MAX_PREVIEW_BYTES", 10)
     huge = logged_in.post(
         reverse("preview_save", args=PEPPER),
         {"previewFile": SimpleUploadedFile("h.png", png((20, 20)))},

@@ -1,0 +1,45 @@
+"""The trash: models deleted from the dialog or by Select, restored or deleted for good."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+
+from mmsite.toasts import with_toast
+from models_app import services
+from models_app.models import TrashItem
+from models_app.roots import UnknownRoot
+
+
+@require_GET
+def trash(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "models_app/trash.html", {"items": TrashItem.objects.all(), "days": settings.MM_TRASH_DAYS}
+    )
+
+
+@require_POST
+def trash_action(request: HttpRequest, item_id: int, action: str) -> HttpResponse:
+    item = get_object_or_404(TrashItem, pk=item_id)
+    if action == "restore":
+        try:
+            restored = services.trash_restore(item=item)
+        except (services.ModelEditError, UnknownRoot) as exc:
+            return with_toast(HttpResponse(status=204), str(exc), level="error")
+        return with_toast(HttpResponse(""), f"{restored.file_name} is back in {restored.folder_type}.")
+    if action == "delete":
+        services.trash_delete(item=item)
+        return with_toast(HttpResponse(""), f"{item.name} deleted for good.", level="info")
+    return HttpResponseBadRequest("Unknown action.")
+
+
+@require_POST
+def trash_empty(request: HttpRequest) -> HttpResponse:
+    count = services.trash_purge(older_than_days=0)
+    return with_toast(
+        render(request, "models_app/trash.html#items", {"items": []}),
+        f"Trash emptied ({count} models).",
+        level="info",
+    )
