@@ -95,12 +95,11 @@ def models_for(task: InfoTask) -> list[ModelFile]:
         return list(models)
     if task.mode == InfoMode.HASH:
         return list(models.filter(sha256=""))
-    # Every model without Civitai info that Civitai did not already say it does not know.
-    return list(
-        models.filter(civitai_model_id__isnull=True, civitai_missing=False).exclude(
-            Q(sidecars__icontains=".civitai.info")
-        )
-    )
+    # Every model without Civitai info that Civitai did not already say it does not know, and every one
+    # whose info names its Civitai model but not the version (some Lora-Manager files): without the
+    # version, neither its updates nor its older versions can be told.
+    lacking = Q(civitai_model_id__isnull=True) | Q(civitai_version_id__isnull=True)
+    return list(models.filter(lacking, civitai_missing=False).exclude(Q(sidecars__icontains=".civitai.info")))
 
 
 def ensure_sha256(model: ModelFile, *, on_progress, should_stop) -> tuple[str, bool]:  # type: ignore[no-untyped-def]

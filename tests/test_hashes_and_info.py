@@ -118,6 +118,23 @@ async def test_fetch_info_writes_civitai_info_and_a_preview_and_remembers_404(
     assert (explicit.total, explicit.missing) == (1, 1)
 
 
+async def test_fetch_info_completes_info_that_names_the_civitai_model_but_not_the_version(
+    services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    model = model_roots["loras"] / "storybook.safetensors"
+    model.write_bytes(up.files["storybook"].path.read_bytes())
+    model.with_suffix(".metadata.json").write_text('{"civitai": {"modelId": 1231067}}')  # no version id
+    await sync_to_async(scan_folder)(get_roots())
+    done = await run_until_done((await sync_to_async(services.info_start)(mode="fetch")).pk)
+    assert (done.status, done.found) == ("done", 1), done.error
+    row = await sync_to_async(ModelFile.objects.get)(name="storybook")
+    version = json.loads(model.with_suffix(".civitai.info").read_text())["id"]
+    assert (row.civitai_model_id, row.civitai_version_id) == (1231067, version)
+    again = await run_until_done((await sync_to_async(services.info_start)(mode="fetch")).pk)
+    assert again.total == 0  # complete now: not asked about again
+
+
 def test_fetch_api_queues_a_job(logged_in, scanned):
     response = logged_in.post(
         "/model-manager/model-info/fetch",
