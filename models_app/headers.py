@@ -8,7 +8,7 @@ import struct
 from collections import Counter
 from typing import BinaryIO
 
-from models_app.text import without_nul
+from models_app.text import fit_to_store, is_fit_to_store
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -115,11 +115,11 @@ def read_safetensors_metadata_json(file: BinaryIO, file_size: int) -> tuple[dict
 
 
 def _is_plain_text_map(metadata: dict[str, object]) -> bool:
-    """Whether every value is text and no key or value holds a NUL character (an escaped \\u0000).
-    Joining the values fails on any that is not a str, so one search covers both: a search of the
-    header for the escape crawled through kohya's metadata, which is full of backslashes."""
+    """Whether every value is text and every key and value is fit to store as it is (see fit_to_store).
+    Joining the values fails on any that is not a str, so one check covers all: a search of the header
+    for the escapes crawled through kohya's metadata, which is full of backslashes."""
     try:
-        return "\0" not in "".join(metadata.values()) and "\0" not in "".join(metadata)  # type: ignore[arg-type]
+        return is_fit_to_store("".join(metadata.values())) and is_fit_to_store("".join(metadata))  # type: ignore[arg-type]
     except TypeError:
         return False
 
@@ -129,8 +129,9 @@ def metadata_json_of_header(raw: bytes) -> tuple[dict[str, str], MetadataJSON]:
     fast = _metadata_only(raw)
     if fast is not None and _is_plain_text_map(fast[0]):
         return fast[0], MetadataJSON(fast[1])  # type: ignore[return-value]
-    # Unusual layout, non-string values, NUL characters or a broken header: the full parse says which.
-    metadata = without_nul(fast[0] if fast is not None else _parse_header(raw).get("__metadata__") or {})
+    # Unusual layout, non-string values, NUL characters, lone surrogates or a broken header: the full
+    # parse says which.
+    metadata = fit_to_store(fast[0] if fast is not None else _parse_header(raw).get("__metadata__") or {})
     if not isinstance(metadata, dict):
         metadata = {}
     normalized = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
@@ -174,6 +175,11 @@ def training_tags(metadata: dict[str, str], limit: int = 40) -> list[tuple[str, 
     for tags in folders.values() if isinstance(folders, dict) else ():
         if isinstance(tags, dict):
             counts.update(
-                {tag.strip(): n for tag, n in tags.items() if type(n) is int and n > 0 and tag.strip()}
+                # A tag of a caption file that was not UTF-8 holds half a UTF-16 pair: no page shows that.
+                {
+                    fit_to_store(tag.strip()): n
+                    for tag, n in tags.items()
+                    if type(n) is int and n > 0 and tag.strip()
+                }
             )
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from models_app.text import LARGEST_STORED_NUMBER, decode_text, whole_number, without_nul
+from models_app.text import LARGEST_STORED_NUMBER, decode_text, fit_to_store, whole_number
 
 logger = logging.getLogger("mm.sidecars")
 
@@ -131,8 +131,8 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     except json.JSONDecodeError:
         logger.warning("ignoring %s: not valid JSON", path)
         return {}
-    if "\\u0000" in text:
-        data = without_nul(data)
+    if "\\u0000" in text or "\\ud" in text or "\\uD" in text:  # escapes no column takes as they decode
+        data = fit_to_store(data)
     return data if isinstance(data, dict) else {}
 
 

@@ -46,6 +46,39 @@ def without_nul(value: Any) -> Any:
     return value
 
 
+def fit_to_store(value: Any) -> Any:
+    """`value` (a str, or JSON data) as every database column takes it: without NUL characters, and with
+    each lone UTF-16 surrogate (JSON's "\\udce9", which Python's json.dumps writes for a file name that
+    is not UTF-8, as in a kohya LoRA's dataset folders) made a replacement character. No UTF-8 encoder,
+    SQLite's driver or PostgreSQL's, takes such a surrogate."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "") if "\x00" in value else value
+        if not value.isascii() and not _encodes(value):
+            try:  # the bytes of a name that was not UTF-8: one replacement character each
+                value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            except UnicodeEncodeError:  # any other half pair
+                value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value
+    if isinstance(value, dict):
+        return {fit_to_store(k): fit_to_store(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fit_to_store(v) for v in value]
+    return value
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_fit_to_store(text: str) -> bool:
+    """Whether fit_to_store would leave `text` as it is; at once for ASCII text (Python knows it is)."""
+    return "\x00" not in text and (text.isascii() or _encodes(text))
+
+
 def has_nul(value: Any) -> bool:
     """Whether `value` (a str, or JSON data) holds a NUL character anywhere, keys included."""
     return without_nul(value) != value

@@ -89,6 +89,20 @@ def test_nul_characters_are_dropped_from_the_metadata_and_its_stored_json():
     assert "\\u0000" not in text
 
 
+def test_lone_surrogates_become_replacement_characters_in_the_metadata_its_json_and_its_tags():
+    # kohya writes its metadata with Python's json.dumps: a name that was not UTF-8 (a dataset folder, a
+    # caption file's tag) comes out as "\\udce9", which decodes to half a UTF-16 pair that no database,
+    # and no page, takes.
+    tag = b"caf\xe9".decode("utf-8", "surrogateescape")
+    data = safetensors_bytes(
+        {"ss_output_name": f"pepper {tag}", "ss_tag_frequency": json.dumps({"img": {tag: 3, "cat": 2}})}
+    )
+    metadata, text = read_safetensors_metadata_json(io.BytesIO(data), len(data))
+    assert metadata["ss_output_name"] == "pepper caf\ufffd"
+    assert json.loads(text) == metadata and text.encode("utf-8")
+    assert training_tags(metadata) == [("caf\ufffd", 3), ("cat", 2)]
+
+
 def test_metadata_is_found_wherever_it_is_in_the_header():
     header = b'{"w":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}, "__metadata__" : {"k":"v"}}'
     data = struct.pack("<Q", len(header)) + header + b"\0\0"

@@ -156,6 +156,23 @@ def test_nul_characters_in_metadata_and_sidecars_are_stored_without_them(model_r
     assert (model.description, model.civitai_name) == ("Trigger: pepper", "Pepper")
 
 
+def test_lone_surrogates_in_metadata_and_sidecars_are_stored_as_replacement_characters(
+    model_roots, logged_in
+):
+    # JSON escapes half a UTF-16 pair ("\\udce9": what json.dumps writes for a name that is not UTF-8); no
+    # database takes it, and before this one such LoRA ended the whole scan.
+    half = "\udce9"
+    write_model(model_roots["loras"] / "odd.safetensors", {"ss_output_name": f"caf{half}"})
+    (model_roots["loras"] / "odd.civitai.info").write_text(json.dumps({"model": {"name": f"Caf{half}"}}))
+    assert scan_folder(get_roots()).errors == []
+    model = ModelFile.objects.get()
+    assert (model.metadata, model.civitai_name) == ({"ss_output_name": "caf\ufffd"}, "Caf\ufffd")
+    dialog = logged_in.get(
+        "/model/loras/0/odd.safetensors", headers={"HX-Request": "true", "HX-Target": "dialog"}
+    )
+    assert dialog.status_code == 200 and "caf\ufffd" in dialog.content.decode()
+
+
 def test_a_path_too_long_to_store_is_reported_and_the_rest_scanned(model_roots):
     deep = model_roots["loras"].joinpath(*["d" * 200] * 5)  # 1,005 characters of folders
     write_model(deep / "short.safetensors")

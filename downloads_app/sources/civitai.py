@@ -16,7 +16,7 @@ from downloads_app.sources import (
     Resolution,
     SourceError,
 )
-from models_app.text import whole_number, without_nul
+from models_app.text import fit_to_store, whole_number
 
 HOSTS = {"civitai.com", "www.civitai.com", "civitai.green"}
 FOLDER_OF_TYPE = {
@@ -110,8 +110,9 @@ def resolve(url: str, *, endpoints: Endpoints, keys: Keys, client: HttpClient) -
         if model_id is None:
             version_data = client.get(f"{base}/api/v1/model-versions/{version_id}", key=keys.civitai).json()
             model_id = int(version_data["modelId"])
-        # Descriptions are the uploaders' own text: a stray NUL in one would make PostgreSQL refuse the task.
-        model = without_nul(client.get(f"{base}/api/v1/models/{model_id}", key=keys.civitai).json())
+        # Descriptions are the uploaders' own text: a stray NUL or half an emoji in one would make the
+        # database refuse the task.
+        model = fit_to_store(client.get(f"{base}/api/v1/models/{model_id}", key=keys.civitai).json())
     except HttpError as error:
         raise SourceError(explain(error, has_key=bool(keys.civitai))) from None
     except (ValueError, KeyError):
