@@ -1,16 +1,20 @@
-"""Every page and form, sent what no form of the app sends: each answers with a page or a clear refusal,
-never a server error (a script, a stale tab or a hand-edited address sends such things)."""
+"""Every page, form, API route and link field, sent what no form of the app sends: each answers with a page
+or a clear refusal, never a server error (a script, a stale tab or a hand-edited address sends such things)."""
 
 from __future__ import annotations
 
 import itertools
 
 import pytest
+from django.urls import reverse
+
+from downloads_app.sources import NOT_A_LINK
 
 pytestmark = pytest.mark.django_db
 
 MODEL = "loras/0/style/pepper.safetensors"
 HUGE = "99999999999999999999"  # more than a database integer holds
+DIALOG = {"HX-Request": "true", "HX-Target": "dialog"}
 
 PAGES = [
     "/?type=x", "/?type=loras&folder=../..", "/?sort=nope", "/?page=-1", "/?page=abc", f"/?page={HUGE}",
@@ -44,7 +48,7 @@ def test_no_page_or_form_answers_a_server_error_to_odd_input(admin_client, scann
     admin_client.raise_request_exception = False
     failed = []
     for url in PAGES:
-        for headers in ({}, {"HX-Request": "true", "HX-Target": "dialog"}):
+        for headers in ({}, DIALOG):
             if admin_client.get(url, headers=headers).status_code >= 500:
                 failed.append(("GET", url, headers))
     for url, fields in itertools.product(FORMS, FIELDS):
@@ -86,3 +90,28 @@ def test_no_api_route_answers_a_server_error_to_odd_json(admin_client, scanned, 
     assert refused.json()["error"] == (
         "The request holds text that is not valid Unicode (an unpaired surrogate such as \\ud800)."
     )
+
+
+LINKS = [
+    "https://huggingface.co/", "https://huggingface.co/a", "https://huggingface.co/a/b/tree",
+    "https://huggingface.co/a/b/blob/main/../../x.safetensors", "https://huggingface.co/a/b/resolve/",
+    "https://civitai.com/models/", "https://civitai.com/models/abc", "civitai.com/models/1", "http://[::1",
+    "http://example.com:port/x.safetensors", "file:///etc/passwd", "ftp://x/y.safetensors", "https://", "   ",
+    "https://civitai.com/api/download/models/", "urn:air:x:y:civitai:1@", "https://huggingface.co/datasets/a/b",
+    "https://huggingface.co/" + "a/" * 500, "https://civitai.com/models/4201?modelVersionId=abc",
+    "http://127.0.0.1:1/x.safetensors", "https://huggingface.co/demo-org/demo-models/tree/nope",
+    "https://huggingface.co/demo-org/demo-models/blob/main/missing.safetensors", "https://civitai.com/models/99999",
+]  # fmt: skip
+
+
+def test_no_link_gets_a_server_error_from_the_new_download_dialog_or_the_api(logged_in, services_at_upstream):
+    logged_in.raise_request_exception = False
+    failed = []
+    for link in LINKS:
+        dialog = logged_in.post(reverse("download_choose"), {"url": link}, headers=DIALOG)
+        api = logged_in.get("/model-manager/model-info", {"model-page": link})
+        if dialog.status_code >= 500 or api.status_code >= 500:
+            failed.append((link, dialog.status_code, api.status_code))
+    assert failed == []
+    unclosed = logged_in.get("/model-manager/model-info", {"model-page": "http://[::1"}).json()
+    assert unclosed["error"] == NOT_A_LINK

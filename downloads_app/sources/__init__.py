@@ -148,6 +148,9 @@ class HttpClient:
         return response
 
 
+NOT_A_LINK = "That is not a link: paste an http(s) address, a Civitai link or a Hugging Face link."
+
+
 def resolve(url: str, *, endpoints: Endpoints, keys: Keys, client: HttpClient | None = None) -> Resolution:
     from downloads_app.sources import civitai, direct, huggingface
 
@@ -155,6 +158,10 @@ def resolve(url: str, *, endpoints: Endpoints, keys: Keys, client: HttpClient | 
     client = client or HttpClient()
     if not url:
         raise SourceError("Paste a Civitai or Hugging Face link, or any http(s) address of a model file.")
+    try:
+        urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
+        raise SourceError(NOT_A_LINK) from None
     for source in (civitai, huggingface):
         if source.recognises(url, endpoints):
             return source.resolve(url, endpoints=endpoints, keys=keys, client=client)

@@ -5,16 +5,14 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from downloads_app.engine import HttpError, filename_from_disposition
-from downloads_app.sources import HttpClient, RemoteFile, RemoteVersion, Resolution, SourceError
+from downloads_app.sources import NOT_A_LINK, HttpClient, RemoteFile, RemoteVersion, Resolution, SourceError
 from models_app.text import whole_number
 
 
 def resolve(url: str, *, client: HttpClient) -> Resolution:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise SourceError(
-            "That is not a link: paste an http(s) address, a Civitai link or a Hugging Face link."
-        )
+        raise SourceError(NOT_A_LINK)
     try:
         response = client.get(url, stream=True)  # GET, not HEAD: many file hosts refuse HEAD
         response.close()
