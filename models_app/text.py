@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from typing import Any
 
 # Windows editors mark UTF-8 with a BOM, and Notepad's "Unicode" is UTF-16 with one.
@@ -37,13 +38,7 @@ def whole_number(text: str) -> int | None:
 def without_nul(value: Any) -> Any:
     """`value` (a str, or JSON data) without NUL characters: no text needs them, and PostgreSQL
     refuses them in text and JSON columns."""
-    if isinstance(value, str):
-        return value.replace("\x00", "") if "\x00" in value else value
-    if isinstance(value, dict):
-        return {without_nul(k): without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [without_nul(v) for v in value]
-    return value
+    return _each_text(value, _drop_nul)
 
 
 def fit_to_store(value: Any) -> Any:
@@ -51,19 +46,32 @@ def fit_to_store(value: Any) -> Any:
     each lone UTF-16 surrogate (JSON's "\\udce9", which Python's json.dumps writes for a file name that
     is not UTF-8, as in a kohya LoRA's dataset folders) made a replacement character. No UTF-8 encoder,
     SQLite's driver or PostgreSQL's, takes such a surrogate."""
+    return _each_text(value, _fit_text)
+
+
+def _each_text(value: Any, change: Callable[[str], str]) -> Any:
+    """`value` with `change` applied to each text in it, keys included."""
     if isinstance(value, str):
-        value = value.replace("\x00", "") if "\x00" in value else value
-        if not value.isascii() and not _encodes(value):
-            try:  # the bytes of a name that was not UTF-8: one replacement character each
-                value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            except UnicodeEncodeError:  # any other half pair
-                value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        return value
+        return change(value)
     if isinstance(value, dict):
-        return {fit_to_store(k): fit_to_store(v) for k, v in value.items()}
+        return {_each_text(k, change): _each_text(v, change) for k, v in value.items()}
     if isinstance(value, list):
-        return [fit_to_store(v) for v in value]
+        return [_each_text(v, change) for v in value]
     return value
+
+
+def _drop_nul(text: str) -> str:
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+def _fit_text(text: str) -> str:
+    text = _drop_nul(text)
+    if text.isascii() or _encodes(text):
+        return text
+    try:  # the bytes of a name that was not UTF-8: one replacement character each
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # any other half pair
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _encodes(text: str) -> bool:
