@@ -134,6 +134,27 @@ def test_a_search_typed_while_the_library_is_read_again_is_not_thrown_away(logge
     assert card_names(page) == ["alpha_xl"]
 
 
+def test_the_library_read_again_leaves_an_open_menu_open_and_the_focus_where_it_was(logged_in_page):
+    """A scan or a download ends while the user is in the toolbar or the side bar: the library is read
+    again behind them, and the menu they opened, or the control they are on, stays as it was."""
+    page = logged_in_page
+    expect(page.locator(".card")).to_have_count(5)
+
+    def read_again():
+        with page.expect_response(re.compile(r"refresh=1")):
+            page.evaluate("htmx.trigger(document.body, 'libraryChanged')")  # what a scan's end sends
+        page.wait_for_load_state("networkidle")
+
+    page.locator(".scan-actions summary", has_text="Civitai").click()
+    read_again()
+    expect(page.get_by_role("button", name="Check for updates")).to_be_visible()
+    page.keyboard.press("Escape")
+    for control in (page.get_by_label("Sort by"), type_link(page, "LoRAs"), page.locator(".card").nth(2)):
+        control.focus()
+        read_again()
+        expect(control).to_be_focused()
+
+
 def test_a_search_is_kept_when_the_folder_type_changes(logged_in_page):
     page = logged_in_page
     page.keyboard.press("/")
