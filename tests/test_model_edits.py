@@ -268,6 +268,8 @@ def test_info_for_the_picked_models_only(logged_in, scanned):
     response = logged_in.post(reverse("info_start"), {"mode": "fetch", "ids": ids}, headers=HX)
     assert json.loads(response["HX-Trigger"])["toast"]["message"] == "Fetch Civitai info for 3 models queued."
     assert sorted(InfoTask.objects.get().model_ids) == sorted(ids)
+    garbled = logged_in.post(reverse("info_start"), {"mode": "fetch", "ids": ["x", "²"]}, headers=HX)
+    assert garbled.status_code == 400 and InfoTask.objects.count() == 1  # not a job for every model
 
 
 def test_a_preview_that_cannot_be_written_leaves_the_old_one(logged_in, scanned, monkeypatch):

@@ -63,6 +63,9 @@ def info_start(request: HttpRequest) -> HttpResponse:
     or for every model that needs it."""
     mode = request.POST.get("mode", "fetch")
     model_ids = picked_ids(request, "model") or picked_ids(request, "ids")
+    if not model_ids and (request.POST.getlist("model") or request.POST.getlist("ids")):
+        # Models were named, but none by an id: that is no request for every model.
+        return HttpResponseBadRequest("Those are not models of the library: nothing was queued.")
     try:
         task = services.info_start(mode=mode, model_ids=model_ids or None)
     except ValueError as exc:
