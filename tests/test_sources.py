@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
+import requests
 
 from downloads_app import sources
 from downloads_app.sources import (
@@ -73,6 +75,43 @@ def test_hugging_face_links(url, expected):
 def test_datasets_are_not_models():
     with pytest.raises(SourceError, match="dataset"):
         huggingface.parse("https://huggingface.co/datasets/o/r")
+
+
+class AnswersInAnotherShape(sources.HttpClient):
+    """A service that answers 200 with JSON, but not shaped as its documentation says."""
+
+    def __init__(self, answer: object) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def get(self, url, *, key="", **kwargs):
+        response = requests.Response()
+        response.status_code, response._content = 200, json.dumps(self.answer).encode()
+        return response
+
+
+@pytest.mark.parametrize(
+    ("link", "answer", "service"),
+    [
+        ("https://civitai.com/models/1", {"modelVersions": ["not an object"]}, "Civitai"),
+        ("https://civitai.com/models/1", {"modelVersions": [{"id": "one", "files": 5}]}, "Civitai"),
+        (
+            "https://huggingface.co/o/r",
+            [{"path": "x.safetensors", "type": "file", "lfs": "x"}],
+            "Hugging Face",
+        ),
+        (
+            "https://huggingface.co/o/r",
+            [{"path": "x.safetensors", "type": "file", "size": "big"}],
+            "Hugging Face",
+        ),
+    ],
+)
+def test_an_answer_not_shaped_as_documented_is_said_to_be_unreadable(link, answer, service, caplog):
+    ends = Endpoints(civitai="https://civitai.com", huggingface="https://huggingface.co")
+    with pytest.raises(SourceError, match=f"^{service}'s answer could not be read"):
+        resolve(link, endpoints=ends, keys=Keys(), client=AnswersInAnotherShape(answer))
+    assert "Traceback" in caplog.text
 
 
 def test_a_civitai_model_page_lists_versions_files_and_the_folder(upstream):

@@ -5,6 +5,7 @@ Knows nothing of Django: base URLs and keys come in as arguments, so tests point
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,8 @@ import requests
 
 from downloads_app.engine import USER_AGENT, HttpError, describe_request_error
 from models_app.extensions import MODEL_EXTENSIONS
+
+logger = logging.getLogger("mm.downloads")
 
 TIMEOUT = (10, 30)
 MODEL_SUFFIXES = tuple(MODEL_EXTENSIONS)  # for str.endswith
@@ -164,7 +167,13 @@ def resolve(url: str, *, endpoints: Endpoints, keys: Keys, client: HttpClient | 
         raise SourceError(NOT_A_LINK) from None
     for source in (civitai, huggingface):
         if source.recognises(url, endpoints):
-            return source.resolve(url, endpoints=endpoints, keys=keys, client=client)
+            try:
+                return source.resolve(url, endpoints=endpoints, keys=keys, client=client)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                # The service answered, but not in the shape its documentation gives (DESIGN.md §7, §8).
+                logger.exception("could not read the answer for %s", url)
+                service = "Civitai" if source is civitai else "Hugging Face"
+                raise SourceError(f"{service}'s answer could not be read; the log says more.") from None
     return direct.resolve(url, client=client)
 
 
