@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from models_app.roots import PathOutsideRoot, UnknownRoot
-from models_app.text import has_nul, whole_number
+from models_app.text import fit_to_store, has_nul, whole_number
 
 
 class ApiError(Exception):
@@ -40,12 +40,12 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError("The request body must be a JSON object.")
     refuse_nul(data)
-    try:  # JSON may escape half of a UTF-16 pair ("\ud800"): no file name or file holds that text
-        json.dumps(data, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
+    # With NUL refused, all fit_to_store can still change is half a UTF-16 pair, which JSON may escape
+    # ("\ud800") and no file name or file holds.
+    if fit_to_store(data) != data:
         raise ApiError(
             "The request holds text that is not valid Unicode (an unpaired surrogate such as \\ud800)."
-        ) from None
+        )
     return data
 
 

@@ -382,7 +382,7 @@ class Scanner:
                     )
                     fields = _sidecar_fields(found, names, signature, name=name, metadata=metadata)
                     fields["sha256"] = fields["sha256"] or sha256  # a computed hash outlives its sidecar
-                    self._queue(self._sidecar_updates, (pk, fields))
+                    self._sidecar_updates.append((pk, fields))
                     self.progress.updated += 1
                 return
         fields, metadata, st = _file_fields(found)
@@ -390,24 +390,20 @@ class Scanner:
         if not fields["sha256"] and not found.is_dir and self.hash_cache:
             fields["sha256"] = self.hash_cache.get(hash_key(st), "")
         if known is None:
-            self._queue(
-                self._inserts,
+            self._inserts.append(
                 {
                     "folder_type": found.folder_type,
                     "path_index": found.path_index,
                     "relative_path": found.relative_path,
                     "sub_folder": found.relative_path.rpartition("/")[0],
                     **fields,
-                },
+                }
             )
             self.progress.added += 1
         else:
-            self._queue(self._updates, (known[0], fields))
+            self._updates.append((known[0], fields))
             # A full rescan writes every row again; what it counts, as a diff scan does, is what changed.
             self.progress.updated += (fields["size"], fields["mtime_ns"], signature) != known[1:]
-
-    def _queue(self, queue: list[Any], item: Any) -> None:
-        queue.append(item)  # written in batches by _scan_all, or by _flush after a single model
 
     def _flush(self) -> None:
         batch = (self._inserts, self._updates, self._sidecar_updates)
