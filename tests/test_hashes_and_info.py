@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -63,6 +64,20 @@ async def test_a_file_deleted_before_it_is_hashed_is_no_failure_and_the_next_sca
     assert "3 hashed, 1 no longer on disk" in render_info_progress(done, finished=True)
     await sync_to_async(scan_folder)(get_roots())
     assert not await sync_to_async(ModelFile.objects.filter(name="beta_xl").exists)()
+
+
+async def test_a_model_replaced_by_a_pipe_since_the_scan_fails_alone_and_does_not_hold_up_hashing(
+    library, fails_if_blocked
+):
+    await sync_to_async(scan_folder)(get_roots())
+    beta = library["checkpoints"] / "beta_xl.safetensors"
+    beta.unlink()
+    os.mkfifo(beta)  # opened for reading, a pipe waits for a writer
+    with pytest.raises(OSError, match="not a regular file"):
+        file_sha256(beta)
+    done = await run_until_done((await sync_to_async(services.info_start)(mode="hash")).pk)
+    assert (done.status, done.hashed, done.failed) == ("done", 3, 1)
+    assert done.error == "checkpoints/beta_xl.safetensors: not a regular file"
 
 
 async def test_fetch_info_for_a_model_deleted_since_the_scan_leaves_no_stray_sidecar(
