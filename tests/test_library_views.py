@@ -55,7 +55,7 @@ def test_empty_folder_types_fold_under_one_disclosure_but_the_open_one_stays(
         html = (
             logged_in.get(url).content.decode().split('<nav aria-label="Folder types"')[1].split("</nav>")[0]
         )
-        shown, _, folded = html.partition('<details class="empty-types">')
+        shown, _, folded = html.partition('<details id="empty-types" class="empty-types">')
         return shown, folded
 
     shown, folded = sidebar("/")

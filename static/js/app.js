@@ -99,6 +99,22 @@
     htmx.trigger(document.body, "libraryChanged");
   });
 
+  // A fold the user opened (a <details> with an id) stays open when htmx draws its part again: the
+  // library read again behind them (a scan that ends) would otherwise close "N empty types" under the
+  // pointer. The Civitai menu needs none of this: it is kept whole (hx-preserve).
+  let openFolds = [];
+  document.body.addEventListener("htmx:beforeSwap", function (e) {
+    const target = e.detail.target;
+    openFolds = target ? Array.from(target.querySelectorAll("details[id][open]"), function (d) { return d.id; }) : [];
+  });
+  document.body.addEventListener("htmx:afterSwap", function () {
+    openFolds.forEach(function (id) {
+      const fold = document.getElementById(id);
+      if (fold && fold.tagName === "DETAILS") fold.open = true;
+    });
+    openFolds = [];
+  });
+
   // Dialog content arrives by htmx; open it once it is in place. A model's own address brings it with
   // the page.
   const pageDialog = document.getElementById("dialog");

@@ -44,7 +44,12 @@ def fake_upstream(tmp_path_factory):
 def server(tmp_path_factory, fake_upstream) -> Iterator[Server]:
     """A real `serve` (Daphne + worker) of its own for each test module, on a free port."""
     base = tmp_path_factory.mktemp("browser")
-    roots = {"checkpoints": base / "models" / "checkpoints", "loras": base / "models" / "loras"}
+    # Embeddings stays empty, as most of a ComfyUI folder's types do: the side bar folds it away.
+    roots = {
+        "checkpoints": base / "models" / "checkpoints",
+        "loras": base / "models" / "loras",
+        "embeddings": base / "models" / "embeddings",
+    }
     for path in roots.values():
         path.mkdir(parents=True)
     build_library(roots)

@@ -149,6 +149,9 @@ def test_the_library_read_again_leaves_an_open_menu_open_and_the_focus_where_it_
     read_again()
     expect(page.get_by_role("button", name="Check for updates")).to_be_visible()
     page.keyboard.press("Escape")
+    page.get_by_text("1 empty type").click()
+    read_again()
+    expect(type_link(page, "Embeddings")).to_be_visible()
     for control in (page.get_by_label("Sort by"), type_link(page, "LoRAs"), page.locator(".card").nth(2)):
         control.focus()
         read_again()
