@@ -8,6 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from downloads_app.events import publish_deleted, publish_task
 from downloads_app.models import MAX_TITLE, MAX_VERSION_NAME, ApiKey, DownloadTask, Platform
@@ -181,24 +182,31 @@ def delete_part(task: DownloadTask) -> None:
 
 
 def download_pause(*, task: DownloadTask) -> DownloadTask:
-    if task.status == TaskStatus.QUEUED:
-        DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.QUEUED).update(
-            status=TaskStatus.PAUSED, bps=0
+    """A queued task is paused at once; a running one is asked to stop at its next chunk. Read from the
+    row, not from `task`: a worker may have taken the queued task up since the page was drawn. A cancel
+    or delete already asked for is not turned into a pause."""
+    paused = DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.QUEUED).update(
+        status=TaskStatus.PAUSED, bps=0
+    )
+    if not paused:
+        DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, requested="").update(
+            requested="pause"
         )
-    elif task.status == TaskStatus.RUNNING:
-        DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.RUNNING).update(requested="pause")
     return _refreshed(task)
 
 
 def download_resume(*, task: DownloadTask) -> DownloadTask:
-    """Queues a paused, failed or cancelled task again; it continues from its part file."""
-    if task.status in (TaskStatus.PAUSED, TaskStatus.FAILED, TaskStatus.CANCELLED):
-        DownloadTask.objects.filter(pk=task.pk, status=task.status).update(
-            status=TaskStatus.QUEUED, requested="", error="", notice="", finished_at=None
-        )
+    """Queues a paused, failed or cancelled task again; it continues from its part file. A running task
+    still pausing runs on. Read from the row, as for a pause: a pausing task may have paused since."""
+    queued = DownloadTask.objects.filter(
+        pk=task.pk, status__in=(TaskStatus.PAUSED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+    ).update(status=TaskStatus.QUEUED, requested="", error="", notice="", finished_at=None)
+    if queued:
         wake_workers()
-    elif task.status == TaskStatus.RUNNING and task.requested == "pause":
-        DownloadTask.objects.filter(pk=task.pk).update(requested="")
+    else:
+        DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.RUNNING, requested="pause").update(
+            requested=""
+        )
     return _refreshed(task)
 
 
@@ -224,6 +232,29 @@ def download_delete(*, task: DownloadTask) -> None:
     delete_part(task)
     DownloadTask.objects.filter(pk=task.pk).delete()
     publish_deleted(task.pk)
+
+
+def downloads_pause_all() -> int:
+    """Pauses every queued and running download (each keeps its part, to resume from); the number
+    paused. Every open page shows the change."""
+    paused = 0
+    for task in DownloadTask.objects.filter(status__in=(TaskStatus.QUEUED, TaskStatus.RUNNING), requested=""):
+        download_pause(task=task)
+        paused += task.status == TaskStatus.PAUSED or task.requested == "pause"
+    return paused
+
+
+def downloads_resume_all() -> int:
+    """Queues every paused download again, and lets those still pausing run on; the number resumed.
+    Failed ones wait for their own Retry: what failed them (a key, a full disk) may still be there."""
+    resumed = 0
+    pausing = Q(status=TaskStatus.RUNNING, requested="pause")
+    for task in DownloadTask.objects.filter(Q(status=TaskStatus.PAUSED) | pausing):
+        download_resume(task=task)
+        resumed += task.status == TaskStatus.QUEUED or (
+            task.status == TaskStatus.RUNNING and not task.requested
+        )
+    return resumed
 
 
 FINISHED = (TaskStatus.DONE, TaskStatus.CANCELLED)

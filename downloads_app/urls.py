@@ -10,6 +10,7 @@ urlpatterns = [
     path("downloads/choose/", views.download_choose, name="download_choose"),
     path("downloads/create/", views.download_create, name="download_create"),
     path("downloads/clear/", views.downloads_clear, name="downloads_clear"),
+    path("downloads/every/<str:action>/", views.downloads_every, name="downloads_every"),
     path("downloads/<int:task_id>/<str:action>/", views.download_action, name="download_action"),
     path("settings/", views.settings_page, name="settings"),
 ]

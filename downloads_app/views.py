@@ -42,6 +42,24 @@ def downloads_clear(request: HttpRequest) -> HttpResponse:
     )
 
 
+EVERY_TASK_ACTIONS = {
+    "pause": (services.downloads_pause_all, "paused"),
+    "resume": (services.downloads_resume_all, "resumed"),
+}
+
+
+@require_POST
+def downloads_every(request: HttpRequest, action: str) -> HttpResponse:
+    """Pause all / Resume all."""
+    if action not in EVERY_TASK_ACTIONS:
+        return HttpResponse(f"Unknown action {action!r}.", status=400)
+    act, done = EVERY_TASK_ACTIONS[action]
+    count = act()
+    response = render(request, "downloads_app/downloads.html#task_list", {"tasks": selectors.tasks()})
+    message = f"{count} download{pluralize(count)} {done}." if count else f"No download to {action}."
+    return with_toast(response, message, level="info")
+
+
 @require_GET
 def download_new(request: HttpRequest) -> HttpResponse:
     return render(request, "downloads_app/new_dialog.html#url_step", {"url": request.GET.get("url", "")})

@@ -7,6 +7,7 @@ import re
 import pytest
 from django.urls import reverse
 
+from downloads_app import services
 from downloads_app.models import ApiKey, DownloadTask
 from downloads_app.selectors import resolution_get
 from models_app.models import ScanTask
@@ -312,6 +313,52 @@ def test_clear_finished_takes_done_and_cancelled_downloads_off_the_list(logged_i
     )
     assert sorted(DownloadTask.objects.values_list("pk", flat=True)) == sorted(t.pk for t in kept)
     assert logged_in.get(reverse("downloads_clear")).status_code == 405
+
+
+def test_pause_all_and_resume_all_act_on_every_download_they_apply_to(logged_in, db):
+    def task(name: str, status: str, requested: str = "") -> DownloadTask:
+        return DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
+                                           folder_type="loras", filename=name, status=status, requested=requested)  # fmt: skip
+
+    def state(task: DownloadTask) -> tuple[str, str]:
+        task.refresh_from_db()
+        return task.status, task.requested
+
+    queued, running, paused = task("q", "queued"), task("r", "running"), task("p", "paused")
+    failed, done, cancelling = task("f", "failed"), task("d", "done"), task("c", "running", "cancel")
+    page = logged_in.get(reverse("downloads")).content.decode()
+    assert 'class="button ghost pause-all"' in page and 'class="button ghost resume-all"' in page
+
+    response = logged_in.post(reverse("downloads_every", args=["pause"]), headers={"HX-Request": "true"})
+    assert json.loads(response["HX-Trigger"])["toast"]["message"] == "2 downloads paused."
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="download-tasks"') and "Pausing…" in html
+    assert (state(queued), state(running)) == (("paused", ""), ("running", "pause"))
+    assert (state(paused), state(failed), state(done)) == (("paused", ""), ("failed", ""), ("done", ""))
+    assert state(cancelling) == ("running", "cancel")  # a cancel asked for is not turned into a pause
+
+    response = logged_in.post(reverse("downloads_every", args=["resume"]), headers={"HX-Request": "true"})
+    assert json.loads(response["HX-Trigger"])["toast"]["message"] == "3 downloads resumed."
+    assert (state(queued), state(running), state(paused)) == (("queued", ""), ("running", ""), ("queued", ""))
+    assert state(failed) == ("failed", "")  # a failed download waits for its own Retry
+    response = logged_in.post(reverse("downloads_every", args=["resume"]), headers={"HX-Request": "true"})
+    assert json.loads(response["HX-Trigger"])["toast"]["message"] == "No download to resume."
+    assert logged_in.post(reverse("downloads_every", args=["explode"])).status_code == 400
+    assert logged_in.get(reverse("downloads_every", args=["pause"])).status_code == 405
+
+
+def test_pause_and_resume_act_on_the_task_as_it_is_now_not_as_it_was_read(db):
+    """Pause all read a queued task that a worker has taken up since, Resume all a pausing one that has
+    paused since."""
+    seen_queued = DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
+                                              folder_type="loras", filename="a.safetensors")  # fmt: skip
+    DownloadTask.objects.filter(pk=seen_queued.pk).update(status="running")  # a worker took it up
+    assert services.download_pause(task=seen_queued).requested == "pause"
+    seen_pausing = DownloadTask.objects.get()
+    DownloadTask.objects.filter(pk=seen_pausing.pk).update(
+        status="paused", requested=""
+    )  # the worker stopped it
+    assert services.download_resume(task=seen_pausing).status == "queued"
 
 
 def test_settings_store_keys_and_show_them_masked(logged_in, db):

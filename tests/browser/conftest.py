@@ -106,6 +106,15 @@ def server(tmp_path_factory, fake_upstream) -> Iterator[Server]:
     log.close()
 
 
+def api_headers(server: Server) -> dict[str, str]:
+    """What a script sends to the JSON API: a token of the admin's (`manage.py apitoken`)."""
+    token = subprocess.run(
+        [sys.executable, "manage.py", "apitoken", USERNAME],
+        cwd=ROOT, env=server.env, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield

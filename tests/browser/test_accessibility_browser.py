@@ -4,8 +4,6 @@ in light and in dark, and the dialogs."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,7 +11,7 @@ import requests
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ROOT
+from tests.browser.conftest import api_headers
 from tests.model_files import write_model
 
 PAGES = (
@@ -61,11 +59,7 @@ def two_digit_counts_and_an_update(server):
         )
         pair = {"id": 77_000 + version, "modelId": 77_000, "name": f"v{version}", "model": {"name": "Pair"}}
         (server.roots["checkpoints"] / f"pair_v{version}.civitai.info").write_text(json.dumps(pair))
-    token = subprocess.run(
-        [sys.executable, "manage.py", "apitoken", "admin"],
-        cwd=ROOT, env=server.env, check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = api_headers(server)
     api = f"{server.url}/model-manager/model-info/scan"
 
     def done(url: str) -> bool:

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import re
 
+import requests
 from playwright.sync_api import expect
+
+from tests.browser.conftest import api_headers
 
 
 def test_download_from_a_civitai_page_pause_resume_and_find_it_in_the_library(
@@ -65,6 +68,40 @@ def test_download_from_a_civitai_page_pause_resume_and_find_it_in_the_library(
     expect(page.get_by_role("heading", name="No downloads yet")).to_be_visible()
     expect(clear).to_be_hidden()
     assert final.exists()
+
+
+def test_pause_all_and_resume_all_hold_and_finish_every_download(logged_in_page, server, fake_upstream):
+    page = logged_in_page
+    for model, name in ((4201, "all_dream.safetensors"), (1231067, "all_story.safetensors")):
+        created = requests.post(
+            f"{server.url}/model-manager/model",
+            json={"downloadUrl": f"{fake_upstream.civitai_url}/models/{model}", "fullname": f"batch/{name}"},
+            headers=api_headers(server),
+            timeout=10,
+        ).json()
+        assert created["success"], created
+    page.goto(server.url + "/downloads/")
+    rows = page.locator("article.task", has_text="all_")
+    expect(rows).to_have_count(2)
+    expect(page.get_by_role("button", name="Resume all")).to_be_hidden()  # nothing paused yet
+
+    page.get_by_role("button", name="Pause all").click()
+    for row in rows.all():
+        expect(row.locator(".badge.status")).to_have_text("Paused", timeout=10_000)
+    expect(page.locator("#toasts")).to_contain_text("2 downloads paused.")
+    expect(page.get_by_role("button", name="Pause all")).to_be_hidden()
+
+    page.get_by_role("button", name="Resume all").click()
+    expect(page.locator("#toasts")).to_contain_text("2 downloads resumed.")
+    for row in rows.all():
+        expect(row.locator(".badge.status")).to_have_text("Done", timeout=30_000)
+    expect(page.get_by_role("button", name="Resume all")).to_be_hidden()
+    for folder_type, name, key in (
+        ("checkpoints", "all_dream.safetensors", "dreamxl-v2-fp16"),
+        ("loras", "all_story.safetensors", "storybook"),
+    ):
+        landed = server.roots[folder_type] / "batch" / name
+        assert landed.read_bytes() == fake_upstream.files[key].path.read_bytes()
 
 
 def test_the_download_form_fits_a_phone_screen(logged_in_page, server, fake_upstream):
