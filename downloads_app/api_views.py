@@ -84,7 +84,14 @@ def task(request: HttpRequest, task_id: int) -> HttpResponse:
 
 @api_view("POST")
 def setting(request: HttpRequest) -> HttpResponse:
+    """An API key (`civitai`, `huggingface`), or the speed limit (`speedLimit`, bytes a second, 0: none)."""
     data = json_body(request)
+    if data.get("key") == "speedLimit":
+        try:
+            limit = services.speed_limit_set(bytes_per_second=number_field(data, "value", 0))
+        except services.DownloadRequestError as exc:
+            raise ApiError(str(exc)) from None
+        return api_ok({"key": "speedLimit", "value": limit})
     try:
         service = text_field(data, "key")
         key = services.api_key_set(service=service, value=text_field(data, "value"))

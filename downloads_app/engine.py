@@ -170,6 +170,41 @@ def filename_from_disposition(value: str | None) -> str:
     return name.replace("\\", "/").rsplit("/", 1)[-1].strip()
 
 
+class SpeedLimit:
+    """Keeps every download that shares it under `rate()` bytes a second together (0: no limit).
+
+    Each chunk books its time on one timeline shared by all of them, so two downloads split the rate
+    instead of each taking it whole. `rate` is asked at every chunk: a limit changed in the settings holds
+    the downloads already running. Limited, the chunks are small (a quarter second's worth), so that
+    the connection is read steadily rather than in bursts with long silences the server might time out.
+    """
+
+    MIN_CHUNK = 16 << 10
+
+    def __init__(self, rate: Callable[[], int] = lambda: 0) -> None:
+        self._rate = rate
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+
+    def chunk_size(self) -> int:
+        rate = self._rate()
+        return READ_SIZE if rate <= 0 else max(self.MIN_CHUNK, min(READ_SIZE, rate // 4))
+
+    def wait_for(self, size: int, should_stop: Callable[[], str]) -> None:
+        """Returns once `size` more bytes keep within the rate; raises Stopped when asked to stop."""
+        rate = self._rate()
+        if rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._free_at = max(self._free_at, now) + size / rate
+            until = self._free_at
+        while (left := until - time.monotonic()) > 0:
+            if reason := should_stop():
+                raise Stopped(reason)
+            time.sleep(min(0.25, left))
+
+
 class Engine:
     def __init__(
         self,
@@ -181,8 +216,10 @@ class Engine:
         backoff_start: float = 2.0,
         backoff_cap: float = 60.0,
         disk_free: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free,
+        speed_limit: SpeedLimit | None = None,
     ) -> None:
         self.session = session or requests.Session()
+        self.speed_limit = speed_limit or SpeedLimit()
         self.session.headers["User-Agent"] = USER_AGENT
         # Model files are sent as they are; a compressed answer would not match its Content-Length.
         self.session.headers["Accept-Encoding"] = "identity"
@@ -335,7 +372,7 @@ class Engine:
         reader = _BodyReader(response)
         ring = [bytearray(READ_SIZE) for _ in range(RING_SIZE)]
         for turn in itertools.count():
-            buffer = memoryview(ring[turn % RING_SIZE])
+            buffer = memoryview(ring[turn % RING_SIZE])[: self.speed_limit.chunk_size()]
             try:
                 size = reader.readinto(buffer)
             except Exception as exc:  # socket timeouts, urllib3's protocol errors, resets
@@ -354,6 +391,7 @@ class Engine:
             on_progress(done, total)
             if reason := should_stop():
                 raise Stopped(reason)
+            self.speed_limit.wait_for(size, should_stop)
         return done
 
     def _finish(self, job: DownloadJob, digest: Any, size: int) -> DownloadResult:

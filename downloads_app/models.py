@@ -98,3 +98,22 @@ class ApiKey(models.Model):
 
 def mask_key(key: str) -> str:
     return "••••" + key[-4:] if len(key) > 8 else "••••"
+
+
+class DownloadSettings(models.Model):
+    """What every download shares: one row, read with `current()`."""
+
+    speed_limit = models.PositiveBigIntegerField(
+        default=0, help_text="Bytes a second for all downloads together; 0 for no limit."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "download settings"
+
+    def __str__(self) -> str:
+        return "Download settings"
+
+    @classmethod
+    def current(cls) -> DownloadSettings:
+        return cls.objects.filter(pk=1).first() or cls(pk=1)

@@ -10,7 +10,7 @@ from django.core.cache import cache
 
 from downloads_app import services
 from downloads_app.events import render_task_row
-from downloads_app.models import ApiKey, DownloadTask
+from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
 from downloads_app.sources import Resolution, resolve
 from mmsite.models import TaskStatus
 from models_app.roots import UnknownRoot, get_roots
@@ -63,3 +63,8 @@ def existing_sub_folders(folder_type: str, path_index: int, *, depth: int = 3, l
 
 def api_keys() -> dict[str, ApiKey]:
     return {key.service: key for key in ApiKey.objects.all()}
+
+
+def speed_limit() -> int:
+    """Bytes a second for all downloads together, as the settings say now; 0 for no limit."""
+    return DownloadSettings.current().speed_limit

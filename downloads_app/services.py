@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from downloads_app.events import publish_deleted, publish_task
-from downloads_app.models import MAX_TITLE, MAX_VERSION_NAME, ApiKey, DownloadTask, Platform
+from downloads_app.models import MAX_TITLE, MAX_VERSION_NAME, ApiKey, DownloadSettings, DownloadTask, Platform
 from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution
 from mmsite.models import TaskStatus
 from mmsite.worker import wake_workers
@@ -55,6 +57,56 @@ def api_key_set(*, service: str, value: str) -> ApiKey | None:
         raise DownloadRequestError(" ".join(exc.messages)) from None
     key, _ = ApiKey.objects.update_or_create(service=service, defaults={"key": value})
     return key
+
+
+MB = 1 << 20  # as the pages show sizes and speeds: Django's filesizeformat counts in 1024s
+SPEED_LIMIT_RANGE = (MB // 100, 100_000 * MB)
+SPEED_LIMIT_READ_EVERY = 2.0  # seconds: another worker process takes a new limit up this late
+
+
+class _SpeedLimitSetting:
+    """The speed limit of the settings, read again at most every SPEED_LIMIT_READ_EVERY seconds: every
+    chunk of every running download asks for it."""
+
+    def __init__(self) -> None:
+        self.value, self.read_at = 0, -math.inf
+
+    def __call__(self) -> int:
+        if time.monotonic() - self.read_at >= SPEED_LIMIT_READ_EVERY:
+            self.value, self.read_at = DownloadSettings.current().speed_limit, time.monotonic()
+        return self.value
+
+    def forget(self) -> None:
+        self.read_at = -math.inf
+
+
+speed_limit = _SpeedLimitSetting()
+
+
+def speed_limit_set(*, bytes_per_second: int) -> int:
+    """Holds all downloads together to that many bytes a second (0: no limit), the running ones too."""
+    low, high = SPEED_LIMIT_RANGE
+    if bytes_per_second and not low <= bytes_per_second <= high:
+        raise DownloadRequestError(
+            "The speed limit is between 0.01 and 100,000 MB/s; leave it empty (or 0) for no limit."
+        )
+    DownloadSettings.objects.update_or_create(pk=1, defaults={"speed_limit": bytes_per_second})
+    speed_limit.forget()
+    return bytes_per_second
+
+
+def bytes_per_second(megabytes_per_second: str) -> int:
+    """What a user types as a speed, in MB/s ("2.5"), in bytes a second; nothing is 0."""
+    text = megabytes_per_second.strip()
+    if not text:
+        return 0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise DownloadRequestError("Give the speed limit in MB/s, such as 2.5; leave it empty for no limit.")
+    return round(value * MB)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from downloads_app.engine import (
     Engine,
     HttpError,
     ResumeState,
+    SpeedLimit,
     Stopped,
 )
 from downloads_app.events import publish_deleted, publish_task
@@ -99,8 +100,16 @@ class WorkerDownloadContext:
         publish_task(task, event)
 
 
+# One for the whole process: the downloads running side by side share the limit.
+SPEED_LIMIT = SpeedLimit(rate=services.speed_limit)
+
+
 def new_engine() -> Engine:
-    return Engine(stall_timeout=settings.MM_STALL_TIMEOUT, max_attempts=settings.MM_DOWNLOAD_ATTEMPTS)
+    return Engine(
+        stall_timeout=settings.MM_STALL_TIMEOUT,
+        max_attempts=settings.MM_DOWNLOAD_ATTEMPTS,
+        speed_limit=SPEED_LIMIT,
+    )
 
 
 def run_download_task(task: DownloadTask, worker_ctx: TaskContext) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.template.defaultfilters import pluralize
+from django.template.defaultfilters import filesizeformat, pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -30,7 +30,8 @@ ACTIONS = {
 
 @require_GET
 def downloads(request: HttpRequest) -> HttpResponse:
-    return render(request, "downloads_app/downloads.html", {"tasks": selectors.tasks()})
+    context = {"tasks": selectors.tasks(), "speed_limit": selectors.speed_limit()}
+    return render(request, "downloads_app/downloads.html", context)
 
 
 @require_POST
@@ -212,6 +213,8 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         chosen = preferences_set(user=request.user, show_nsfw=request.POST["show_nsfw"] == "on")  # type: ignore[arg-type]
         response = render(request, "downloads_app/settings.html#display")
         return with_toast(response, "NSFW previews are now " + ("shown." if chosen.show_nsfw else "blurred."))
+    if request.method == "POST" and "speed_limit" in request.POST:
+        return _speed_limit_set(request)
     if request.method == "POST":
         service = request.POST.get("service", "")
         try:
@@ -231,9 +234,28 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         template = "downloads_app/settings.html#keys"
     else:
         template = "downloads_app/settings.html"
-        context |= {"folders": model_folders(), "folder_sources": roots_sources()}
+        context |= {"folders": model_folders(), "folder_sources": roots_sources(), **_speed_context()}
     response = render(request, template, context)
     if saved:
         label = dict(ApiKey.Service.choices)[saved]
         return with_toast(response, f"{label} key {'saved' if saved in keys else 'removed'}.")
     return response
+
+
+def _speed_limit_set(request: HttpRequest) -> HttpResponse:
+    try:
+        limit = services.speed_limit_set(
+            bytes_per_second=services.bytes_per_second(request.POST["speed_limit"])
+        )
+    except services.DownloadRequestError as exc:
+        context = _speed_context() | {"speed_error": str(exc), "speed_typed": request.POST["speed_limit"]}
+        return render(request, "downloads_app/settings.html#speed", context)
+    response = render(request, "downloads_app/settings.html#speed", _speed_context())
+    if limit:
+        return with_toast(response, f"Downloads are held to {filesizeformat(limit)}/s together.")
+    return with_toast(response, "Downloads are no longer held to a speed.")
+
+
+def _speed_context() -> dict[str, object]:
+    limit = selectors.speed_limit()
+    return {"speed_limit": limit, "speed_typed": f"{round(limit / services.MB, 2):g}" if limit else ""}

@@ -163,6 +163,37 @@ async def test_pause_keeps_the_part_and_resume_finishes_from_it(services_at_upst
     assert up.full_body_requests("dreamxl-v2-fp16") == 1
 
 
+@pytest.fixture
+def speed_limited():
+    """The limit the worker read stays in its process for two seconds: the next test must not inherit it."""
+    yield
+    services.speed_limit.forget()
+
+
+async def test_the_speed_limit_of_the_settings_holds_a_running_download_until_it_is_lifted(
+    services_at_upstream, model_roots, speed_limited
+):
+    up = services_at_upstream
+    size = up.files["dreamxl-v2-fp16"].size
+    slowest = services.SPEED_LIMIT_RANGE[0]  # 0.01 MB/s
+    assert size / slowest > 15
+    await sync_to_async(services.speed_limit_set)(bytes_per_second=slowest)
+    task = await sync_to_async(queue)(f"{up.civitai_url}/models/4201")
+    async with Running():
+        async with asyncio.timeout(10):
+            while (await sync_to_async(DownloadTask.objects.get)(pk=task.pk)).downloaded_size == 0:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1)
+        held = await sync_to_async(DownloadTask.objects.get)(pk=task.pk)
+        assert held.status == "running" and held.downloaded_size < size // 2
+        await sync_to_async(services.speed_limit_set)(bytes_per_second=0)
+        done = await wait_for(task.pk, {"done", "failed"}, timeout=5)
+    assert done.status == "done", done.error
+    assert (model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors").read_bytes() == up.files[
+        "dreamxl-v2-fp16"
+    ].path.read_bytes()
+
+
 async def test_cancel_deletes_the_part_and_delete_removes_the_task(services_at_upstream, model_roots):
     up = services_at_upstream
     up.faults["dreamxl-v2-fp16"] = Fault(throttle=100_000)

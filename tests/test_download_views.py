@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from downloads_app import services
-from downloads_app.models import ApiKey, DownloadTask
+from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
 from downloads_app.selectors import resolution_get
 from models_app.models import ScanTask
 from models_app.roots import get_roots
@@ -361,6 +361,35 @@ def test_pause_and_resume_act_on_the_task_as_it_is_now_not_as_it_was_read(db):
     assert services.download_resume(task=seen_pausing).status == "queued"
 
 
+def test_the_speed_limit_is_set_in_mb_per_second_shown_on_the_downloads_page_and_removed(logged_in, db):
+    def save(typed: str):
+        return logged_in.post(reverse("settings"), {"speed_limit": typed}, headers={"HX-Request": "true"})
+
+    assert "Held to" not in logged_in.get(reverse("downloads")).content.decode()
+    response = save("2.5")
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section id="download-speed"') and 'value="2.5"' in html
+    assert (
+        json.loads(response["HX-Trigger"])["toast"]["message"]
+        == "Downloads are held to 2.5\xa0MB/s together."
+    )
+    assert DownloadSettings.current().speed_limit == 2.5 * 2**20
+    assert "Held to 2.5\xa0MB/s together" in logged_in.get(reverse("downloads")).content.decode()
+    assert 'value="2.5"' in logged_in.get(reverse("settings")).content.decode()
+
+    for typed in ("fast", "-1", "nan", "inf", "0.001", "1e9", "²"):
+        refused = save(typed).content.decode()
+        assert 'role="alert"' in refused and f'value="{typed}"' in refused, typed  # kept, to be mended
+    assert DownloadSettings.current().speed_limit == 2.5 * 2**20
+
+    response = save("")
+    assert (
+        json.loads(response["HX-Trigger"])["toast"]["message"] == "Downloads are no longer held to a speed."
+    )
+    assert DownloadSettings.current().speed_limit == 0
+    assert "Held to" not in logged_in.get(reverse("downloads")).content.decode()
+
+
 def test_settings_store_keys_and_show_them_masked(logged_in, db):
     response = logged_in.post(
         reverse("settings"), {"service": "civitai", "key": "abcdef123456WXYZ"}, headers={"HX-Request": "true"}
@@ -531,6 +560,23 @@ def test_api_setting_stores_a_key_and_answers_masked(logged_in, db):
         reverse("api_download_setting"), {"key": "other", "value": "x"}, content_type="application/json"
     )
     assert bad.status_code == 400
+
+
+def test_api_sets_the_speed_limit_in_bytes_per_second(logged_in, db):
+    def set_limit(value):
+        return logged_in.post(
+            reverse("api_download_setting"),
+            {"key": "speedLimit", "value": value},
+            content_type="application/json",
+        )
+
+    assert set_limit(1 << 20).json() == {"success": True, "data": {"key": "speedLimit", "value": 1 << 20}}
+    assert DownloadSettings.current().speed_limit == 1 << 20
+    for bad, message in ((-1, "between 0.01 and 100,000 MB/s"), ("fast", "value must be a whole number")):
+        refused = set_limit(bad)
+        assert refused.status_code == 400 and message in refused.json()["error"]
+    assert DownloadSettings.current().speed_limit == 1 << 20
+    assert set_limit(0).json()["data"]["value"] == 0
 
 
 def test_api_needs_auth(client, db):

@@ -6,6 +6,8 @@ import hashlib
 import os
 import socket
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -18,6 +20,7 @@ from downloads_app.engine import (
     HttpError,
     RateLimited,
     ResumeState,
+    SpeedLimit,
     Stopped,
     TransientError,
     filename_from_disposition,
@@ -336,3 +339,32 @@ def test_a_run_that_died_after_the_rename_is_finished_not_refused(upstream, tmp_
     again = fast_engine().download(job)  # died after the unlink, before the row was saved
     assert again.sha256 == stored.sha256
     assert not [r for r in upstream.requests if r.host == "storage"]
+
+
+def test_a_speed_limit_holds_the_downloads_that_share_it_together(upstream, tmp_path):
+    jobs = [civitai_job(upstream, tmp_path / name)[0] for name in ("one", "two")]
+    stored = civitai_job(upstream, tmp_path)[1]
+    rate = stored.size  # each file alone would take a second at it
+    limit = SpeedLimit(rate=lambda: rate)
+    start = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda job: fast_engine(speed_limit=limit).download(job), jobs))
+    assert time.monotonic() - start >= 1.7  # two files at the one rate: two seconds
+    assert [r.path.read_bytes() for r in results] == [stored.path.read_bytes()] * 2
+
+
+def test_a_download_held_by_the_speed_limit_stops_at_once_and_takes_a_new_limit_up(upstream, tmp_path):
+    job, stored = civitai_job(upstream, tmp_path)
+    slow = SpeedLimit(rate=lambda: stored.size // 10)  # ten seconds for the file
+    start = time.monotonic()
+    with pytest.raises(Stopped):
+        fast_engine(speed_limit=slow).download(
+            job, should_stop=lambda: "pause" if time.monotonic() > start + 0.3 else ""
+        )
+    assert time.monotonic() - start < 2
+    assert 0 < job.part_path.stat().st_size < stored.size
+
+    lifted = SpeedLimit(rate=lambda: stored.size // 10 if time.monotonic() < start + 0.6 else 0)
+    result = fast_engine(speed_limit=lifted).download(job)
+    assert time.monotonic() - start < 4  # the rest at ten seconds' rate would have taken most of them
+    assert result.path.read_bytes() == stored.path.read_bytes()

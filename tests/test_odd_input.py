@@ -31,7 +31,7 @@ FORMS = [
     f"/library/info/{HUGE}/stop/", f"/description/{MODEL}", f"/preview/{MODEL}", f"/move/{MODEL}",
     f"/move/loras/{HUGE}/x.safetensors", f"/edit/move/loras/{HUGE}/x.safetensors", "/markdown-preview/",
     f"/trash/{HUGE}/restore/", "/trash/1/nope/", "/downloads/create/", "/downloads/choose/", f"/downloads/{HUGE}/pause/",
-    "/downloads/1/nope/", "/settings/",
+    "/downloads/1/nope/", "/downloads/every/nope/", "/settings/",
 ]  # fmt: skip
 FIELDS = [
     {}, {"mode": "x"}, {"mode": ["a", "b"]}, {"folder": "abc"}, {"folder": f"{HUGE}:loras"}, {"folder": ":"},
@@ -39,7 +39,8 @@ FIELDS = [
     {"path_index": "x", "folder_type": "", "sub_folder": "../..", "name": ""}, {"name": "a/b"}, {"name": "."},
     {"name": "x" * 600}, {"description": "x" * 100_000},
     {"url": "x", "version": "x", "file": "x", "folder_type": "loras", "path_index": HUGE, "filename": ""},
-    {"service": "civitai", "key": "x" * 5000},
+    {"service": "civitai", "key": "x" * 5000}, {"speed_limit": ["1", "x"]}, {"speed_limit": "1e400"},
+    {"speed_limit": HUGE}, {"speed_limit": "-0"},
 ]  # fmt: skip
 
 
@@ -72,6 +73,7 @@ API_BODIES = [
     '{"pathIndex": 1.5}', '{"fullname": ""}', '{"fullname": "/"}', '{"fullname": "a/../../b"}',
     f'{{"downloadUrl": "https://civitai.com/models/{HUGE}{HUGE}", "type": "loras"}}', '{"subFolder": 5, "downloadUrl": "x"}',
     '{"description": "\\ud800"}', '{"fullname": "\\udcff.safetensors"}', '{"key": "civitai", "value": "\\ud800"}',
+    '{"key": "speedLimit", "value": 1e400}', f'{{"key": "speedLimit", "value": {HUGE}{HUGE}}}', '{"key": "speedLimit"}',
 ]  # fmt: skip
 
 
