@@ -202,6 +202,10 @@ class SpeedLimit:
         while (left := until - time.monotonic()) > 0:
             if reason := should_stop():
                 raise Stopped(reason)
+            if self._rate() <= 0:  # lifted meanwhile: what was booked at the old rate is let go
+                with self._lock:
+                    self._free_at = 0.0
+                return
             time.sleep(min(0.25, left))
 
 
