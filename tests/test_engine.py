@@ -368,3 +368,15 @@ def test_a_download_held_by_the_speed_limit_stops_at_once_and_takes_a_new_limit_
     result = fast_engine(speed_limit=lifted).download(job)
     assert time.monotonic() - start < 4  # the rest at ten seconds' rate would have taken most of them
     assert result.path.read_bytes() == stored.path.read_bytes()
+
+
+def test_a_speed_limit_lifted_lets_a_download_waiting_on_it_go_at_once():
+    rate = {"now": 1000}
+    limit = SpeedLimit(rate=lambda: rate["now"])
+    start = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(limit.wait_for, 16_000, lambda: "")  # sixteen seconds at that rate
+        time.sleep(0.3)
+        rate["now"] = 0
+        waiting.result(timeout=5)
+    assert time.monotonic() - start < 1
