@@ -28,7 +28,7 @@ from downloads_app.models import DownloadTask
 from downloads_app.sources import auth_for, explain
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
-from mmsite.worker import JobKind, TaskContext
+from mmsite.worker import JobKind, TaskContext, wake_workers
 from models_app.hashing import hash_key
 from models_app.markdown import sanitize_html
 from models_app.models import HashCache
@@ -85,6 +85,8 @@ class DownloadContext(Protocol):
 
     def requested(self) -> str: ...
 
+    def still_requested(self, task: DownloadTask, reason: str) -> bool: ...
+
     def publish_task(self, task: DownloadTask, event: str) -> None: ...
 
 
@@ -95,6 +97,10 @@ class WorkerDownloadContext:
 
     def requested(self) -> str:
         return self.ctx.requested()
+
+    def still_requested(self, task: DownloadTask, reason: str) -> bool:
+        """`requested()` reads the row every half second; this reads it now."""
+        return DownloadTask.objects.filter(pk=task.pk, requested=reason).exists()
 
     def publish_task(self, task: DownloadTask, event: str) -> None:
         publish_task(task, event)
@@ -205,6 +211,11 @@ def _stopped(task: DownloadTask, ctx: DownloadContext, reason: str) -> None:
             return
         task.downloaded_size, task.validator = 0, ""
         return _finish(task, ctx, TaskStatus.CANCELLED, "")
+    if not ctx.still_requested(task, "pause"):
+        # Resumed while it was stopping (Pause all, then Resume all at once): back in the queue, as the
+        # user asked last, rather than paused against their word.
+        _finish(task, ctx, TaskStatus.QUEUED, "")
+        return wake_workers()
     _finish(task, ctx, TaskStatus.PAUSED, "")
 
 

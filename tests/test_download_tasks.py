@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import socket
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -13,6 +14,7 @@ from channels.layers import get_channel_layer
 
 from downloads_app import selectors, services
 from downloads_app.models import DownloadTask
+from downloads_app.tasks import WorkerDownloadContext, download_task_run
 from mmsite.events import EVENTS_GROUP
 from mmsite.worker import Worker
 from models_app.models import ModelFile, ScanTask
@@ -192,6 +194,33 @@ async def test_the_speed_limit_of_the_settings_holds_a_running_download_until_it
     assert (model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors").read_bytes() == up.files[
         "dreamxl-v2-fp16"
     ].path.read_bytes()
+
+
+class StaleWorkerView:
+    """A worker's view of its row from before the user resumed the download: it still says pause."""
+
+    worker = SimpleNamespace(owner="worker-1")
+
+    def requested(self):
+        return "pause"
+
+
+def test_a_download_resumed_while_it_was_pausing_goes_back_in_the_queue(services_at_upstream, model_roots):
+    up = services_at_upstream
+    up.faults["dreamxl-v2-fp16"] = Fault(throttle=150_000)
+    task = queue(f"{up.civitai_url}/models/4201")
+    # Pause all, then Resume all: the row asks for nothing any more, but the worker had read "pause".
+    DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1", requested="")
+    task.refresh_from_db()
+    download_task_run(task, WorkerDownloadContext(StaleWorkerView()))
+    task.refresh_from_db()
+    assert (task.status, task.requested, task.owner) == ("queued", "", "")
+
+    DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1", requested="pause")
+    task.refresh_from_db()
+    download_task_run(task, WorkerDownloadContext(StaleWorkerView()))
+    task.refresh_from_db()
+    assert task.status == "paused"  # still asked to pause: it does
 
 
 async def test_cancel_deletes_the_part_and_delete_removes_the_task(services_at_upstream, model_roots):

@@ -31,6 +31,9 @@ class TerminalContext:
     def requested(self) -> str:
         return self.stop
 
+    def still_requested(self, task: DownloadTask, reason: str) -> bool:
+        return self.stop == reason
+
     def publish_task(self, task: DownloadTask, event: str) -> None:
         now = time.monotonic()
         if now - self.last < 0.2 and event == "update_download_task":
