@@ -127,6 +127,16 @@
     const dialog = e.target;
     if (dialog.tagName === "DIALOG" && dialog.open) dialog.close(); // a click on the backdrop
   });
+  // A link pasted on a page, outside a text box, is taken as a new download: the dialog opens at its
+  // second step, as if the link had been pasted into New download and Next pressed.
+  document.addEventListener("paste", function (e) {
+    if (!pageDialog || pageDialog.open || !pageDialog.dataset.downloadLink) return;
+    if (e.target.closest && e.target.closest("input, textarea, select, [contenteditable], dialog")) return;
+    const text = ((e.clipboardData && e.clipboardData.getData("text/plain")) || "").trim();
+    if (!/^(https?:\/\/|urn:air:)\S+$/i.test(text)) return;
+    e.preventDefault();
+    htmx.ajax("GET", pageDialog.dataset.downloadLink, {target: pageDialog, values: {url: text}});
+  });
   // An answer that put its news elsewhere (a move handed to the worker) has nothing left to show.
   document.body.addEventListener("closeDialog", function () { if (pageDialog && pageDialog.open) pageDialog.close(); });
   // A card (or a row of Duplicates) the dialog removes (a delete) leaves its neighbour to take the focus

@@ -104,6 +104,37 @@ def test_pause_all_and_resume_all_hold_and_finish_every_download(logged_in_page,
         assert landed.read_bytes() == fake_upstream.files[key].path.read_bytes()
 
 
+def test_a_link_pasted_on_a_page_opens_it_as_a_new_download(logged_in_page, fake_upstream):
+    page = logged_in_page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    expect(page.locator(".card")).to_have_count(5)
+
+    def paste(text: str) -> None:
+        page.evaluate("text => navigator.clipboard.writeText(text)", text)
+        page.keyboard.press("Control+V")
+
+    page.locator("#search").focus()
+    paste(f"{fake_upstream.civitai_url}/models/4201/dreamxl")  # into the search box: a search, as typed
+    expect(page.locator("#search")).to_have_value(re.compile("/models/4201/dreamxl$"))
+    expect(page.locator("dialog[open]")).to_have_count(0)
+
+    page.locator("#search").fill("")
+    page.locator("#search").blur()
+    paste("just some words")
+    page.wait_for_timeout(300)
+    expect(page.locator("dialog[open]")).to_have_count(0)
+
+    paste(f"{fake_upstream.civitai_url}/models/4201/dreamxl")
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading", name="DreamXL")).to_be_visible()
+    expect(dialog.get_by_label("Folder type")).to_have_value("checkpoints")
+    page.keyboard.press("Escape")
+
+    paste(f"{fake_upstream.civitai_url}/images/12345")  # not a model: the link step says why
+    expect(dialog.get_by_role("alert")).to_contain_text("not a model page")
+    expect(dialog.get_by_label("Link")).to_have_value(f"{fake_upstream.civitai_url}/images/12345")
+
+
 def test_the_download_form_fits_a_phone_screen(logged_in_page, server, fake_upstream):
     """A folder's long path once pushed the form's fields past the dialog's edge on a phone."""
     page = logged_in_page
