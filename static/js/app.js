@@ -127,15 +127,36 @@
     const dialog = e.target;
     if (dialog.tagName === "DIALOG" && dialog.open) dialog.close(); // a click on the backdrop
   });
-  // A link pasted on a page, outside a text box, is taken as a new download: the dialog opens at its
-  // second step, as if the link had been pasted into New download and Next pressed.
+  // A link pasted or dropped on a page, outside a text box, is taken as a new download: the dialog
+  // opens at its second step, as if the link had been pasted into New download and Next pressed. A link
+  // of the app's own (a card dragged about) is none.
+  function downloadLinkIn(text) {
+    const link = (text || "").split(/\r?\n/).map(function (line) { return line.trim(); })
+      .find(function (line) { return line && !line.startsWith("#"); }) || "";  // text/uri-list has comments
+    if (!/^(https?:\/\/|urn:air:)\S+$/i.test(link)) return "";
+    try { if (new URL(link).origin === location.origin) return ""; } catch (err) { /* the server says why */ }
+    return link;
+  }
+  function takesLinks(e) {
+    return pageDialog && !pageDialog.open && pageDialog.dataset.downloadLink &&
+      !(e.target.closest && e.target.closest("input, textarea, select, [contenteditable], dialog, [data-drop-zone]"));
+  }
+  function openDownload(link) {
+    htmx.ajax("GET", pageDialog.dataset.downloadLink, {target: pageDialog, values: {url: link}});
+  }
   document.addEventListener("paste", function (e) {
-    if (!pageDialog || pageDialog.open || !pageDialog.dataset.downloadLink) return;
-    if (e.target.closest && e.target.closest("input, textarea, select, [contenteditable], dialog")) return;
-    const text = ((e.clipboardData && e.clipboardData.getData("text/plain")) || "").trim();
-    if (!/^(https?:\/\/|urn:air:)\S+$/i.test(text)) return;
-    e.preventDefault();
-    htmx.ajax("GET", pageDialog.dataset.downloadLink, {target: pageDialog, values: {url: text}});
+    const link = takesLinks(e) && downloadLinkIn(e.clipboardData && e.clipboardData.getData("text/plain"));
+    if (link) { e.preventDefault(); openDownload(link); }
+  });
+  function draggingLink(e) {
+    return takesLinks(e) && e.dataTransfer && Array.from(e.dataTransfer.types).includes("text/uri-list");
+  }
+  document.addEventListener("dragover", function (e) { if (draggingLink(e)) e.preventDefault(); });
+  document.addEventListener("drop", function (e) {
+    if (!draggingLink(e)) return;
+    e.preventDefault();  // else the browser would leave the page for the link
+    const link = downloadLinkIn(e.dataTransfer.getData("text/uri-list"));
+    if (link) openDownload(link);
   });
   // An answer that put its news elsewhere (a move handed to the worker) has nothing left to show.
   document.body.addEventListener("closeDialog", function () { if (pageDialog && pageDialog.open) pageDialog.close(); });

@@ -133,6 +133,23 @@ def test_a_link_pasted_on_a_page_opens_it_as_a_new_download(logged_in_page, fake
     paste(f"{fake_upstream.civitai_url}/images/12345")  # not a model: the link step says why
     expect(dialog.get_by_role("alert")).to_contain_text("not a model page")
     expect(dialog.get_by_label("Link")).to_have_value(f"{fake_upstream.civitai_url}/images/12345")
+    page.keyboard.press("Escape")
+
+    def drop(link: str) -> None:
+        """What a link dragged from another tab brings."""
+        data = page.evaluate_handle(
+            "link => { const d = new DataTransfer(); d.setData('text/uri-list', '#from a tab\\n' + link); return d; }",
+            link,
+        )
+        page.dispatch_event(".grid", "dragover", {"dataTransfer": data})
+        page.dispatch_event(".grid", "drop", {"dataTransfer": data})
+
+    drop(page.url.split("?")[0] + "model/loras/0/poses.safetensors")  # a card of the app's own
+    page.wait_for_timeout(300)
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    drop(f"{fake_upstream.hf_url}/demo-org/demo-models")
+    expect(dialog.get_by_label("Folder type")).to_be_visible()
+    expect(dialog).to_contain_text("demo-models")
 
 
 def test_the_download_form_fits_a_phone_screen(logged_in_page, server, fake_upstream):
