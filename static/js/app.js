@@ -127,6 +127,25 @@
     const dialog = e.target;
     if (dialog.tagName === "DIALOG" && dialog.open) dialog.close(); // a click on the backdrop
   });
+  // While downloads run, the tab's title says how far they are together, as download managers do, for
+  // a user who went on in another tab: "45 % · 2 downloading · Downloads · Model Manager".
+  const taskList = document.getElementById("download-tasks");
+  if (taskList) {
+    const pageTitle = document.title;
+    const showProgressInTitle = function () {
+      const running = document.querySelectorAll("#download-tasks .task.status-running");
+      let done = 0, total = 0;
+      running.forEach(function (row) {
+        if (Number(row.dataset.total) > 0) { done += Number(row.dataset.done); total += Number(row.dataset.total); }
+      });
+      const percent = total ? Math.floor(done * 100 / total) + " % · " : "";
+      document.title = running.length ? percent + running.length + " downloading · " + pageTitle : pageTitle;
+    };
+    // The rows are drawn anew as their news comes (and the list itself by Clear finished): watch the page.
+    new MutationObserver(showProgressInTitle).observe(document.getElementById("main"), {subtree: true, childList: true});
+    showProgressInTitle();
+  }
+
   // A link pasted or dropped on a page, outside a text box, is taken as a new download: the dialog
   // opens at its second step, as if the link had been pasted into New download and Next pressed. A link
   // of the app's own (a card dragged about) is none.
