@@ -309,6 +309,15 @@ def downloads_resume_all() -> int:
     return resumed
 
 
+def downloads_retry_failed() -> int:
+    """Queues every failed download again, each from its part: once a key is added in the settings, or
+    a drive is back, every download it failed is one click away; the number retried."""
+    retried = 0
+    for task in DownloadTask.objects.filter(status=TaskStatus.FAILED):
+        retried += download_resume(task=task).status == TaskStatus.QUEUED
+    return retried
+
+
 FINISHED = (TaskStatus.DONE, TaskStatus.CANCELLED)
 
 

@@ -46,6 +46,7 @@ def downloads_clear(request: HttpRequest) -> HttpResponse:
 EVERY_TASK_ACTIONS = {
     "pause": (services.downloads_pause_all, "paused"),
     "resume": (services.downloads_resume_all, "resumed"),
+    "retry": (services.downloads_retry_failed, "retried"),
 }
 
 

@@ -343,6 +343,14 @@ def test_pause_all_and_resume_all_act_on_every_download_they_apply_to(logged_in,
     assert state(failed) == ("failed", "")  # a failed download waits for its own Retry
     response = logged_in.post(reverse("downloads_every", args=["resume"]), headers={"HX-Request": "true"})
     assert json.loads(response["HX-Trigger"])["toast"]["message"] == "No download to resume."
+
+    DownloadTask.objects.filter(pk=failed.pk).update(error="This model needs a Civitai API key")
+    assert 'class="button ghost retry-failed"' in logged_in.get(reverse("downloads")).content.decode()
+    response = logged_in.post(reverse("downloads_every", args=["retry"]), headers={"HX-Request": "true"})
+    assert json.loads(response["HX-Trigger"])["toast"]["message"] == "1 download retried."
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == ("queued", "")
+    assert (state(done), state(cancelling)) == (("done", ""), ("running", "cancel"))
     assert logged_in.post(reverse("downloads_every", args=["explode"])).status_code == 400
     assert logged_in.get(reverse("downloads_every", args=["pause"])).status_code == 405
 
