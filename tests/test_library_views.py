@@ -523,6 +523,11 @@ def test_duplicates_page_groups_copies_with_the_same_sha256(logged_in, scanned):
     assert "2 copies" in html and "alpha_xl.safetensors" in html and "beta_xl.safetensors" in html
     assert f'href="{reverse("model_detail", args=["checkpoints", 0, "beta_xl.safetensors"])}"' in html
     assert "gamma_xl" not in html and html.count('class="dup-group"') == 1
+    # Keep only this: the trash dialog of Select, with the other copy picked.
+    alpha, beta = (ModelFile.objects.get(name=name).pk for name in ("alpha_xl", "beta_xl"))
+    keep_alpha = html.split(f'id="keep-{alpha}"')[0].rsplit("<form", 1)[1]
+    assert f'hx-post="{reverse("selection_trash")}"' in keep_alpha
+    assert f'name="ids" value="{beta}"' in keep_alpha and f'value="{alpha}"' not in keep_alpha
     ModelFile.objects.filter(name="beta_xl").update(size=12345)  # a sidecar's hash, not the file's
     assert 'class="dup-group"' not in logged_in.get(reverse("duplicates")).content.decode()
     ModelFile.objects.update(sha256="")

@@ -284,6 +284,32 @@ def test_a_copy_deleted_on_the_duplicates_page_updates_its_group_and_keeps_the_f
     expect(trio.locator(".dup-row", has_text="trip_b").get_by_role("button", name="Delete…")).to_be_focused()
 
 
+def test_keep_only_this_on_the_duplicates_page_moves_every_other_copy_to_the_trash(logged_in_page, server):
+    page = logged_in_page
+    for name in ("keep_a", "keep_b", "keep_c"):
+        path = write_model(server.roots["loras"] / f"{name}.safetensors", {"kin": "keep"})
+        path.with_suffix(".sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("3 new", timeout=15_000)
+    page.get_by_role("link", name="Duplicates").click()
+    group = page.locator(".dup-group", has_text="keep_a.safetensors")
+    expect(group).to_contain_text("3 copies")
+
+    group.locator(".dup-row", has_text="keep_b").get_by_role("button", name="Keep only this…").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading")).to_have_text("Move 2 models to the trash?")
+    expect(dialog.locator("li")).to_have_text(
+        ["LoRAs · keep_a.safetensors + 1", "LoRAs · keep_c.safetensors + 1"]
+    )
+    dialog.get_by_role("button", name="Move 4 files to the trash").click()
+    expect(dialog.get_by_role("heading")).to_have_text("2 models moved to the trash")
+    page.keyboard.press("Escape")
+    expect(page.locator(".dup-row", has_text="keep_")).to_have_count(0)  # one copy left: no duplicate
+    loras = server.roots["loras"]
+    assert sorted(p.name for p in loras.glob("keep_*")) == ["keep_b.safetensors", "keep_b.sha256"]
+    assert len(list((loras / ".trash").rglob("keep_[ac].*"))) == 4
+
+
 def test_check_for_updates_then_download_the_newer_version_beside_the_older_one(
     logged_in_page, server, fake_upstream
 ):
