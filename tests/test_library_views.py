@@ -311,7 +311,7 @@ def test_the_model_dialog_shows_fields_metadata_and_sidecars(logged_in, scanned)
     assert "<title>pepper · Library · Model Manager</title>" in full_page
     dialog = full_page.split('<dialog id="dialog"')[1].split("</dialog>")[0]
     assert dialog.startswith(
-        ' class="dialog" aria-labelledby="dialog-title" data-close-url="/?type=loras&amp;folder=style&amp;q=pepper">'
+        ' class="dialog" aria-labelledby="dialog-title" data-close-url="/?type=loras&amp;folder=style&amp;q=pepper"'
     )
     assert 'id="model-detail-' in dialog and "Witch girl with a cat." in dialog
     one_key = logged_in.get(reverse("model_detail", args=["checkpoints", 0, "alpha_xl.safetensors"]))

@@ -204,7 +204,7 @@
       (neighbourOfRemoved && document.getElementById(neighbourOfRemoved));
     neighbourOfRemoved = "";
     // A row of Duplicates is not focusable itself: its Delete button, the next thing to press, is.
-    const focusable = card && (card.matches("a, button") ? card : card.querySelector("button"));
+    const focusable = card && (card.matches("a, button") ? card : card.querySelector("button.danger"));
     const focused = document.activeElement;
     if (focusable && (!focused || focused === document.body || e.target.contains(focused))) {
       focusable.focus({ preventScroll: true });
