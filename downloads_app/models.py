@@ -42,6 +42,12 @@ class DownloadTask(WorkerTask):
     save_description = models.BooleanField(default=True)
     save_info = models.BooleanField(default=True)
     notice = models.CharField(max_length=500, blank=True, help_text="A note that does not fail the task.")
+    priority = models.PositiveIntegerField(
+        default=0, help_text="Queued tasks start highest first, then oldest first (Download next)."
+    )
+
+    # The order workers take queued rows in (mmsite.worker.claim_rows).
+    claim_order = ("-priority", "created_at", "pk")
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -262,6 +262,17 @@ def download_resume(*, task: DownloadTask) -> DownloadTask:
     return _refreshed(task)
 
 
+def download_next(*, task: DownloadTask) -> DownloadTask:
+    """Makes a queued task the next to start, ahead of the others queued; one made next before goes back
+    to its turn, so that "next" stays one task."""
+    if DownloadTask.objects.filter(pk=task.pk, status=TaskStatus.QUEUED).update(priority=1):
+        before = list(DownloadTask.objects.filter(priority__gt=0).exclude(pk=task.pk))
+        DownloadTask.objects.filter(pk__in=[other.pk for other in before]).update(priority=0)
+        for other in before:
+            _refreshed(other)
+    return _refreshed(task)
+
+
 def download_cancel(*, task: DownloadTask) -> DownloadTask:
     """Stops the task and deletes its part; the row stays so it can be retried or deleted."""
     if task.status == TaskStatus.RUNNING:

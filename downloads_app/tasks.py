@@ -145,7 +145,11 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
     )
     reporter = ProgressReporter(task, job, ctx)
     task.error, task.notice, task.started_at = "", "", task.started_at or timezone.now()
-    DownloadTask.objects.filter(pk=task.pk).update(error="", notice="", started_at=task.started_at)
+    # Started, it is no longer "next": paused and resumed later, it takes its turn again.
+    task.priority = 0
+    DownloadTask.objects.filter(pk=task.pk).update(
+        error="", notice="", started_at=task.started_at, priority=0
+    )
     ctx.publish_task(task, "update_download_task")
 
     def on_retry(error: DownloadError, delay: float) -> None:

@@ -25,6 +25,7 @@ ACTIONS = {
     "resume": services.download_resume,
     "retry": services.download_resume,
     "cancel": services.download_cancel,
+    "next": services.download_next,
 }
 
 

@@ -82,6 +82,8 @@ class WorkerTask(models.Model):
 
     # Declared here so that code handed any task model (`type[WorkerTask]`) can query it.
     objects = models.Manager()
+    # The order workers take queued rows in: first come, first served, unless a model says otherwise.
+    claim_order: tuple[str, ...] = ("created_at", "pk")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

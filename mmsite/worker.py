@@ -108,7 +108,7 @@ def claim_rows(model: type[WorkerTask], owner: str, limit: int) -> list[int]:
     claimable = model.objects.filter(status=TaskStatus.QUEUED) | model.objects.filter(
         status=TaskStatus.RUNNING, heartbeat_at__lt=now - heartbeat_timeout()
     )
-    claimable = claimable.order_by("created_at", "pk")
+    claimable = claimable.order_by(*model.claim_order)
     claimed: list[int] = []
     if connection.features.has_select_for_update_skip_locked:
         with transaction.atomic():

@@ -354,6 +354,28 @@ async def test_the_concurrency_limit_queues_the_rest(services_at_upstream, model
     assert len(tasks_) == 3
 
 
+async def test_download_next_starts_a_queued_download_before_the_older_ones(
+    services_at_upstream, model_roots, settings
+):
+    up = services_at_upstream
+    settings.MM_DOWNLOAD_CONCURRENCY = 1
+    urls = [f"{up.civitai_url}/models/{i}" for i in (4201, 1231067, 5004)]
+    first, second, last = [await sync_to_async(queue)(url, folder_type="checkpoints") for url in urls]
+    await sync_to_async(services.download_next)(task=second)
+    bumped = await sync_to_async(services.download_next)(task=last)  # next is one task: the last asked
+    assert bumped.priority == 1
+    await sync_to_async(second.refresh_from_db)()
+    assert second.priority == 0
+    async with Running():
+        for task in (first, second, last):
+            done = await wait_for(task.pk, {"done", "failed"}, timeout=20)
+            assert done.status == "done", done.error
+    started = await sync_to_async(list)(
+        DownloadTask.objects.order_by("started_at").values_list("pk", "priority")
+    )
+    assert started == [(last.pk, 0), (first.pk, 0), (second.pk, 0)]  # once started, no longer next
+
+
 def test_a_task_resumes_by_itself_after_a_restart_and_paused_ones_stay(services_at_upstream, db):
     from mmsite.worker import release_dead_local_rows
 

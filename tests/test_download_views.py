@@ -283,6 +283,10 @@ def test_task_buttons_pause_resume_cancel_and_remove(logged_in, db):
     logged_in.post(url("cancel"))
     assert DownloadTask.objects.get().status == "cancelled"
     assert logged_in.post(url("explode")).status_code == 400
+    DownloadTask.objects.filter(pk=task.pk).update(status="queued")
+    row = logged_in.post(url("next"), headers={"HX-Request": "true"}).content.decode()
+    assert "Up next" in row and "Download next" not in row and DownloadTask.objects.get().priority == 1
+    logged_in.post(url("cancel"))
     logged_in.post(url("delete"))
     assert not DownloadTask.objects.exists()
     assert logged_in.post(url("pause")).status_code == 404
