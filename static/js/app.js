@@ -129,8 +129,7 @@
   });
   // While downloads run, the tab's title says how far they are together, as download managers do, for
   // a user who went on in another tab: "45 % · 2 downloading · Downloads · Model Manager".
-  const taskList = document.getElementById("download-tasks");
-  if (taskList) {
+  if (document.getElementById("download-tasks")) {
     const pageTitle = document.title;
     const showProgressInTitle = function () {
       const running = document.querySelectorAll("#download-tasks .task.status-running");

@@ -249,16 +249,22 @@ def test_a_dialog_closed_before_its_info_comes_is_left_closed(logged_in_page):
     expect(page.locator("dialog[open]")).to_have_count(0)
 
 
+def open_duplicates_of(page, server, names: tuple[str, ...]) -> None:
+    """Writes LoRAs whose names share their first four letters as copies of each other (with a .sha256,
+    so that no hashing is waited for), scans them, and opens the Duplicates page."""
+    for name in names:
+        path = write_model(server.roots["loras"] / f"{name}.safetensors", {"kin": name[:4]})
+        path.with_suffix(".sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text(f"{len(names)} new", timeout=15_000)
+    page.get_by_role("link", name="Duplicates").click()
+
+
 def test_a_copy_deleted_on_the_duplicates_page_updates_its_group_and_keeps_the_focus_on_the_list(
     logged_in_page, server
 ):
     page = logged_in_page
-    for name in ("twin_a", "twin_b", "trip_a", "trip_b", "trip_c"):
-        path = write_model(server.roots["loras"] / f"{name}.safetensors", {"kin": name[:4]})
-        path.with_suffix(".sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
-    page.get_by_role("button", name="Scan", exact=True).click()
-    expect(page.locator("#toasts")).to_contain_text("5 new", timeout=15_000)
-    page.get_by_role("link", name="Duplicates").click()
+    open_duplicates_of(page, server, ("twin_a", "twin_b", "trip_a", "trip_b", "trip_c"))
     group = page.locator(".dup-group", has_text="twin_a.safetensors")
     expect(group).to_contain_text("2 copies")
 
@@ -286,12 +292,7 @@ def test_a_copy_deleted_on_the_duplicates_page_updates_its_group_and_keeps_the_f
 
 def test_keep_only_this_on_the_duplicates_page_moves_every_other_copy_to_the_trash(logged_in_page, server):
     page = logged_in_page
-    for name in ("keep_a", "keep_b", "keep_c"):
-        path = write_model(server.roots["loras"] / f"{name}.safetensors", {"kin": "keep"})
-        path.with_suffix(".sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
-    page.get_by_role("button", name="Scan", exact=True).click()
-    expect(page.locator("#toasts")).to_contain_text("3 new", timeout=15_000)
-    page.get_by_role("link", name="Duplicates").click()
+    open_duplicates_of(page, server, ("keep_a", "keep_b", "keep_c"))
     group = page.locator(".dup-group", has_text="keep_a.safetensors")
     expect(group).to_contain_text("3 copies")
 
