@@ -202,9 +202,10 @@ def _remember_hash(result: DownloadResult) -> None:
 
 def _stopped(task: DownloadTask, ctx: DownloadContext, reason: str) -> None:
     if reason == "shutdown":
-        # The server is stopping (or another worker took over): leave the row to be resumed.
+        # The server is stopping (or another worker took over): leave the row to be resumed. A retry's
+        # notice ("retrying in 8 s") would be a false word on a row that waits in the queue.
         DownloadTask.objects.filter(pk=task.pk, owner=ctx.owner).update(
-            status=TaskStatus.QUEUED, owner="", bps=0
+            status=TaskStatus.QUEUED, owner="", bps=0, notice=""
         )
         return
     if reason in ("cancel", "delete"):

@@ -223,6 +223,31 @@ def test_a_download_resumed_while_it_was_pausing_goes_back_in_the_queue(services
     assert task.status == "paused"  # still asked to pause: it does
 
 
+class ShutdownDuringARetry:
+    """A worker told to stop while its download waits to try again."""
+
+    worker = SimpleNamespace(owner="worker-1")
+
+    def __init__(self, pk):
+        self.pk = pk
+
+    def requested(self):
+        return "shutdown" if DownloadTask.objects.filter(pk=self.pk).exclude(notice="").exists() else ""
+
+
+def test_a_download_stopped_with_the_server_while_it_waits_to_retry_is_queued_without_the_retry_notice(
+    services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    up.faults["dreamxl-v2-fp16"] = Fault(statuses=[503] * 5)
+    task = queue(f"{up.civitai_url}/models/4201")
+    DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1")
+    task.refresh_from_db()
+    download_task_run(task, WorkerDownloadContext(ShutdownDuringARetry(task.pk)))
+    task.refresh_from_db()
+    assert (task.status, task.owner, task.notice) == ("queued", "", "")
+
+
 async def test_cancel_deletes_the_part_and_delete_removes_the_task(services_at_upstream, model_roots):
     up = services_at_upstream
     up.faults["dreamxl-v2-fp16"] = Fault(throttle=100_000)
