@@ -209,6 +209,22 @@ def trash_restore(*, item: TrashItem) -> ModelFile:
     )
 
 
+def trash_restore_all() -> tuple[int, list[str]]:
+    """Puts every model of the trash back: the way back from a bulk delete picked wrong. One that cannot
+    go back (a file of its name is there again, its folder is no longer configured) stays, with why."""
+    restored, errors = 0, []
+    for item in TrashItem.objects.all():
+        try:
+            trash_restore(item=item)
+        except ModelEditError as exc:  # it names the files
+            errors.append(str(exc))
+        except UnknownRoot as exc:
+            errors.append(f"{item.name}: its model folder is no longer configured ({exc})")
+        else:
+            restored += 1
+    return restored, errors
+
+
 def trash_delete(*, item: TrashItem) -> None:
     try:
         root = get_roots().get(item.folder_type, item.path_index)

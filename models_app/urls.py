@@ -29,6 +29,7 @@ urlpatterns = [
     path("library/selection/move/", selection.selection_move, name="selection_move"),
     path("trash/", trash.trash, name="trash"),
     path("trash/empty/", trash.trash_empty, name="trash_empty"),
+    path("trash/restore-all/", trash.trash_restore_all, name="trash_restore_all"),
     path("trash/<int:item_id>/<str:action>/", trash.trash_action, name="trash_action"),
 ]
 

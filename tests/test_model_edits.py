@@ -314,6 +314,27 @@ def test_restore_puts_everything_back_and_refuses_a_clash(logged_in, scanned):
     assert not TrashItem.objects.exists()
 
 
+def test_restore_all_puts_back_every_model_it_can_and_says_which_stay(logged_in, scanned):
+    for name in ("pepper", "alpha_xl", "beta_xl"):
+        services.model_trash(model=ModelFile.objects.get(name=name))
+    assert 'class="button ghost restore-all"' in logged_in.get(reverse("trash")).content.decode()
+    (scanned["checkpoints"] / "beta_xl.safetensors").write_bytes(b"a new file with that name")
+    response = logged_in.post(reverse("trash_restore_all"), headers={"HX-Request": "true"})
+    toast = json.loads(response["HX-Trigger"])["toast"]
+    assert toast["level"] == "error"
+    assert toast["message"] == (
+        "2 models restored. Still in the trash: "
+        "beta_xl.safetensors already exist(s) there again; move them away first."
+    )
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="trash-items"') and html.count('<article class="task"') == 1
+    assert "beta_xl" in html and [item.name for item in TrashItem.objects.all()] == ["beta_xl.safetensors"]
+    assert (scanned["loras"] / "style" / "pepper.md").exists()
+    assert (scanned["checkpoints"] / "alpha_xl.safetensors").exists()
+    assert set(ModelFile.objects.values_list("name", flat=True)) >= {"pepper", "alpha_xl"}
+    assert logged_in.get(reverse("trash_restore_all")).status_code == 405
+
+
 def test_empty_trash_and_purge_of_old_items(logged_in, scanned):
     services.model_trash(model=ModelFile.objects.get(name="pepper"))
     services.model_trash(model=ModelFile.objects.get(name="alpha_xl"))

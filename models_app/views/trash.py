@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_POST
 
 from mmsite.toasts import with_toast
@@ -33,6 +34,16 @@ def trash_action(request: HttpRequest, item_id: int, action: str) -> HttpRespons
         services.trash_delete(item=item)
         return with_toast(HttpResponse(""), f"{item.name} deleted for good.", level="info")
     return HttpResponseBadRequest("Unknown action.")
+
+
+@require_POST
+def trash_restore_all(request: HttpRequest) -> HttpResponse:
+    restored, errors = services.trash_restore_all()
+    response = render(request, "models_app/trash.html#items", {"items": TrashItem.objects.all()})
+    message = f"{restored} model{pluralize(restored)} restored."
+    if errors:
+        return with_toast(response, f"{message} Still in the trash: {'; '.join(errors)}", level="error")
+    return with_toast(response, message)
 
 
 @require_POST
