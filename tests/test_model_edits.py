@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -10,11 +11,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
+from mmsite.events import EVENTS_GROUP
 from models_app import services
 from models_app.markdown import render_markdown, sanitize_html
 from models_app.models import ModelFile, TrashItem
@@ -333,6 +337,34 @@ def test_restore_all_puts_back_every_model_it_can_and_says_which_stay(logged_in,
     assert (scanned["checkpoints"] / "alpha_xl.safetensors").exists()
     assert set(ModelFile.objects.values_list("name", flat=True)) >= {"pepper", "alpha_xl"}
     assert logged_in.get(reverse("trash_restore_all")).status_code == 405
+
+
+def test_a_restore_tells_the_library_pages_open_elsewhere(logged_in, scanned):
+    """Each open library page reads the library again on this event: one for a model, one for all."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(EVENTS_GROUP, channel)
+
+    def library_changes() -> list[dict]:
+        found = []
+        while True:
+            try:
+                message = async_to_sync(asyncio.wait_for)(layer.receive(channel), 0.2)
+            except TimeoutError:
+                return found
+            if message["event"] == "library_changed":
+                found.append(message["data"])
+
+    for name in ("pepper", "alpha_xl", "beta_xl"):
+        services.model_trash(model=ModelFile.objects.get(name=name))
+    library_changes()  # what the trashing said
+    pepper = TrashItem.objects.get(relative_path="style/pepper.safetensors")
+    logged_in.post(reverse("trash_action", args=[pepper.pk, "restore"]))
+    assert library_changes() == [{"type": "loras", "pathIndex": 0, "path": "style/pepper.safetensors"}]
+    logged_in.post(reverse("trash_restore_all"))
+    assert library_changes() == [{}]
+    logged_in.post(reverse("trash_restore_all"))  # nothing left to restore: nothing to say
+    assert library_changes() == []
 
 
 def test_empty_trash_and_purge_of_old_items(logged_in, scanned):
