@@ -76,9 +76,10 @@ def task(request: HttpRequest, task_id: int) -> HttpResponse:
         "pause": services.download_pause,
         "resume": services.download_resume,
         "cancel": services.download_cancel,
+        "next": services.download_next,  # a queued task first in the queue
     }
     if status not in actions:
-        raise ApiError('status must be "pause", "resume" or "cancel".')
+        raise ApiError('status must be "pause", "resume", "cancel" or "next".')
     return api_ok(task_data(actions[status](task=found)))
 
 

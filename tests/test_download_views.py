@@ -538,6 +538,8 @@ def test_api_create_list_pause_resume_delete(logged_in, services_at_upstream):
         ]
         == "queued"
     )
+    logged_in.put(task_url, {"status": "next"}, content_type="application/json")
+    assert DownloadTask.objects.get(pk=data["taskId"]).priority == 1  # first in the queue
     assert logged_in.put(task_url, {"status": "fly"}, content_type="application/json").status_code == 400
     assert logged_in.delete(task_url).json() == {"success": True, "data": {"taskId": data["taskId"]}}
     assert logged_in.delete(task_url).status_code == 404
