@@ -65,6 +65,9 @@ def create(request: HttpRequest) -> HttpResponse:
     return api_ok(task_data(task), status=201)
 
 
+API_TASK_ACTIONS = ("pause", "resume", "cancel", "next")  # the seed's three, and next: first in the queue
+
+
 @api_view("PUT", "DELETE")
 def task(request: HttpRequest, task_id: int) -> HttpResponse:
     found = get_object_or_404(DownloadTask, pk=task_id)
@@ -72,15 +75,9 @@ def task(request: HttpRequest, task_id: int) -> HttpResponse:
         services.download_delete(task=found)
         return api_ok({"taskId": task_id})
     status = text_field(json_body(request), "status")
-    actions = {
-        "pause": services.download_pause,
-        "resume": services.download_resume,
-        "cancel": services.download_cancel,
-        "next": services.download_next,  # a queued task first in the queue
-    }
-    if status not in actions:
+    if status not in API_TASK_ACTIONS:
         raise ApiError('status must be "pause", "resume", "cancel" or "next".')
-    return api_ok(task_data(actions[status](task=found)))
+    return api_ok(task_data(services.TASK_ACTIONS[status](task=found)))
 
 
 @api_view("POST")

@@ -297,6 +297,16 @@ def download_delete(*, task: DownloadTask) -> None:
     publish_deleted(task.pk)
 
 
+# What a task's own buttons (and the API's PUT) ask of it, by name.
+TASK_ACTIONS = {
+    "pause": download_pause,
+    "resume": download_resume,
+    "retry": download_resume,
+    "cancel": download_cancel,
+    "next": download_next,
+}
+
+
 def downloads_pause_all() -> int:
     """Pauses every queued and running download (each keeps its part, to resume from); the number
     paused. Every open page shows the change."""

@@ -20,14 +20,6 @@ from models_app.markdown import sanitize_html
 from models_app.roots import get_roots, roots_sources
 from models_app.selectors import folders_to_write, model_folders, models_with_sha256
 
-ACTIONS = {
-    "pause": services.download_pause,
-    "resume": services.download_resume,
-    "retry": services.download_resume,
-    "cancel": services.download_cancel,
-    "next": services.download_next,
-}
-
 
 @require_GET
 def downloads(request: HttpRequest) -> HttpResponse:
@@ -53,7 +45,7 @@ EVERY_TASK_ACTIONS = {
 
 @require_POST
 def downloads_every(request: HttpRequest, action: str) -> HttpResponse:
-    """Pause all / Resume all."""
+    """Pause all, Resume all, Retry failed."""
     if action not in EVERY_TASK_ACTIONS:
         return HttpResponse(f"Unknown action {action!r}.", status=400)
     act, done = EVERY_TASK_ACTIONS[action]
@@ -201,9 +193,9 @@ def download_action(request: HttpRequest, task_id: int, action: str) -> HttpResp
     if action == "delete":
         services.download_delete(task=task)
         return with_toast(HttpResponse(""), f"{task.filename} removed from the list.", level="info")
-    if action not in ACTIONS:
+    if action not in services.TASK_ACTIONS:
         return HttpResponse(f"Unknown action {action!r}.", status=400)
-    task = ACTIONS[action](task=task)
+    task = services.TASK_ACTIONS[action](task=task)
     return render(request, "downloads_app/task_row.html", {"task": task})
 
 

@@ -196,13 +196,13 @@ async def test_the_speed_limit_of_the_settings_holds_a_running_download_until_it
     ].path.read_bytes()
 
 
-class StaleWorkerView:
-    """A worker's view of its row from before the user resumed the download: it still says pause."""
+class WorkerView:
+    """What a worker's TaskContext tells a download: who runs it, and what its row asks for."""
 
     worker = SimpleNamespace(owner="worker-1")
 
-    def requested(self):
-        return "pause"
+    def __init__(self, requested):
+        self.requested = requested
 
 
 def test_a_download_resumed_while_it_was_pausing_goes_back_in_the_queue(services_at_upstream, model_roots):
@@ -212,27 +212,15 @@ def test_a_download_resumed_while_it_was_pausing_goes_back_in_the_queue(services
     # Pause all, then Resume all: the row asks for nothing any more, but the worker had read "pause".
     DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1", requested="")
     task.refresh_from_db()
-    download_task_run(task, WorkerDownloadContext(StaleWorkerView()))
+    download_task_run(task, WorkerDownloadContext(WorkerView(lambda: "pause")))
     task.refresh_from_db()
     assert (task.status, task.requested, task.owner) == ("queued", "", "")
 
     DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1", requested="pause")
     task.refresh_from_db()
-    download_task_run(task, WorkerDownloadContext(StaleWorkerView()))
+    download_task_run(task, WorkerDownloadContext(WorkerView(lambda: "pause")))
     task.refresh_from_db()
     assert task.status == "paused"  # still asked to pause: it does
-
-
-class ShutdownDuringARetry:
-    """A worker told to stop while its download waits to try again."""
-
-    worker = SimpleNamespace(owner="worker-1")
-
-    def __init__(self, pk):
-        self.pk = pk
-
-    def requested(self):
-        return "shutdown" if DownloadTask.objects.filter(pk=self.pk).exclude(notice="").exists() else ""
 
 
 def test_a_download_stopped_with_the_server_while_it_waits_to_retry_is_queued_without_the_retry_notice(
@@ -243,7 +231,9 @@ def test_a_download_stopped_with_the_server_while_it_waits_to_retry_is_queued_wi
     task = queue(f"{up.civitai_url}/models/4201")
     DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1")
     task.refresh_from_db()
-    download_task_run(task, WorkerDownloadContext(ShutdownDuringARetry(task.pk)))
+    retry_notice = DownloadTask.objects.filter(pk=task.pk).exclude(notice="")
+    shutdown_during_a_retry = WorkerView(lambda: "shutdown" if retry_notice.exists() else "")
+    download_task_run(task, WorkerDownloadContext(shutdown_during_a_retry))
     task.refresh_from_db()
     assert (task.status, task.owner, task.notice) == ("queued", "", "")
 
