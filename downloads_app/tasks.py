@@ -9,6 +9,7 @@ from collections import deque
 from typing import Protocol
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from downloads_app import services
@@ -85,7 +86,9 @@ class DownloadContext(Protocol):
 
     def requested(self) -> str: ...
 
-    def still_requested(self, task: DownloadTask, reason: str) -> bool: ...
+    def pause_condition(self) -> Q:
+        """What the row must still ask for when a download stopped for a pause is written "paused"."""
+        ...
 
     def publish_task(self, task: DownloadTask, event: str) -> None: ...
 
@@ -98,9 +101,9 @@ class WorkerDownloadContext:
     def requested(self) -> str:
         return self.ctx.requested()
 
-    def still_requested(self, task: DownloadTask, reason: str) -> bool:
-        """`requested()` reads the row every half second; this reads it now."""
-        return DownloadTask.objects.filter(pk=task.pk, requested=reason).exists()
+    def pause_condition(self) -> Q:
+        # `requested()` read the row up to half a second ago: a resume or a cancel may have come since.
+        return Q(requested="pause")
 
     def publish_task(self, task: DownloadTask, event: str) -> None:
         publish_task(task, event)
@@ -216,12 +219,15 @@ def _stopped(task: DownloadTask, ctx: DownloadContext, reason: str) -> None:
             return
         task.downloaded_size, task.validator = 0, ""
         return _finish(task, ctx, TaskStatus.CANCELLED, "")
-    if not ctx.still_requested(task, "pause"):
-        # Resumed while it was stopping (Pause all, then Resume all at once): back in the queue, as the
-        # user asked last, rather than paused against their word.
-        _finish(task, ctx, TaskStatus.QUEUED, "")
-        return wake_workers()
-    _finish(task, ctx, TaskStatus.PAUSED, "")
+    # The row may ask for something else by the time this writes (a resume, Pause all then Resume all at
+    # once; or a cancel): each write holds only while the row still asks what was read, so the user's
+    # last word is kept.
+    while not _finish_if(task, ctx, TaskStatus.PAUSED, "", only_if=ctx.pause_condition()):
+        now_requested = DownloadTask.objects.filter(pk=task.pk).values_list("requested", flat=True).first()
+        if now_requested in ("cancel", "delete", None):
+            return _stopped(task, ctx, now_requested or "delete")
+        if _finish_if(task, ctx, TaskStatus.QUEUED, "", only_if=Q(requested="")):
+            return wake_workers()
 
 
 _EVENT_OF_FINAL_STATUS: dict[str, str] = {
@@ -230,21 +236,32 @@ _EVENT_OF_FINAL_STATUS: dict[str, str] = {
 }
 
 
+FINAL_FIELDS = (
+    "status", "error", "requested", "bps", "finished_at", "owner", "sha256", "notice",
+    "downloaded_size", "total_size", "validator", "expected_sha256",
+)  # fmt: skip
+
+
 def _finish(task: DownloadTask, ctx: DownloadContext, status: str, error: str) -> None:
+    _finish_if(task, ctx, status, error, only_if=Q())
+
+
+def _finish_if(task: DownloadTask, ctx: DownloadContext, status: str, error: str, *, only_if: Q) -> bool:
+    """Writes the task's end if the row still matches `only_if`, and tells the pages; whether it did."""
     task.status, task.error, task.requested, task.bps = status, error, "", 0
     if status in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED):
         task.finished_at = timezone.now()
     task.owner = ""
-    task.save(
-        update_fields=[
-            "status", "error", "requested", "bps", "finished_at", "owner", "sha256", "notice",
-            "downloaded_size", "total_size", "validator", "expected_sha256",
-        ]
-    )  # fmt: skip
+    written = DownloadTask.objects.filter(only_if, pk=task.pk).update(
+        **{name: getattr(task, name) for name in FINAL_FIELDS}
+    )
+    if not written:
+        return False
     event = _EVENT_OF_FINAL_STATUS.get(status, "update_download_task")
     if status == TaskStatus.PAUSED and error:
         event = "error_download_task"
     ctx.publish_task(task, event)
+    return True
 
 
 def _save_sidecars(task: DownloadTask, result: DownloadResult) -> str:

@@ -223,6 +223,27 @@ def test_a_download_resumed_while_it_was_pausing_goes_back_in_the_queue(services
     assert task.status == "paused"  # still asked to pause: it does
 
 
+@pytest.mark.parametrize("asked", ["cancel", "delete"])
+def test_a_download_cancelled_or_deleted_while_it_was_pausing_is_so_not_paused(
+    services_at_upstream, model_roots, asked
+):
+    up = services_at_upstream
+    up.faults["dreamxl-v2-fp16"] = Fault(throttle=150_000)
+    task = queue(f"{up.civitai_url}/models/4201")
+    part = model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors.part"
+    # The worker read "pause"; the user cancelled (or deleted) it before the worker wrote "paused".
+    DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1", requested=asked)
+    task.refresh_from_db()
+    pause_once_begun = WorkerView(lambda: "pause" if part.exists() else "")
+    download_task_run(task, WorkerDownloadContext(pause_once_begun))
+    assert not part.exists()
+    if asked == "delete":
+        assert not DownloadTask.objects.filter(pk=task.pk).exists()
+    else:
+        task.refresh_from_db()
+        assert (task.status, task.requested, task.downloaded_size) == ("cancelled", "", 0)
+
+
 def test_a_download_stopped_with_the_server_while_it_waits_to_retry_is_queued_without_the_retry_notice(
     services_at_upstream, model_roots
 ):

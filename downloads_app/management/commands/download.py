@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
 
 from downloads_app import selectors, services
@@ -31,8 +32,8 @@ class TerminalContext:
     def requested(self) -> str:
         return self.stop
 
-    def still_requested(self, task: DownloadTask, reason: str) -> bool:
-        return self.stop == reason
+    def pause_condition(self) -> Q:
+        return Q()  # Ctrl-C is this process's own word, not the row's
 
     def publish_task(self, task: DownloadTask, event: str) -> None:
         now = time.monotonic()
