@@ -27,8 +27,15 @@ def _resolution(url: str):  # type: ignore[no-untyped-def]
         raise ApiError(f"The address answered HTTP {exc.status}.", status=502) from None
 
 
-@api_view("GET")
+@api_view("GET", "PUT")
 def tasks(request: HttpRequest) -> HttpResponse:
+    """The list; a PUT of `{"status": "pause"|"resume"|"retry"}` pauses all, resumes all the paused, or
+    retries all the failed, as the Downloads page's buttons do, and says how many it changed."""
+    if request.method == "PUT":
+        status = text_field(json_body(request), "status")
+        if status not in services.EVERY_TASK_ACTIONS:
+            raise ApiError('status must be "pause", "resume" or "retry".')
+        return api_ok({"count": services.EVERY_TASK_ACTIONS[status]()})
     return api_ok([task_data(t) for t in selectors.tasks()])
 
 

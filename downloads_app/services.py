@@ -339,6 +339,14 @@ def downloads_retry_failed() -> int:
     return retried
 
 
+# What the Downloads page's Pause all, Resume all and Retry failed (and the API's PUT of the list) ask.
+EVERY_TASK_ACTIONS = {
+    "pause": downloads_pause_all,
+    "resume": downloads_resume_all,
+    "retry": downloads_retry_failed,
+}
+
+
 FINISHED = (TaskStatus.DONE, TaskStatus.CANCELLED)
 
 

@@ -36,20 +36,16 @@ def downloads_clear(request: HttpRequest) -> HttpResponse:
     )
 
 
-EVERY_TASK_ACTIONS = {
-    "pause": (services.downloads_pause_all, "paused"),
-    "resume": (services.downloads_resume_all, "resumed"),
-    "retry": (services.downloads_retry_failed, "retried"),
-}
+PAST_TENSE = {"pause": "paused", "resume": "resumed", "retry": "retried"}
 
 
 @require_POST
 def downloads_every(request: HttpRequest, action: str) -> HttpResponse:
     """Pause all, Resume all, Retry failed."""
-    if action not in EVERY_TASK_ACTIONS:
+    if action not in services.EVERY_TASK_ACTIONS:
         return HttpResponse(f"Unknown action {action!r}.", status=400)
-    act, done = EVERY_TASK_ACTIONS[action]
-    count = act()
+    count = services.EVERY_TASK_ACTIONS[action]()
+    done = PAST_TENSE[action]
     response = render(request, "downloads_app/downloads.html#task_list", {"tasks": selectors.tasks()})
     message = f"{count} download{pluralize(count)} {done}." if count else f"No download to {action}."
     return with_toast(response, message, level="info")

@@ -359,6 +359,27 @@ def test_pause_all_and_resume_all_act_on_every_download_they_apply_to(logged_in,
     assert logged_in.get(reverse("downloads_every", args=["pause"])).status_code == 405
 
 
+def test_api_pauses_resumes_and_retries_every_download_at_once(logged_in, db):
+    def task(name: str, status: str) -> DownloadTask:
+        return DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
+                                           folder_type="loras", filename=name, status=status)  # fmt: skip
+
+    def put(body: object):
+        return logged_in.put(reverse("api_download_tasks"), body, content_type="application/json")
+
+    queued, paused, failed = task("q", "queued"), task("p", "paused"), task("f", "failed")
+    assert put({"status": "pause"}).json() == {"success": True, "data": {"count": 1}}
+    assert put({"status": "resume"}).json()["data"] == {"count": 2}
+    assert put({"status": "retry"}).json()["data"] == {"count": 1}
+    assert set(DownloadTask.objects.values_list("status", flat=True)) == {"queued"}
+    assert {queued.pk, paused.pk, failed.pk} == set(DownloadTask.objects.values_list("pk", flat=True))
+    for refused in ({"status": "delete"}, {"status": ["pause"]}, {}):
+        response = put(refused)
+        assert response.status_code == 400 and response.json()["success"] is False, refused
+    assert set(DownloadTask.objects.values_list("status", flat=True)) == {"queued"}
+    assert logged_in.get(reverse("api_download_tasks")).json()["success"] is True
+
+
 def test_pause_and_resume_act_on_the_task_as_it_is_now_not_as_it_was_read(db):
     """Pause all read a queued task that a worker has taken up since, Resume all a pausing one that has
     paused since."""
