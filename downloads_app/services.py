@@ -10,13 +10,13 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from downloads_app.events import publish_deleted, publish_task
 from downloads_app.models import MAX_TITLE, MAX_VERSION_NAME, ApiKey, DownloadSettings, DownloadTask, Platform
 from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution
 from mmsite.models import TaskStatus
-from mmsite.worker import wake_workers
+from mmsite.worker import process_owner_prefix, wake_workers
 from models_app.extensions import MODEL_EXTENSIONS
 from models_app.models import MAX_RELATIVE_PATH
 from models_app.roots import (
@@ -65,19 +65,31 @@ SPEED_LIMIT_READ_EVERY = 2.0  # seconds: another worker process takes a new limi
 
 
 class _SpeedLimitSetting:
-    """The speed limit of the settings, read again at most every SPEED_LIMIT_READ_EVERY seconds: every
-    chunk of every running download asks for it."""
+    """This process's share of the speed limit of the settings, read again at most every
+    SPEED_LIMIT_READ_EVERY seconds: every chunk of every running download asks for it."""
 
     def __init__(self) -> None:
         self.value, self.read_at = 0, -math.inf
 
     def __call__(self) -> int:
         if time.monotonic() - self.read_at >= SPEED_LIMIT_READ_EVERY:
-            self.value, self.read_at = DownloadSettings.current().speed_limit, time.monotonic()
+            limit = DownloadSettings.current().speed_limit
+            self.value, self.read_at = limit and _share_of_this_process(limit), time.monotonic()
         return self.value
 
     def forget(self) -> None:
         self.read_at = -math.inf
+
+
+def _share_of_this_process(limit: int) -> int:
+    """With several worker processes (the scale-out set-up), each takes the part of the limit that its
+    share of the running downloads is, so that all of them together keep to it."""
+    counts = DownloadTask.objects.filter(status=TaskStatus.RUNNING).aggregate(
+        running=Count("pk"), here=Count("pk", filter=Q(owner__startswith=process_owner_prefix()))
+    )
+    if not counts["here"] or counts["here"] == counts["running"]:
+        return limit
+    return max(1, limit * counts["here"] // counts["running"])
 
 
 speed_limit = _SpeedLimitSetting()

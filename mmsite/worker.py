@@ -157,9 +157,14 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def process_owner_prefix() -> str:
+    """How the owner of every row this process runs begins: its workers', and the `download` command's."""
+    return f"{socket.gethostname()}:{os.getpid()}:"
+
+
 class Worker:
     def __init__(self, *, poll_interval: float = 1.0, max_threads: int = 16) -> None:
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.owner = process_owner_prefix() + secrets.token_hex(3)
         self.poll_interval = poll_interval
         self.executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="mm-job")
         self.running: dict[tuple[str, int], asyncio.Task[None]] = {}

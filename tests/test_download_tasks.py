@@ -16,7 +16,7 @@ from downloads_app import selectors, services
 from downloads_app.models import DownloadTask
 from downloads_app.tasks import WorkerDownloadContext, download_task_run
 from mmsite.events import EVENTS_GROUP
-from mmsite.worker import Worker
+from mmsite.worker import Worker, process_owner_prefix
 from models_app.models import ModelFile, ScanTask
 from tests.upstream import Fault
 
@@ -503,3 +503,20 @@ async def test_a_download_that_breaks_unexpectedly_tells_the_pages_showing_it(
         and e["data"]["error"] == "Unexpected error: a bug"
         for e in events
     )
+
+
+def test_a_process_takes_the_share_of_the_speed_limit_that_its_running_downloads_are(db, speed_limited):
+    services.speed_limit_set(bytes_per_second=3_000_000)
+
+    def running(owner: str) -> None:
+        DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
+                                    folder_type="loras", filename=f"{owner}.safetensors", status="running", owner=owner)  # fmt: skip
+
+    running(process_owner_prefix() + "a1b2c3")
+    assert services.speed_limit() == 3_000_000  # alone: the whole limit
+    running("other-host:4242:d4e5f6")
+    running("other-host:4243:cli")
+    services.speed_limit.forget()
+    assert services.speed_limit() == 1_000_000  # one of the three running downloads
+    services.speed_limit_set(bytes_per_second=0)
+    assert services.speed_limit() == 0

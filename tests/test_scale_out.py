@@ -276,3 +276,41 @@ def test_two_workers_share_forty_downloads_each_once_and_survive_a_kill(cluster,
         and e["data"]["status"] == "paused"
         for e in events
     )
+
+
+def test_two_worker_processes_keep_to_one_speed_limit_together(cluster, upstream):
+    limit = 400_000  # bytes a second, for all downloads together
+    for i in range(2):
+        stored = upstream.add_file(f"held-{i}", f"held_{i}.safetensors", model_bytes(f"held-{i}", 8_000_000))
+        version = CivitaiVersion(id=80_000 + i, name="v1", files=[(stored, {"primary": True})])
+        upstream.add_civitai_model(CivitaiModel(id=8_000 + i, name=f"Held {i}", type="Checkpoint", versions=[version]))  # fmt: skip
+    web = cluster.start("web", "serve", "--no-worker", "--port", str(cluster.port))
+    wait_for_port(cluster.port, web, cluster.logs / "web.log")
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {cluster.token}"
+    assert api.post(
+        f"{cluster.url}/model-manager/download/setting", json={"key": "speedLimit", "value": limit}
+    ).ok
+    for i in range(2):
+        assert api.post(
+            f"{cluster.url}/model-manager/model",
+            json={"downloadUrl": f"{upstream.civitai_url}/models/{8_000 + i}", "type": "checkpoints", "pathIndex": 0,
+                  "fullname": f"held_{i}.safetensors"},
+        ).status_code == 201  # fmt: skip
+    for name in ("worker-a", "worker-b"):
+        cluster.start(name, "worker", "--concurrency", "1")
+
+    deadline = time.monotonic() + 30
+    while {owner.split(":")[1] for _, status, owner in cluster.rows() if status == "running"} != {
+        str(p.pid) for name, p in cluster.processes.items() if name.startswith("worker")
+    }:
+        assert time.monotonic() < deadline, cluster.rows()
+        time.sleep(0.1)
+    time.sleep(2.5)  # each worker reads its share of the limit again every two seconds
+
+    start, before = time.monotonic(), sum(cluster.saved_bytes().values())
+    time.sleep(4)
+    rate = (sum(cluster.saved_bytes().values()) - before) / (time.monotonic() - start)
+    # Each worker alone keeps to the limit; without their shares the two together would take twice it.
+    assert 0.5 * limit < rate < 1.3 * limit, rate
+    assert all(status == "running" for _, status, _ in cluster.rows())

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import sys
 import time
 from typing import Any
@@ -17,6 +15,7 @@ from downloads_app.sources import SourceError
 from downloads_app.tasks import download_task_run
 from mmsite.management.database import require_migrated
 from mmsite.models import TaskStatus
+from mmsite.worker import process_owner_prefix
 from models_app.management.commands.scan import progress_bar
 
 
@@ -25,7 +24,7 @@ class TerminalContext:
 
     def __init__(self, out: Any) -> None:
         self.out = out
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:cli"
+        self.owner = process_owner_prefix() + "cli"
         self.stop = ""
         self.last = 0.0
 
