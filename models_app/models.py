@@ -96,6 +96,19 @@ class ModelFile(models.Model):
         return self.relative_path if self.is_dir else self.relative_path[: -len(self.extension) or None]
 
     @property
+    def prompt_token(self) -> str:
+        """What a prompt calls this model by, where one can: ComfyUI's own `embedding:` (a subfolder and
+        no extension are fine there), and for a LoRA the `<lora:name:weight>` that A1111, and ComfyUI's
+        prompt nodes that take LoRAs (LoRA Manager's, prompt-control), read."""
+        if self.is_dir:
+            return ""
+        if self.folder_type == "embeddings":
+            return f"embedding:{self.base_path}"
+        if self.folder_type == "loras":
+            return f"<lora:{self.name}:1>"
+        return ""
+
+    @property
     def preview_is_video(self) -> bool:
         return self.preview.lower().endswith((".mp4", ".webm"))
 

@@ -21,7 +21,7 @@ from models_app.models import InfoTask, ModelFile, ScanTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from models_app.selectors import PAGE_SIZE
-from tests.model_files import write_model
+from tests.model_files import safetensors_bytes, write_model
 
 pytestmark = pytest.mark.django_db
 
@@ -316,6 +316,29 @@ def test_the_model_dialog_shows_fields_metadata_and_sidecars(logged_in, scanned)
     assert 'id="model-detail-' in dialog and "Witch girl with a cat." in dialog
     one_key = logged_in.get(reverse("model_detail", args=["checkpoints", 0, "alpha_xl.safetensors"]))
     assert 'safetensors metadata <span class="muted small">(1 key)</span>' in one_key.content.decode()
+
+
+def test_the_dialog_gives_what_a_prompt_calls_an_embedding_or_a_lora_by(
+    logged_in, scanned, settings, tmp_path
+):
+    embeddings = tmp_path / "models" / "embeddings"
+    (embeddings / "negative").mkdir(parents=True)
+    (embeddings / "negative" / "bad-hands-5.safetensors").write_bytes(safetensors_bytes({}, b"\0" * 8))
+    settings.MM_MODEL_ROOTS += f";embeddings={embeddings}"
+    scan_folder(get_roots())
+
+    def in_a_prompt(folder_type: str, path: str) -> str:
+        html = logged_in.get(reverse("model_detail", args=[folder_type, 0, path])).content.decode()
+        return (
+            html.split("<dt>In a prompt</dt>")[1].split("</dd>")[0] if "<dt>In a prompt</dt>" in html else ""
+        )
+
+    # ComfyUI finds an embedding by its path under the folder, with no extension.
+    assert 'data-copy="embedding:negative/bad-hands-5"' in in_a_prompt(
+        "embeddings", "negative/bad-hands-5.safetensors"
+    )
+    assert 'data-copy="&lt;lora:pepper:1&gt;"' in in_a_prompt("loras", "style/pepper.safetensors")
+    assert in_a_prompt("checkpoints", "alpha_xl.safetensors") == ""  # a loader node takes it, not a prompt
 
 
 def test_the_dialog_of_a_civitai_model_links_to_it(logged_in, scanned):
