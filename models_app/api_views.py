@@ -12,10 +12,10 @@ from django.urls import reverse
 from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, refuse_nul, text_field
 from models_app import selectors, services
 from models_app.info import info_task_data, stop_info
-from models_app.models import InfoMode, InfoTask, ModelFile, ScanTask
+from models_app.models import InfoMode, InfoTask, ModelFile, ScanTask, TrashItem
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
-from models_app.roots import get_roots
-from models_app.tasks import scan_task_data, stop_scan
+from models_app.roots import UnknownRoot, get_roots
+from models_app.tasks import announce_library_changed, scan_task_data, stop_scan
 
 
 def preview_url(model: ModelFile) -> str | None:
@@ -217,3 +217,49 @@ def fetch_task(request: HttpRequest, task_id: int) -> HttpResponse:
     if _stop_wanted(request):
         stop_info(task)
     return api_ok(info_task_data(task))
+
+
+def trash_item_data(item: TrashItem) -> dict[str, Any]:
+    return {
+        "trashId": item.pk,
+        "type": item.folder_type,
+        "pathIndex": item.path_index,
+        "fullname": item.relative_path,
+        "files": item.files,
+        "sizeBytes": item.size,
+        "trashedAt": item.trashed_at.timestamp(),
+    }
+
+
+def _restore_wanted(request: HttpRequest) -> None:
+    if json_body(request).get("status") != "restore":
+        raise ApiError('status must be "restore".')
+
+
+@api_view("GET", "PUT")
+def trash(request: HttpRequest) -> HttpResponse:
+    """What the trash holds; `PUT {"status": "restore"}` puts back all it can, as the page's Restore all."""
+    if request.method == "GET":
+        return api_ok([trash_item_data(item) for item in TrashItem.objects.all()])
+    _restore_wanted(request)
+    restored, errors = services.trash_restore_all()
+    if restored:
+        announce_library_changed()
+    return api_ok({"restored": restored, "errors": errors})
+
+
+@api_view("PUT", "DELETE")
+def trash_item(request: HttpRequest, item_id: int) -> HttpResponse:
+    """`PUT {"status": "restore"}` puts the model back where it was (its `trashId` came with the DELETE
+    of the model); DELETE deletes it for good."""
+    item = get_object_or_404(TrashItem, pk=item_id)
+    if request.method == "DELETE":
+        services.trash_delete(item=item)
+        return api_ok({"trashId": item_id})
+    _restore_wanted(request)
+    try:
+        restored = services.trash_restore(item=item)
+    except (services.ModelEditError, UnknownRoot) as exc:
+        raise ApiError(str(exc), status=409) from None
+    announce_library_changed(restored.folder_type, restored.path_index, restored.relative_path)
+    return api_ok(model_summary(restored))

@@ -68,12 +68,13 @@ def read_new_model(folder_type: str, path_index: int, relative_path: str) -> Non
     read the library again, as the end of a scan does: a scan of the whole library, on a network share,
     could take a while to show one file."""
     scan_one_model(get_roots(), folder_type, path_index, relative_path)
-    announce_library_changed({"type": folder_type, "pathIndex": path_index, "path": relative_path})
+    announce_library_changed(folder_type, path_index, relative_path)
 
 
-def announce_library_changed(data: dict[str, object]) -> None:
-    """Has the open library pages read the library again, as the end of a scan does: `data` names the
-    model that came in, or is {} after several at once."""
+def announce_library_changed(folder_type: str = "", path_index: int = 0, relative_path: str = "") -> None:
+    """Has the open library pages read the library again, as the end of a scan does, for the model that
+    came in, or for several at once (no model named)."""
+    data = {"type": folder_type, "pathIndex": path_index, "path": relative_path} if folder_type else {}
     fragment = render_scan_progress(latest_scan(), refresh_library=True)  # the scan status, as it stands
     events.publish("library_changed", data, fragment, topic="scan")
 

@@ -42,4 +42,6 @@ api_urlpatterns = [
     path("model-info/fetch", api_views.fetch, name="api_fetch"),
     path("model-info/scan/<int:task_id>", api_views.scan_task, name="api_scan_task"),
     path("model-info/fetch/<int:task_id>", api_views.fetch_task, name="api_fetch_task"),
+    path("trash", api_views.trash, name="api_trash"),
+    path("trash/<int:item_id>", api_views.trash_item, name="api_trash_item"),
 ]

@@ -130,6 +130,10 @@ def test_anonymous_api_calls_get_401_json_not_a_login_page(client, scanned):
         ("get", "/model-manager/model/loras/0/poses.safetensors"),
         ("post", "/model-manager/model-info/scan"),
         ("get", "/model-manager/model-info/scan/1"),
+        ("get", "/model-manager/trash"),
+        ("put", "/model-manager/trash"),
+        ("delete", "/model-manager/trash/1"),
+        ("put", "/model-manager/download/task"),
     ):
         response = getattr(client, method)(url)
         assert response.status_code == 401, url

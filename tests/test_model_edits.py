@@ -603,6 +603,48 @@ def test_api_delete_moves_to_the_trash(logged_in, scanned):
     assert logged_in.delete("/model-manager/model/loras/0/../../x").status_code == 400
 
 
+def test_api_lists_the_trash_restores_from_it_and_deletes_for_good(logged_in, scanned):
+    def put(url: str, body: object):
+        return logged_in.put(url, body, content_type="application/json")
+
+    poses = logged_in.delete("/model-manager/model/loras/0/poses.safetensors").json()["data"]["trashId"]
+    logged_in.delete("/model-manager/model/checkpoints/0/alpha_xl.safetensors")
+    listed = logged_in.get("/model-manager/trash").json()["data"]
+    assert [(item["type"], item["fullname"]) for item in listed] == [
+        ("checkpoints", "alpha_xl.safetensors"),  # the latest first
+        ("loras", "poses.safetensors"),
+    ]
+    assert listed[1]["trashId"] == poses and sorted(listed[1]["files"]) == [
+        "poses.civitai.info",
+        "poses.safetensors",
+    ]
+    assert listed[1]["sizeBytes"] > 0 and isinstance(listed[1]["trashedAt"], float)
+
+    assert put(f"/model-manager/trash/{poses}", {"status": "undelete"}).status_code == 400
+    restored = put(f"/model-manager/trash/{poses}", {"status": "restore"})
+    assert restored.status_code == 200 and restored.json()["data"]["fullname"] == "poses.safetensors"
+    assert (scanned["loras"] / "poses.civitai.info").exists()
+    assert logged_in.get("/model-manager/model/loras/0/poses.safetensors").status_code == 200
+    assert put(f"/model-manager/trash/{poses}", {"status": "restore"}).status_code == 404
+
+    logged_in.delete("/model-manager/model/loras/0/poses.safetensors")
+    (scanned["checkpoints"] / "alpha_xl.safetensors").write_bytes(b"a new file with that name")
+    clash = TrashItem.objects.get(relative_path="alpha_xl.safetensors").pk
+    refused = put(f"/model-manager/trash/{clash}", {"status": "restore"})
+    assert refused.status_code == 409 and "already exist" in refused.json()["error"]
+    assert put("/model-manager/trash", {"status": "restore"}).json()["data"] == {
+        "restored": 1,
+        "errors": ["alpha_xl.safetensors already exist(s) there again; move them away first."],
+    }
+    assert (scanned["loras"] / "poses.safetensors").exists()
+
+    trash_folder = scanned["checkpoints"] / ".trash" / TrashItem.objects.get().trash_folder
+    assert trash_folder.is_dir()
+    assert logged_in.delete(f"/model-manager/trash/{clash}").json()["data"] == {"trashId": clash}
+    assert not trash_folder.exists() and not TrashItem.objects.exists()
+    assert logged_in.get("/model-manager/trash").json() == {"success": True, "data": []}
+
+
 def test_api_put_takes_a_preview_larger_than_the_form_memory_limit(logged_in, scanned):
     import random
 

@@ -31,9 +31,7 @@ def trash_action(request: HttpRequest, item_id: int, action: str) -> HttpRespons
         except (services.ModelEditError, UnknownRoot) as exc:
             return with_toast(HttpResponse(status=204), str(exc), level="error")
         # The library pages open elsewhere show it back, as they show a download that came in.
-        announce_library_changed(
-            {"type": restored.folder_type, "pathIndex": restored.path_index, "path": restored.relative_path}
-        )
+        announce_library_changed(restored.folder_type, restored.path_index, restored.relative_path)
         return with_toast(HttpResponse(""), f"{restored.file_name} is back in {restored.folder_type}.")
     if action == "delete":
         services.trash_delete(item=item)
@@ -45,7 +43,7 @@ def trash_action(request: HttpRequest, item_id: int, action: str) -> HttpRespons
 def trash_restore_all(request: HttpRequest) -> HttpResponse:
     restored, errors = services.trash_restore_all()
     if restored:
-        announce_library_changed({})  # once for them all: each would have every open page read it again
+        announce_library_changed()  # once for them all: each would have every open page read it again
     response = render(request, "models_app/trash.html#items", {"items": TrashItem.objects.all()})
     message = f"{restored} model{pluralize(restored)} restored."
     if errors:
