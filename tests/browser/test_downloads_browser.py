@@ -208,3 +208,37 @@ def test_news_of_a_row_the_page_already_took_away_is_no_error(logged_in_page, se
     sockets[0].send('<div id="download-task-999999" hx-swap-oob="delete"></div>')
     sockets[0].send('<div hx-swap-oob="beforeend:#toasts"><div class="toast info">Still heard.</div></div>')
     expect(page.locator("#toasts")).to_contain_text("Still heard.")
+
+
+def test_the_progress_bars_of_the_rows_end_at_one_line_whatever_their_buttons(
+    logged_in_page, server, fake_upstream
+):
+    page = logged_in_page
+    headers = api_headers(server)
+    ids = []
+    for model, name in ((5005, "bars_failed.safetensors"), (4201, "bars_paused.safetensors")):
+        created = requests.post(
+            f"{server.url}/model-manager/model",
+            json={"downloadUrl": f"{fake_upstream.civitai_url}/models/{model}", "fullname": name},
+            headers=headers,
+            timeout=10,
+        ).json()
+        ids.append(created["data"]["taskId"])
+    pause = requests.put(f"{server.url}/model-manager/download/{ids[1]}", json={"status": "pause"}, headers=headers, timeout=10)  # fmt: skip
+    assert pause.ok
+    page.goto(server.url + "/downloads/")
+    failed, paused = (page.locator(f"#download-task-{task_id}") for task_id in ids)
+    expect(failed.locator(".badge.status")).to_have_text("Failed", timeout=10_000)
+    expect(paused.locator(".badge.status")).to_have_text("Paused", timeout=10_000)
+    expect(failed.get_by_role("button")).to_have_count(2)  # Retry, Remove
+    expect(paused.get_by_role("button")).to_have_count(3)  # Resume, Cancel, Remove
+
+    def bar_end(row) -> float:  # type: ignore[no-untyped-def]
+        box = row.locator("progress").bounding_box()
+        return box["x"] + box["width"]
+
+    assert abs(bar_end(failed) - bar_end(paused)) < 1
+    for task_id in ids:
+        assert requests.delete(
+            f"{server.url}/model-manager/download/{task_id}", headers=headers, timeout=10
+        ).ok
