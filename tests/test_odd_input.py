@@ -63,7 +63,8 @@ API_ROUTES = [
     ("put", "/model-manager/model-info/scan/1"), ("put", f"/model-manager/model-info/fetch/{HUGE}"),
     ("put", f"/model-manager/model/{MODEL}"), ("delete", f"/model-manager/model/loras/{HUGE}/x"),
     ("post", "/model-manager/model"), ("put", "/model-manager/download/1"), ("delete", f"/model-manager/download/{HUGE}"),
-    ("post", "/model-manager/download/setting"),
+    ("post", "/model-manager/download/setting"), ("put", "/model-manager/download/task"), ("put", "/model-manager/trash"),
+    ("put", "/model-manager/trash/1"), ("put", f"/model-manager/trash/{HUGE}"), ("delete", f"/model-manager/trash/{HUGE}"),
 ]  # fmt: skip
 API_BODIES = [
     "[]", '"x"', "5", "null", '{"models": 5}', '{"models": [5]}', '{"models": [{"type": 5, "fullname": 5}]}',
