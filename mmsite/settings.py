@@ -68,6 +68,8 @@ MM_STALL_TIMEOUT = float(os.environ.get("MM_STALL_TIMEOUT", "60"))
 MM_DOWNLOAD_ATTEMPTS = int(os.environ.get("MM_DOWNLOAD_ATTEMPTS", "8"))
 MM_THUMBNAIL_DIR = DATA_DIR / "thumbnails"
 MM_SCAN_ON_START = env_bool("MM_SCAN_ON_START", True)
+# Minutes after a scan before the worker scans the changed files again, quietly (0: never).
+MM_SCAN_EVERY = float(os.environ.get("MM_SCAN_EVERY", "15"))
 MM_PROGRESS_INTERVAL = float(os.environ.get("MM_PROGRESS_INTERVAL", "1.0"))
 
 INSTALLED_APPS = [

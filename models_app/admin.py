@@ -46,8 +46,10 @@ class CivitaiModelAdmin(admin.ModelAdmin):
 @admin.register(ScanTask)
 class ScanTaskAdmin(WorkerTaskAdmin):
     stop_task = staticmethod(stop_scan)
-    list_display = ("pk", "mode", "status", "processed", "total", "added", "updated", "removed", "created_at")
-    list_filter = ("status", "mode")
+    list_display = (
+        "pk", "mode", "automatic", "status", "processed", "total", "added", "updated", "removed", "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "mode", "automatic")
 
 
 @admin.register(InfoTask)

@@ -186,6 +186,10 @@ class CountedTask(WorkerTask):
 
 class ScanTask(CountedTask):
     mode = models.CharField(max_length=8, choices=ScanMode.choices, default=ScanMode.DIFF)
+    automatic = models.BooleanField(
+        default=False,
+        help_text="Started by the worker (MM_SCAN_EVERY), not by someone: it shows only what it changed.",
+    )
     added = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
     removed = models.PositiveIntegerField(default=0)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -50,11 +51,12 @@ from models_app.text import decode_text
 NAME_MAX = 255
 
 
-def scan_start(*, mode: str = ScanMode.DIFF) -> tuple[ScanTask, bool]:
+def scan_start(*, mode: str = ScanMode.DIFF, automatic: bool = False) -> tuple[ScanTask, bool]:
     """Queues a scan and returns it with True, or returns the scan already queued or running with False.
 
     A second scan while one runs would only walk the same folders again; a full scan asked for while a
-    diff scan waits upgrades the waiting one.
+    diff scan waits upgrades the waiting one, and a scan someone asks for while an automatic one runs
+    makes that one show its progress.
     """
     if mode not in ScanMode.values:
         raise ValueError(f"mode must be one of {', '.join(ScanMode.values)}")
@@ -63,10 +65,34 @@ def scan_start(*, mode: str = ScanMode.DIFF) -> tuple[ScanTask, bool]:
         if mode == ScanMode.FULL and active.status == "queued" and active.mode != mode:
             ScanTask.objects.filter(pk=active.pk, status="queued").update(mode=mode)
             active.mode = mode
+        if active.automatic and not automatic:
+            ScanTask.objects.filter(pk=active.pk).update(automatic=False)
+            active.automatic = False
         return active, False
-    task = ScanTask.objects.create(mode=mode)
+    task = ScanTask.objects.create(mode=mode, automatic=automatic)
     wake_workers()
     return task, True
+
+
+AUTOMATIC_SCANS_KEPT = timedelta(days=1)
+
+
+def scan_if_due() -> ScanTask | None:
+    """Scans the changed files, quietly, once the last scan ended MM_SCAN_EVERY minutes ago: models that
+    other tools put in the folders (ComfyUI-Manager, a copy) show up without a press of Scan. The clock
+    starts at the first scan (serve's, or the user's). Returns the scan it queued."""
+    every = settings.MM_SCAN_EVERY
+    latest = ScanTask.objects.order_by("-created_at", "-pk").first()
+    if every <= 0 or latest is None or latest.is_active or latest.finished_at is None:
+        return None
+    # Automatic scans pile up, one each interval: older ones are history nobody reads.
+    ScanTask.objects.filter(automatic=True, finished_at__lt=timezone.now() - AUTOMATIC_SCANS_KEPT).exclude(
+        pk=latest.pk
+    ).delete()
+    if timezone.now() - latest.finished_at < timedelta(minutes=every):
+        return None
+    task, created = scan_start(automatic=True)
+    return task if created else None
 
 
 class ModelEditError(ValueError):

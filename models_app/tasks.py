@@ -25,6 +25,7 @@ def scan_task_data(task: ScanTask) -> dict[str, object]:
     return {
         "taskId": task.pk,
         "mode": task.mode,
+        "automatic": task.automatic,
         "status": task.status,
         "total": task.total,
         "processed": task.processed,
@@ -48,6 +49,8 @@ def scan_toast(task: ScanTask) -> str:
         return toast_fragment(f"Scan failed: {task.error}", level="error")
     if task.status != TaskStatus.DONE:
         return toast_fragment(f"Scan {task.get_status_display().lower()}.", level="info")
+    if task.automatic:
+        return toast_fragment(f"The model folders changed: {task.changes}.", level="info")
     new = f", {intcomma(task.added)} new" if task.added else ""
     return toast_fragment(
         f"Scan finished: {intcomma(task.total)} model{'' if task.total == 1 else 's'}{new}."
@@ -90,6 +93,12 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
     throttle = Throttle(settings.MM_PROGRESS_INTERVAL)
     fields = ["total", "processed", "added", "updated", "removed", "current_path"]
 
+    def shows_progress() -> bool:
+        """An automatic scan is quiet until someone asks for a scan while it runs (services.scan_start)."""
+        if task.automatic:
+            task.automatic = ScanTask.objects.filter(pk=task.pk, automatic=True).exists()
+        return not task.automatic
+
     def on_progress(progress: ScanProgress) -> None:
         if ctx.requested() in {"cancel", "shutdown"}:
             raise ScanStopped(ctx.requested())
@@ -98,11 +107,13 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
             for name in fields:
                 setattr(task, name, getattr(progress, name))
             ScanTask.objects.filter(pk=task.pk).update(**{name: getattr(task, name) for name in fields})
-            publish_scan("update_scan_task", task)
+            if shows_progress():
+                publish_scan("update_scan_task", task)
 
     task.started_at = timezone.now()
     ScanTask.objects.filter(pk=task.pk).update(started_at=task.started_at)
-    publish_scan("update_scan_task", task)
+    if shows_progress():
+        publish_scan("update_scan_task", task)
     try:
         result = scan_folder(get_roots(), full=task.mode == ScanMode.FULL, on_progress=on_progress)
     except ScanStopped as stop:
@@ -121,8 +132,12 @@ def run_scan_task(task: ScanTask, ctx: TaskContext) -> None:
     task.error = result.error_report()
     task.kept = [list(place) for place in result.kept]
     task.save(update_fields=[*fields, "status", "finished_at", "error", "kept"])
-    publish_scan("complete_scan_task", task, ended=True)
-    hash_missing()
+    # A quiet scan that changed nothing only updates the status line ("Scanned just now"); one that
+    # still cannot reach a drive says so there, not in a toast every interval.
+    changed = task.added or task.updated or task.removed
+    publish_scan("complete_scan_task", task, ended=shows_progress() or bool(changed))
+    if changed or not task.automatic:  # a model that could not be hashed is not tried every interval
+        hash_missing()
 
 
 def hash_missing() -> None:

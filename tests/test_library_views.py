@@ -226,13 +226,13 @@ def test_files_a_scan_skipped_are_listed_under_its_status(logged_in, model_roots
     call_command("scan", stdout=io.StringIO(), stderr=io.StringIO())
     html = logged_in.get("/").content.decode()
     # What the scan changed; how many it found, on hover.
-    assert re.search(r'title="[^"]*: 1 model found">\s*Scanned now: 1 new\s', html), html.split(
+    assert re.search(r'title="[^"]*: 1 model found">\s*Scanned just now: 1 new\s', html), html.split(
         'id="scan-progress"'
     )[1][:600]
     assert "Not everything could be read" in html
     assert "loras/caf\ufffd.safetensors: the name is not valid UTF-8; rename it to scan it" in html
     call_command("scan", stdout=io.StringIO(), stderr=io.StringIO())
-    assert re.search(r"Scanned now: nothing changed\s", logged_in.get("/").content.decode())
+    assert re.search(r"Scanned just now: nothing changed\s", logged_in.get("/").content.decode())
 
 
 def test_the_models_of_a_place_gone_for_good_can_be_forgotten(logged_in, library, tmp_path):
@@ -244,7 +244,7 @@ def test_the_models_of_a_place_gone_for_good_can_be_forgotten(logged_in, library
     scan = ScanTask.objects.latest("pk")
     forget = reverse("scan_forget", args=[scan.pk, 0])
     html = logged_in.get("/").content.decode()
-    assert "Scanned now: 3 out of reach" in html
+    assert "Scanned just now: 3 out of reach" in html
     assert "empty (a drive not mounted?); keeping the 3 models known there until it is back" in html
     assert f'hx-post="{forget}"' in html
     (away / "alpha_xl.safetensors").rename(library["checkpoints"] / "alpha_xl.safetensors")
