@@ -284,6 +284,9 @@ class InfoMode(models.TextChoices):
     UPDATES = "updates", "Check for updates"
 
 
+INFO_OUTCOME_SHOWN = timedelta(minutes=1)
+
+
 class InfoTask(CountedTask):
     """Hashes models that lack a SHA256, and (fetch mode) asks Civitai about them by hash, or (updates
     mode) asks Civitai for the newest version of each model that has Civitai info."""
@@ -313,6 +316,12 @@ class InfoTask(CountedTask):
     @property
     def unlisted_failures(self) -> int:
         return max(0, self.failed - len(self.failures))
+
+    @property
+    def just_ended(self) -> bool:
+        """Whether a page drawn now still says how it went: one that connected (or loaded) a moment after
+        the end missed the event that said so."""
+        return self.finished_at is not None and timezone.now() - self.finished_at < INFO_OUTCOME_SHOWN
 
     @property
     def only_model(self) -> ModelFile | None:

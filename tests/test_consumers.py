@@ -163,3 +163,32 @@ async def test_a_reconnecting_page_gets_every_unfinished_download_at_once(user, 
     assert (await quiet.connect())[0]
     assert await quiet.receive_nothing(timeout=0.3)
     await quiet.disconnect()
+
+
+async def test_a_page_that_connects_a_moment_after_a_civitai_job_ended_still_hears_how_it_went(user):
+    """The event of its end went out before this socket was open (a page loaded, a socket reconnected)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from models_app.models import InfoTask
+
+    headers = await sync_to_async(session_headers)(user)
+
+    async def first_state() -> str:
+        page = WebsocketCommunicator(application, "/ws/ui/?live=info", headers=headers)
+        assert (await page.connect())[0]
+        state = await page.receive_from()
+        await page.disconnect()
+        return state
+
+    ended = await sync_to_async(InfoTask.objects.create)(
+        mode="updates", status="done", total=1, processed=1, found=1, finished_at=timezone.now()
+    )
+    state = await first_state()
+    assert "Check for updates done:" in state and "1 with an update</a>" in state
+    assert 'hx-trigger="load' not in state  # the grid was read again when it ended, not once more per page
+    await sync_to_async(InfoTask.objects.filter(pk=ended.pk).update)(
+        finished_at=timezone.now() - timedelta(minutes=2)
+    )
+    assert "done:" not in await first_state()
