@@ -7,16 +7,14 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
-from mmsite.asgi import application
 from models_app.models import InfoTask, ScanTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from models_app.services import scan_if_due, scan_start
 from tests.model_files import write_model
-from tests.test_consumers import received_fragments, session_headers, with_a_worker_until
+from tests.test_consumers import events_and_library_page, received_fragments, with_a_worker_until
 
 
 def ended(minutes_ago: float, **fields) -> ScanTask:  # type: ignore[no-untyped-def]
@@ -62,12 +60,7 @@ def test_a_scan_asked_for_while_an_automatic_one_waits_is_that_one_showing_its_p
 @pytest.mark.django_db(transaction=True)
 async def test_an_automatic_scan_tells_the_pages_only_what_changed(user, library):
     await sync_to_async(scan_folder)(get_roots())
-    headers = await sync_to_async(session_headers)(user)
-    events = WebsocketCommunicator(application, "/ws/events/", headers=headers)
-    library_page = WebsocketCommunicator(application, "/ws/ui/?live=scan,info", headers=headers)
-    for socket in (events, library_page):
-        assert (await socket.connect())[0]
-    await library_page.receive_from()  # the state on connect
+    events, library_page = await events_and_library_page(user)
 
     await sync_to_async(scan_start)(automatic=True)
     received = await with_a_worker_until(events, "complete_scan_task")

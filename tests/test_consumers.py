@@ -70,6 +70,17 @@ async def with_a_worker_until(communicator, event_type: str) -> list[dict]:
         running.cancel()
 
 
+async def events_and_library_page(user) -> tuple[WebsocketCommunicator, WebsocketCommunicator]:
+    """A /ws/events/ socket, and a library page's /ws/ui/ socket past the state it gets on connect."""
+    headers = await sync_to_async(session_headers)(user)
+    events = WebsocketCommunicator(application, "/ws/events/", headers=headers)
+    library_page = WebsocketCommunicator(application, "/ws/ui/?live=scan,info", headers=headers)
+    for socket in (events, library_page):
+        assert (await socket.connect())[0]
+    await library_page.receive_from()
+    return events, library_page
+
+
 async def received_fragments(communicator) -> list[str]:
     fragments = []
     while not await communicator.receive_nothing(timeout=0.2):
@@ -116,12 +127,7 @@ async def test_a_scan_that_breaks_tells_the_pages_showing_it_running(user, libra
         raise RuntimeError("the disk went away")
 
     monkeypatch.setattr(tasks, "scan_folder", broken_scan)
-    headers = await sync_to_async(session_headers)(user)
-    events = WebsocketCommunicator(application, "/ws/events/", headers=headers)
-    library_page = WebsocketCommunicator(application, "/ws/ui/?live=scan,info", headers=headers)
-    for socket in (events, library_page):
-        assert (await socket.connect())[0]
-    await library_page.receive_from()  # the state on connect
+    events, library_page = await events_and_library_page(user)
     await sync_to_async(scan_start)(mode="diff")
     received = await with_a_worker_until(events, "complete_scan_task")
     assert (received[-1]["data"]["status"], received[-1]["data"]["error"]) == (
