@@ -38,6 +38,7 @@ from models_app.roots import (
     root_to_write,
 )
 from models_app.scanner import delete_models, scan_one_model
+from models_app.selectors import latest_scan
 from models_app.sidecars import (
     IMAGE_EXTENSIONS,
     PREVIEW_SUFFIXES,
@@ -82,7 +83,7 @@ def scan_if_due() -> ScanTask | None:
     other tools put in the folders (ComfyUI-Manager, a copy) show up without a press of Scan. The clock
     starts at the first scan (serve's, or the user's). Returns the scan it queued."""
     every = settings.MM_SCAN_EVERY
-    latest = ScanTask.objects.order_by("-created_at", "-pk").first()
+    latest = latest_scan()
     if every <= 0 or latest is None or latest.is_active or latest.finished_at is None:
         return None
     # Automatic scans pile up, one each interval: older ones are history nobody reads.
