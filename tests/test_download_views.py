@@ -483,6 +483,19 @@ def test_the_admin_shows_and_stops_tasks_but_neither_adds_nor_edits_them(admin_c
     assert ScanTask.objects.get().status == "cancelled"  # not started yet: over at once
 
 
+def test_the_admins_download_actions_say_how_many_they_changed(admin_client, db):
+    def task(name: str, status: str) -> DownloadTask:
+        return DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
+                                           folder_type="loras", filename=name, status=status)  # fmt: skip
+
+    picked = [task("q", "queued").pk, task("p", "paused").pk, task("d", "done").pk]
+    done = admin_client.post(
+        "/admin/downloads_app/downloadtask/", {"action": "pause", "_selected_action": picked}, follow=True
+    )
+    assert "Paused 1 task(s). 2 left as they were." in done.content.decode()
+    assert sorted(DownloadTask.objects.values_list("status", flat=True)) == ["done", "paused", "paused"]
+
+
 def test_admin_edits_api_keys_without_showing_them(admin_client):
     assert 'type="password"' in admin_client.get("/admin/downloads_app/apikey/add/").content.decode()
     admin_client.post("/admin/downloads_app/apikey/add/", {"service": "civitai", "key": " abcdef123456WXYZ "})
