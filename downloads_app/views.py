@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.defaultfilters import filesizeformat, pluralize
@@ -224,7 +225,12 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         template = "downloads_app/settings.html#keys"
     else:
         template = "downloads_app/settings.html"
-        context |= {"folders": model_folders(), "folder_sources": roots_sources(), **_speed_context()}
+        context |= {
+            "folders": model_folders(),
+            "folder_sources": roots_sources(),
+            "scan_every": settings.MM_SCAN_EVERY,
+            **_speed_context(),
+        }
     response = render(request, template, context)
     if saved:
         label = dict(ApiKey.Service.choices)[saved]

@@ -595,6 +595,10 @@ def test_the_settings_page_lists_each_model_folder_with_the_models_known_there(
     html = logged_in.get(reverse("settings")).content.decode()
     section = html.split('id="model-folders"')[1]
     assert "What the scan reads, from MM_MODEL_ROOTS." in section
+    assert "They are scanned only when asked" in section  # MM_SCAN_EVERY is 0 in the tests
+    settings.MM_SCAN_EVERY = 15
+    section = logged_in.get(reverse("settings")).content.decode().split('id="model-folders"')[1]
+    assert "The worker looks in them for changes 15 minutes after each scan" in section
     rows = [
         tuple(" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in row)
         for row in re.findall(
