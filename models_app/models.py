@@ -203,6 +203,14 @@ class ScanTask(CountedTask):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # The workers' periodic checks (services.scan_if_due) may fire at one moment: one scan comes of it.
+            models.UniqueConstraint(
+                fields=["automatic"],
+                condition=models.Q(automatic=True, status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING]),
+                name="one_automatic_scan_at_a_time",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{'Full rescan' if self.mode == ScanMode.FULL else 'Scan'} #{self.pk} ({self.status})"

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -70,7 +71,11 @@ def scan_start(*, mode: str = ScanMode.DIFF, automatic: bool = False) -> tuple[S
             ScanTask.objects.filter(pk=active.pk).update(automatic=False)
             active.automatic = False
         return active, False
-    task = ScanTask.objects.create(mode=mode, automatic=automatic)
+    try:
+        with transaction.atomic():
+            task = ScanTask.objects.create(mode=mode, automatic=automatic)
+    except IntegrityError:  # another worker queued the automatic scan a moment ago: that one it is
+        return scan_start(mode=mode, automatic=automatic)
     wake_workers()
     return task, True
 

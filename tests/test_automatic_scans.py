@@ -3,10 +3,12 @@ the model folders shows up without a press of Scan, and a scan that finds nothin
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import transaction
 from django.utils import timezone
 
 from models_app.models import InfoTask, ScanTask
@@ -37,6 +39,27 @@ def test_a_quiet_diff_scan_is_queued_once_the_last_scan_ended_long_enough_ago(db
     )
     settings.MM_SCAN_EVERY = 0
     assert scan_if_due() is None
+
+
+def test_two_workers_whose_checks_meet_queue_one_automatic_scan(db, settings, monkeypatch):
+    settings.MM_SCAN_EVERY = 15
+    ended(minutes_ago=20)
+    real_atomic = transaction.atomic
+
+    @contextlib.contextmanager
+    def race():  # type: ignore[no-untyped-def]
+        # Both saw no scan running; the other worker's check wrote its scan between this one's look and write.
+        monkeypatch.setattr(transaction, "atomic", real_atomic)
+        ScanTask.objects.create(automatic=True)
+        with real_atomic():
+            yield
+
+    def the_other_worker_wrote_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return race() if not (args or kwargs) else real_atomic(*args, **kwargs)  # the ORM's own pass by
+
+    monkeypatch.setattr(transaction, "atomic", the_other_worker_wrote_first)
+    assert scan_if_due() is None  # it found the other one's
+    assert ScanTask.objects.filter(automatic=True, status="queued").count() == 1
 
 
 def test_automatic_scans_older_than_a_day_are_forgotten_but_not_the_last_one(db, settings):
