@@ -41,7 +41,7 @@ from models_app.tasks import read_new_model
 logger = logging.getLogger("mm.downloads")
 
 SPEED_WINDOW = 5.0
-PROGRESS_FIELDS = ["downloaded_size", "total_size", "bps", "validator", "expected_sha256"]
+PROGRESS_FIELDS = ["downloaded_size", "total_size", "bps", "validator", "expected_sha256", "notice"]
 
 
 class ProgressReporter:
@@ -64,12 +64,16 @@ class ProgressReporter:
         first_time, first_done = self.samples[0]
         if now - first_time >= 0.5:
             self.task.bps = int((done - first_done) / (now - first_time))
+        # Bytes flow again after a retry: its "retrying in 8 s" is over.
+        resumed = bool(self.task.notice) and done > self.task.downloaded_size
+        if resumed:
+            self.task.notice = ""
         self.task.downloaded_size = done
         self.task.total_size = total
         validator_changed = self.job.state.validator != self.task.validator
         self.task.validator = self.job.state.validator
         self.task.expected_sha256 = self.job.expected_sha256
-        if self.throttle.ready(force=validator_changed):
+        if self.throttle.ready(force=validator_changed or resumed):
             self.save()
             self.ctx.publish_task(self.task, "update_download_task")
 

@@ -223,6 +223,30 @@ def test_a_download_resumed_while_it_was_pausing_goes_back_in_the_queue(services
     assert task.status == "paused"  # still asked to pause: it does
 
 
+def test_a_download_going_on_after_a_dropped_connection_no_longer_says_it_is_retrying(
+    services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    size = up.files["dreamxl-v2-fp16"].size
+    up.faults["dreamxl-v2-fp16"] = Fault(drop_after=size // 4, throttle=size * 2)  # half a second a file
+    task = queue(f"{up.civitai_url}/models/4201")
+    DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1")
+    task.refresh_from_db()
+    rows = DownloadTask.objects.filter(pk=task.pk)
+    seen = []  # what the Downloads page would show, looked at each time the download asks whether to stop
+
+    def look() -> str:
+        seen.append(rows.values_list("downloaded_size", "notice").get())
+        return ""
+
+    download_task_run(task, WorkerDownloadContext(WorkerView(look)))
+    task.refresh_from_db()
+    assert task.status == "done", task.error
+    assert any("retrying in" in notice for _, notice in seen)  # the drop was told
+    later = [notice for done, notice in seen if done >= size * 3 // 4]
+    assert later and all(notice == "" for notice in later), later
+
+
 @pytest.mark.parametrize("asked", ["cancel", "delete"])
 def test_a_download_cancelled_or_deleted_while_it_was_pausing_is_so_not_paused(
     services_at_upstream, model_roots, asked
