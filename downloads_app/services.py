@@ -84,7 +84,8 @@ class _SpeedLimitSetting:
 def _share_of_this_process(limit: int) -> int:
     """With several worker processes (the scale-out set-up), each takes the part of the limit that its
     share of the running downloads is, so that all of them together keep to it."""
-    counts = DownloadTask.objects.filter(status=TaskStatus.RUNNING).aggregate(
+    # One waiting to retry ("retrying in 8 s") takes no bytes meanwhile: its share would go unused.
+    counts = DownloadTask.objects.filter(status=TaskStatus.RUNNING, notice="").aggregate(
         running=Count("pk"), here=Count("pk", filter=Q(owner__startswith=process_owner_prefix()))
     )
     if not counts["here"] or counts["here"] == counts["running"]:

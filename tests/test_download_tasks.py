@@ -542,5 +542,10 @@ def test_a_process_takes_the_share_of_the_speed_limit_that_its_running_downloads
     running("other-host:4243:cli")
     services.speed_limit.forget()
     assert services.speed_limit() == 1_000_000  # one of the three running downloads
+    DownloadTask.objects.filter(owner="other-host:4243:cli").update(
+        notice="the connection closed — retrying in 8 s"
+    )
+    services.speed_limit.forget()
+    assert services.speed_limit() == 1_500_000  # the one waiting to retry takes no bytes meanwhile
     services.speed_limit_set(bytes_per_second=0)
     assert services.speed_limit() == 0
