@@ -9,7 +9,7 @@ from django.db import models
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
-from mmsite.models import TaskStatus, WorkerTask
+from mmsite.models import ACTIVE_STATUSES, TaskStatus, WorkerTask
 
 MAX_RELATIVE_PATH = 1024  # characters; longer paths are skipped by the scan and refused by edits
 
@@ -207,7 +207,7 @@ class ScanTask(CountedTask):
             # The workers' periodic checks (services.scan_if_due) may fire at one moment: one scan comes of it.
             models.UniqueConstraint(
                 fields=["automatic"],
-                condition=models.Q(automatic=True, status__in=[TaskStatus.QUEUED, TaskStatus.RUNNING]),
+                condition=models.Q(automatic=True, status__in=list(ACTIVE_STATUSES)),
                 name="one_automatic_scan_at_a_time",
             )
         ]
