@@ -5,10 +5,11 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from downloads_app import services
-from downloads_app.models import ApiKey, DownloadTask
+from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
 from mmsite.admin import WorkerTaskAdmin
 
 
@@ -81,3 +82,64 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change and not form.cleaned_data.get("key"):
             obj.key = ApiKey.objects.values_list("key", flat=True).get(pk=obj.pk)
         super().save_model(request, obj, form, change)
+
+
+class DownloadSettingsForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The speed limit in MB/s, as the Settings page takes it, checked by the same service."""
+
+    speed_limit = forms.CharField(
+        label="Speed limit (MB/s)",
+        required=False,
+        help_text="For all downloads together, the running ones too; several worker processes share it. "
+        "Empty for no limit.",
+    )
+
+    class Meta:
+        model = DownloadSettings
+        fields = ("speed_limit",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["speed_limit"] = services.megabytes_per_second(self.instance.speed_limit)
+
+    def clean_speed_limit(self) -> int:
+        try:
+            limit = services.bytes_per_second(self.cleaned_data["speed_limit"])
+            services.check_speed_limit(limit)
+        except services.DownloadRequestError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return limit
+
+
+@admin.register(DownloadSettings)
+class DownloadSettingsAdmin(admin.ModelAdmin):
+    """One row, which the list opens at once; saved through the service, so that running downloads
+    take the new limit up."""
+
+    form = DownloadSettingsForm
+    readonly_fields = ("updated_at",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return HttpResponseRedirect(reverse("admin:downloads_app_downloadsettings_change", args=[1]))
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> DownloadSettings | None:
+        return DownloadSettings.current() if object_id == "1" else None
+
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: DownloadSettings,
+        form: forms.ModelForm[DownloadSettings],
+        change: bool,
+    ) -> None:
+        services.speed_limit_set(bytes_per_second=form.cleaned_data["speed_limit"])

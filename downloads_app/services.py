@@ -98,14 +98,23 @@ speed_limit = _SpeedLimitSetting()
 
 def speed_limit_set(*, bytes_per_second: int) -> int:
     """Holds all downloads together to that many bytes a second (0: no limit), the running ones too."""
+    check_speed_limit(bytes_per_second)
+    DownloadSettings.objects.update_or_create(pk=1, defaults={"speed_limit": bytes_per_second})
+    speed_limit.forget()
+    return bytes_per_second
+
+
+def check_speed_limit(bytes_per_second: int) -> None:
     low, high = SPEED_LIMIT_RANGE
     if bytes_per_second and not low <= bytes_per_second <= high:
         raise DownloadRequestError(
             "The speed limit is between 0.01 and 100,000 MB/s; leave it empty (or 0) for no limit."
         )
-    DownloadSettings.objects.update_or_create(pk=1, defaults={"speed_limit": bytes_per_second})
-    speed_limit.forget()
-    return bytes_per_second
+
+
+def megabytes_per_second(bytes_per_second: int) -> str:
+    """A speed limit as a user types it: "2.5", or nothing for none."""
+    return f"{round(bytes_per_second / MB, 2):g}" if bytes_per_second else ""
 
 
 def bytes_per_second(megabytes_per_second: str) -> int:

@@ -254,4 +254,4 @@ def _speed_limit_set(request: HttpRequest) -> HttpResponse:
 
 def _speed_context() -> dict[str, object]:
     limit = selectors.speed_limit()
-    return {"speed_limit": limit, "speed_typed": f"{round(limit / services.MB, 2):g}" if limit else ""}
+    return {"speed_limit": limit, "speed_typed": services.megabytes_per_second(limit)}

@@ -496,6 +496,29 @@ def test_the_admins_download_actions_say_how_many_they_changed(admin_client, db)
     assert sorted(DownloadTask.objects.values_list("status", flat=True)) == ["done", "paused", "paused"]
 
 
+def speed_limit_field(html: str) -> str:
+    return re.search(r'<input[^>]*name="speed_limit"[^>]*>', html)[0]  # type: ignore[index]
+
+
+def test_admin_sets_the_speed_limit_in_mb_per_second_as_the_settings_page_does(admin_client, logged_in):
+    listing = admin_client.get("/admin/downloads_app/downloadsettings/", follow=True)
+    change_url = "/admin/downloads_app/downloadsettings/1/change/"
+    assert listing.redirect_chain[-1][0] == change_url  # one row: the list opens it
+    assert "value=" not in speed_limit_field(listing.content.decode())  # no limit yet
+    assert admin_client.get("/admin/downloads_app/downloadsettings/add/").status_code == 403
+    refused = admin_client.post(change_url, {"speed_limit": "fast"})
+    assert "Give the speed limit in MB/s, such as 2.5" in refused.content.decode()
+    refused = admin_client.post(change_url, {"speed_limit": "200000"})
+    assert "between 0.01 and 100,000 MB/s" in refused.content.decode()
+    assert not DownloadSettings.objects.exists()
+    admin_client.post(change_url, {"speed_limit": "2.5"})
+    assert DownloadSettings.objects.get().speed_limit == 2.5 * 1024 * 1024
+    assert 'value="2.5"' in speed_limit_field(admin_client.get(change_url).content.decode())
+    assert 'value="2.5"' in speed_limit_field(logged_in.get(reverse("settings")).content.decode())
+    admin_client.post(change_url, {"speed_limit": ""})
+    assert DownloadSettings.objects.get().speed_limit == 0
+
+
 def test_admin_edits_api_keys_without_showing_them(admin_client):
     assert 'type="password"' in admin_client.get("/admin/downloads_app/apikey/add/").content.decode()
     admin_client.post("/admin/downloads_app/apikey/add/", {"service": "civitai", "key": " abcdef123456WXYZ "})
