@@ -42,6 +42,11 @@ class DownloadTask(WorkerTask):
     save_description = models.BooleanField(default=True)
     save_info = models.BooleanField(default=True)
     notice = models.CharField(max_length=500, blank=True, help_text="A note that does not fail the task.")
+    replaces = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The library model (an older version) to move to the Trash once this download is done.",
+    )
     priority = models.PositiveIntegerField(
         default=0, help_text="Queued tasks start highest first, then oldest first (Download next)."
     )

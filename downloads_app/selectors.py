@@ -11,8 +11,9 @@ from django.core.cache import cache
 from downloads_app import services
 from downloads_app.events import render_task_row
 from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
-from downloads_app.sources import Resolution, resolve
+from downloads_app.sources import RemoteVersion, Resolution, resolve
 from mmsite.models import TaskStatus
+from models_app.models import ModelFile
 from models_app.roots import UnknownRoot, get_roots
 
 RESOLUTION_TTL = 600
@@ -40,6 +41,20 @@ def resolution_get(url: str) -> Resolution:
         found = resolve(url, endpoints=services.endpoints(), keys=keys)
         cache.set(cache_key, found, RESOLUTION_TTL)
     return found
+
+
+def older_version_to_replace(model_id: str, version: RemoteVersion) -> ModelFile | None:
+    """The library model `model_id` when the download of `version` can replace it: another version of
+    the same Civitai model (the one whose update the model dialog offered)."""
+    civitai_model_id = version.info.get("modelId")
+    if not (model_id.isdecimal() and version.id.isdecimal() and type(civitai_model_id) is int):
+        return None
+    return (
+        ModelFile.objects.filter(pk=int(model_id), civitai_model_id=civitai_model_id)
+        .exclude(civitai_version_id=int(version.id))
+        .only("folder_type", "path_index", "relative_path", "civitai_name")
+        .first()
+    )
 
 
 def existing_sub_folders(folder_type: str, path_index: int, *, depth: int = 3, limit: int = 300) -> list[str]:

@@ -18,7 +18,7 @@ from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Re
 from mmsite.models import TaskStatus
 from mmsite.worker import process_owner_prefix, wake_workers
 from models_app.extensions import MODEL_EXTENSIONS
-from models_app.models import MAX_RELATIVE_PATH
+from models_app.models import MAX_RELATIVE_PATH, ModelFile
 from models_app.roots import (
     PathOutsideRoot,
     RootNotThere,
@@ -215,6 +215,7 @@ def download_create(
     save_preview: bool = True,
     save_description: bool = True,
     save_info: bool = True,
+    replaces: ModelFile | None = None,
 ) -> DownloadTask:
     with transaction.atomic():
         task = DownloadTask.objects.create(
@@ -237,6 +238,7 @@ def download_create(
             save_preview=save_preview and bool(version.preview_url),
             save_description=save_description,
             save_info=save_info and resolution.platform == Platform.CIVITAI,
+            replaces=replaces.pk if replaces else None,
         )
     publish_task(task, "create_download_task")
     wake_workers()

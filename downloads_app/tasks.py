@@ -32,10 +32,10 @@ from mmsite.models import TaskStatus
 from mmsite.worker import JobKind, TaskContext, wake_workers
 from models_app.hashing import hash_key
 from models_app.markdown import sanitize_html
-from models_app.models import HashCache
+from models_app.models import HashCache, ModelFile
 from models_app.previews import PreviewError, fetch_image, save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, RootNotThere, UnknownRoot, root_to_write
-from models_app.services import scan_start
+from models_app.services import ModelEditError, model_trash, scan_start
 from models_app.tasks import read_new_model
 
 logger = logging.getLogger("mm.downloads")
@@ -185,7 +185,7 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
     task.sha256 = result.sha256
     _remember_hash(result)
     task.downloaded_size = task.total_size = result.size
-    task.notice = _save_sidecars(task, result)
+    task.notice = " ".join(filter(None, [_save_sidecars(task, result), _replace_older(task)]))[:500]
     _add_to_library(task)  # before "done", so that the row's "In library" link leads to it
     _finish(task, ctx, TaskStatus.DONE, "")
 
@@ -197,6 +197,22 @@ def _add_to_library(task: DownloadTask) -> None:
     except Exception:  # the download itself succeeded: a scan finds the file instead
         logger.exception("could not read the new model %s; scanning", relative_path)
         scan_start()
+
+
+def _replace_older(task: DownloadTask) -> str:
+    """Moves the older version this download replaces to the Trash, as the user asked in the dialog;
+    says what became of it. The library page hears of it with the new model."""
+    if task.replaces is None:
+        return ""
+    older = ModelFile.objects.filter(pk=task.replaces).first()
+    if older is None:
+        return "The older version was no longer in the library: nothing went to the Trash."
+    where = f"{older.folder_type}/{older.relative_path}"
+    try:
+        model_trash(model=older)
+    except ModelEditError as exc:
+        return f"The older version, {where}, was not moved to the Trash: {exc}"
+    return f"The older version, {where}, is in the Trash."
 
 
 def _remember_hash(result: DownloadResult) -> None:

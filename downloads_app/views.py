@@ -71,6 +71,8 @@ class Choice:
     save_preview: bool
     save_description: bool
     save_info: bool
+    replaces: str  # the id of the library model it replaces: the older version the dialog came from
+    replace_older: bool
 
     @classmethod
     def from_request(cls, request: HttpRequest, resolution: Resolution) -> Choice:
@@ -106,6 +108,8 @@ class Choice:
             save_preview=first_render or data.get("save_preview") == "on",
             save_description=first_render or data.get("save_description") == "on",
             save_info=first_render or data.get("save_info") == "on",
+            replaces=data.get("replaces", ""),
+            replace_older=first_render or data.get("replace_older") == "on",
         )
 
 
@@ -120,6 +124,7 @@ def _choose_step(
         "description": sanitize_html(resolution.description_html_of(version)),
         "remote": remote,
         "already_have": models_with_sha256(remote.sha256),
+        "older": selectors.older_version_to_replace(choice.replaces, version),
         "choice": choice,
         "folders": folders_to_write(),
         "sub_folders": selectors.existing_sub_folders(choice.folder_type, choice.path_index),
@@ -166,6 +171,7 @@ def download_create(request: HttpRequest) -> HttpResponse:
     except services.DownloadRequestError as exc:
         return _choose_step(request, resolution, choice, str(exc))
     version = resolution.version(choice.version)
+    older = selectors.older_version_to_replace(choice.replaces, version) if choice.replace_older else None
     task = services.download_create(
         resolution=resolution,
         version=version,
@@ -174,6 +180,7 @@ def download_create(request: HttpRequest) -> HttpResponse:
         save_preview=choice.save_preview,
         save_description=choice.save_description,
         save_info=choice.save_info,
+        replaces=older,
     )
     # From the downloads page the new row is right behind the dialog; from the library it is a page away.
     page = request.htmx.current_url_abs_path or ""  # type: ignore[attr-defined]

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import re
 from html import unescape
+from html.parser import HTMLParser
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.urls import reverse
 
+from downloads_app.models import DownloadTask
+from downloads_app.tasks import WorkerDownloadContext, download_task_run
 from models_app import services
 from models_app.info import info_toast, render_info_progress
-from models_app.models import CivitaiModel, InfoTask
+from models_app.models import CivitaiModel, InfoTask, ModelFile, TrashItem
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from models_app.updates import newest_of
 from tests.conftest import free_port
 from tests.model_files import write_model
+from tests.test_download_tasks import WorkerView
 from tests.test_library_views import card_names
 from tests.worker_runs import run_until_ended
 
@@ -96,6 +100,104 @@ def test_a_model_with_a_newer_version_shows_it_and_offers_to_download_it_beside_
 
     api = logged_in.get(reverse("api_model", args=args)).json()["data"]
     assert api["civitai"]["newerVersion"] == {"id": 42012, "name": "v2.0"}
+
+
+class FormFields(HTMLParser):
+    """What a browser sends for the form: its inputs, the checked boxes and radios, the selected options."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.data: dict[str, str] = {}
+        self._select = ""
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "input" and a.get("name"):
+            if a.get("type") not in ("checkbox", "radio") or "checked" in a:
+                self.data[a["name"]] = a.get("value", "on")
+        elif tag == "select":
+            self._select = a.get("name", "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.data[self._select] = a["value"]
+
+
+def test_the_update_downloaded_from_the_dialog_puts_the_older_version_in_the_trash_when_asked(
+    services_at_upstream, model_roots, logged_in
+):
+    xl = model_roots["checkpoints"] / "xl"
+    xl.mkdir()
+    with_info(xl, "dream_v1", DREAMXL_V1)
+    (xl / "dream_v1.md").write_text("My own notes")
+    scan_folder(get_roots())
+    CivitaiModel.objects.create(model_id=4201, version_id=42012, version_name="v2.0")
+    older = ModelFile.objects.get()
+
+    def download_the_update(replace: bool) -> DownloadTask:
+        dialog = logged_in.get(
+            reverse("model_detail", args=["checkpoints", 0, "xl/dream_v1.safetensors"]),
+            headers={"HX-Request": "true"},
+        ).content.decode()
+        (link,) = re.findall(r'hx-get="([^"]*)"[^>]*>Download it…', dialog)
+        choose = logged_in.get(unescape(link), headers={"HX-Request": "true"}).content.decode()
+        assert re.search(
+            r'name="replace_older" checked> Move\s+<span[^>]*>Checkpoints / xl/dream_v1.safetensors', choose
+        )
+        form = FormFields(choose.split('id="download-form"')[1]).data
+        if not replace:
+            del form["replace_older"]  # the user unticks it
+        queued = logged_in.post(reverse("download_create"), form, headers={"HX-Request": "true"})
+        assert "Download queued" in queued.content.decode()
+        task = DownloadTask.objects.latest("pk")
+        DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1")
+        task.refresh_from_db()
+        download_task_run(task, WorkerDownloadContext(WorkerView(lambda: "")))
+        task.refresh_from_db()
+        assert task.status == "done", task.error
+        return task
+
+    kept = download_the_update(replace=False)
+    assert (xl / "dream_v1.safetensors").exists() and (xl / "dreamxl_v2_fp16.safetensors").exists()
+    assert kept.notice == "" and not TrashItem.objects.exists()
+
+    (xl / "dreamxl_v2_fp16.safetensors").unlink()
+    ModelFile.objects.filter(relative_path="xl/dreamxl_v2_fp16.safetensors").delete()
+    replaced = download_the_update(replace=True)
+    assert replaced.notice == "The older version, checkpoints/xl/dream_v1.safetensors, is in the Trash."
+    assert (xl / "dreamxl_v2_fp16.safetensors").exists()
+    assert sorted(p.name for p in xl.iterdir()) == [
+        "dreamxl_v2_fp16.civitai.info", "dreamxl_v2_fp16.md", "dreamxl_v2_fp16.safetensors",
+    ]  # fmt: skip
+    item = TrashItem.objects.get()
+    assert (item.relative_path, sorted(item.files)) == (
+        "xl/dream_v1.safetensors", ["dream_v1.civitai.info", "dream_v1.md", "dream_v1.safetensors"],
+    )  # fmt: skip
+    assert not ModelFile.objects.filter(pk=older.pk).exists()
+    assert list(ModelFile.objects.values_list("relative_path", flat=True)) == [
+        "xl/dreamxl_v2_fp16.safetensors"
+    ]
+
+
+def test_only_another_version_of_the_same_civitai_model_is_offered_to_replace(
+    services_at_upstream, model_roots, logged_in
+):
+    with_info(model_roots["checkpoints"], "dream_v2", DREAMXL_V2)
+    with_info(model_roots["loras"], "storybook", STORYBOOK)
+    scan_folder(get_roots())
+    same, other_model = ModelFile.objects.get(name="dream_v2"), ModelFile.objects.get(name="storybook")
+    url = f"{services_at_upstream.civitai_url}/models/4201"
+    for version, replaces, offered in (("42011", same.pk, True), ("42012", same.pk, False),
+                                       ("42011", other_model.pk, False), ("42011", "x", False)):  # fmt: skip
+        choose = logged_in.get(
+            reverse("download_choose"), {"url": url, "version": version, "replaces": replaces},
+            headers={"HX-Request": "true"},
+        ).content.decode()  # fmt: skip
+        assert ('name="replace_older"' in choose) is offered, (version, replaces)
+    # A form that names one anyway (forged, or the version changed meanwhile) replaces nothing.
+    form = {"url": url, "version": "42012", "folder_type": "checkpoints", "path_index": "0",
+            "filename": "again.safetensors", "replaces": same.pk, "replace_older": "on"}  # fmt: skip
+    logged_in.post(reverse("download_create"), form, headers={"HX-Request": "true"})
+    assert DownloadTask.objects.get().replaces is None
 
 
 def test_once_the_newer_version_is_in_the_library_the_older_one_has_no_update(model_roots, logged_in):

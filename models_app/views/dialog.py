@@ -72,6 +72,7 @@ def _update_links(model: ModelFile) -> dict[str, str]:
         "folder_type": model.folder_type,
         "path_index": model.path_index,
         "sub_folder": model.sub_folder,
+        "replaces": model.pk,
     }
     return {"update_page": page, "update_download_query": urlencode(choices)}
 
