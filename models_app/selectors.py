@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,9 @@ class LibraryPage:
     total: int | None = None
 
 
+HASH_PREFIX = re.compile(r"[0-9a-f]{10,64}")  # AutoV2 is the first 10 hex digits of the SHA256
+
+
 def filtered_models(query: LibraryQuery) -> QuerySet[ModelFile]:
     models = ModelFile.objects.all()
     if query.folder_type:
@@ -118,7 +122,11 @@ def filtered_models(query: LibraryQuery) -> QuerySet[ModelFile]:
             Q(sub_folder=query.sub_folder) | Q(sub_folder__startswith=query.sub_folder + "/")
         )
     for term in query.search.lower().split():
-        models = models.filter(search_text__contains=term)
+        words = Q(search_text__contains=term)
+        # A hash pasted from an image's parameters ("Model hash: 31e35c80fc", AutoV2) or from Civitai.
+        if HASH_PREFIX.fullmatch(term):
+            words |= Q(sha256__startswith=term)
+        models = models.filter(words)
     if query.base_model:
         models = models.filter(base_model=query.base_model)
     if query.label:

@@ -145,6 +145,14 @@ def test_search_matches_trigger_words_and_every_term(logged_in, scanned):
     assert "No models match" in response.content.decode()
 
 
+def test_search_finds_a_model_by_its_hash_as_an_image_or_civitai_gives_it(logged_in, scanned):
+    sha256 = "21437ec26670e230b067ca936f6657caf5ca063f15aec333ef249bec7c0f0dc0"  # poses.civitai.info's file
+    for typed in ("21437EC266", sha256, sha256.upper(), "poses 21437ec26670e2"):  # AutoV2, the SHA256 whole
+        assert card_names(logged_in.get("/", {"q": typed})) == ["poses"], typed
+    assert card_names(logged_in.get("/", {"q": "437ec26670e230b"})) == []  # inside a hash is not a match
+    assert card_names(logged_in.get("/", {"q": "21437ec26"})) == []  # nine digits: too short to tell
+
+
 def test_filters_that_match_nothing_say_so_and_offer_to_clear_them(logged_in, scanned):
     response = logged_in.get("/?type=checkpoints&base=SDXL+1.0&tag=aesthetic_pos3")
     html = response.content.decode()
