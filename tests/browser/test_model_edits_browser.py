@@ -346,6 +346,9 @@ def test_check_for_updates_then_download_the_newer_version_beside_the_older_one(
     expect(dialog).to_contain_text("is out on Civitai.")
     dialog.get_by_role("button", name="Download it…").click()
     expect(dialog.get_by_label("Subfolder")).to_have_value("dream")  # beside the older one
+    replace = dialog.get_by_role("checkbox", name="Move Checkpoints / dream/dreamxl_old.safetensors and its")
+    expect(replace).to_be_checked()  # offered, and ticked: the usual wish
+    replace.uncheck()  # kept here, to be found below among the older versions
     dialog.get_by_role("button", name=re.compile("^Download")).click()
     expect(dialog).to_contain_text("Download queued")
     page.keyboard.press("Escape")
