@@ -54,21 +54,20 @@ def create(request: HttpRequest) -> HttpResponse:
     fullname = PurePosixPath(text_field(data, "fullname").strip().lstrip("/"))
     parent = fullname.parent.as_posix()
     sub_folder = text_field(data, "subFolder") or ("" if parent == "." else parent)
-    path_index = number_field(data, "pathIndex", 0)
-    version = resolution.version()
-    remote = resolution.file(version)
     try:
-        destination = services.check_destination(
-            folder_type=text_field(data, "type") or resolution.folder_type_of(remote),
-            path_index=path_index,
+        task = services.download_as_linked(
+            resolution,
+            folder_type=text_field(data, "type"),
+            path_index=number_field(data, "pathIndex", 0),
             sub_folder=sub_folder,
-            filename=fullname.name or remote.save_as,
+            filename=fullname.name,
         )
+    except services.FolderTypeUnknown:
+        raise ApiError(
+            'Which folder type? The link does not say: give "type" (checkpoints, loras, …).'
+        ) from None
     except services.DownloadRequestError as exc:
         raise ApiError(str(exc)) from None
-    task = services.download_create(
-        resolution=resolution, version=version, remote=remote, destination=destination
-    )
     return api_ok(task_data(task), status=201)
 
 

@@ -245,6 +245,36 @@ def download_create(
     return task
 
 
+class FolderTypeUnknown(DownloadRequestError):
+    """A link to a file of no known kind (a direct link, a repository's loose file): the user says."""
+
+
+def download_as_linked(
+    resolution: Resolution,
+    *,
+    version_id: str | None = None,
+    folder_type: str = "",
+    path_index: int = 0,
+    sub_folder: str = "",
+    filename: str = "",
+) -> DownloadTask:
+    """Queues what the link names without a dialog (the API, the command line, several links at once):
+    its version (or `version_id`, else the newest) and that version's file (else its primary one),
+    in the folder type it suggests and under its own name, unless told otherwise."""
+    version = resolution.version(version_id)
+    remote = resolution.file(version)
+    folder_type = folder_type or resolution.folder_type_of(remote)
+    if not folder_type:
+        raise FolderTypeUnknown("Which folder type? The link does not say (checkpoints, loras, vae, …).")
+    destination = check_destination(
+        folder_type=folder_type,
+        path_index=path_index,
+        sub_folder=sub_folder,
+        filename=filename or remote.save_as,
+    )
+    return download_create(resolution=resolution, version=version, remote=remote, destination=destination)
+
+
 def _part_path(task: DownloadTask) -> Path | None:
     try:
         return Destination(task.folder_type, task.path_index, task.sub_folder, task.filename + ".part").path

@@ -618,6 +618,17 @@ def test_api_create_refuses_bad_input(logged_in, services_at_upstream):
     assert "inside the model folder" in outside.json()["error"]
     no_url = logged_in.post(reverse("api_download_create"), {}, content_type="application/json")
     assert no_url.status_code == 400
+    untyped = logged_in.post(
+        reverse("api_download_create"),
+        {"downloadUrl": f"{up.storage_url}/files/hf-schnell"},
+        content_type="application/json",
+    )  # a direct link says nothing of its kind
+    assert untyped.status_code == 400
+    assert (
+        untyped.json()["error"]
+        == 'Which folder type? The link does not say: give "type" (checkpoints, loras, …).'
+    )
+    assert not DownloadTask.objects.exists()
 
 
 def test_api_setting_stores_a_key_and_answers_masked(logged_in, db):

@@ -79,23 +79,20 @@ class Command(BaseCommand):
             resolution = selectors.resolution_get(url)
         except SourceError as exc:
             raise CommandError(str(exc)) from None
-        chosen = resolution.version(model_version or None)
-        remote = resolution.file(chosen)
-        folder_type = folder_type or resolution.folder_type_of(remote)
-        if not folder_type:
-            raise CommandError("Which folder type? Pass --type (checkpoints, loras, vae, …).")
         try:
-            destination = services.check_destination(
+            task = services.download_as_linked(
+                resolution,
+                version_id=model_version or None,
                 folder_type=folder_type,
                 path_index=path_index,
                 sub_folder=subfolder,
-                filename=name or remote.save_as,
+                filename=name,
             )
+        except services.FolderTypeUnknown:
+            raise CommandError("Which folder type? Pass --type (checkpoints, loras, vae, …).") from None
         except services.DownloadRequestError as exc:
             raise CommandError(str(exc)) from None
-        task = services.download_create(
-            resolution=resolution, version=chosen, remote=remote, destination=destination
-        )
+        destination = services.Destination(task.folder_type, task.path_index, task.sub_folder, task.filename)
         if queue:
             self.stdout.write(f"Queued download #{task.pk}: {destination.path}")
             return
@@ -106,7 +103,7 @@ class Command(BaseCommand):
         )
         signal.signal(signal.SIGINT, lambda *_: setattr(ctx, "stop", "pause"))
         task.refresh_from_db()
-        self.stdout.write(f"{remote.name} → {destination.path}")
+        self.stdout.write(f"{task.title or task.filename} → {destination.path}")
         download_task_run(task, ctx)
         task.refresh_from_db()
         self.stdout.write("")
