@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 
+from downloads_app.engine import HttpError
 from downloads_app.events import publish_deleted, publish_task
 from downloads_app.models import MAX_TITLE, MAX_VERSION_NAME, ApiKey, DownloadSettings, DownloadTask, Platform
-from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution
+from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution, SourceError
 from mmsite.models import TaskStatus
 from mmsite.worker import process_owner_prefix, wake_workers
 from models_app.extensions import MODEL_EXTENSIONS
@@ -28,6 +30,7 @@ from models_app.roots import (
     resolve_model_path,
     root_to_write,
 )
+from models_app.selectors import models_with_sha256
 
 
 class DownloadRequestError(ValueError):
@@ -273,6 +276,53 @@ def download_as_linked(
         filename=filename or remote.save_as,
     )
     return download_create(resolution=resolution, version=version, remote=remote, destination=destination)
+
+
+MAX_LINKS_AT_ONCE = 50
+
+
+def links_in(text: str) -> list[str]:
+    """The links of a pasted list, each once, in order: one a line, or separated by spaces or commas."""
+    links = list(dict.fromkeys(word for word in text.replace(",", " ").split()))
+    if not links:
+        raise DownloadRequestError("Paste one link a line.")
+    if len(links) > MAX_LINKS_AT_ONCE:
+        raise DownloadRequestError(f"At most {MAX_LINKS_AT_ONCE} links at once: these are {len(links)}.")
+    return links
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    link: str
+    task: DownloadTask | None = None
+    error: str = ""
+
+
+def download_links(links: list[str], *, resolve: Callable[[str], Resolution]) -> list[LinkOutcome]:
+    """Queues each link as download_as_linked does; one that cannot be queued says why, and the others
+    go on. A file the library holds already (by SHA256) is not downloaded again."""
+    outcomes = []
+    for link in links:
+        try:
+            resolution = resolve(link)
+            remote = resolution.file(resolution.version())
+            if have := models_with_sha256(remote.sha256, limit=1):
+                raise DownloadRequestError(
+                    f"You have it already: {have[0].folder_type}/{have[0].relative_path}."
+                )
+            outcomes.append(LinkOutcome(link, task=download_as_linked(resolution)))
+        except FolderTypeUnknown:
+            outcomes.append(
+                LinkOutcome(
+                    link,
+                    error="The link does not say what kind of model it is: add it on its own to pick its folder.",
+                )
+            )
+        except (SourceError, DownloadRequestError) as exc:
+            outcomes.append(LinkOutcome(link, error=str(exc)))
+        except HttpError as exc:
+            outcomes.append(LinkOutcome(link, error=f"The address answered HTTP {exc.status}."))
+    return outcomes
 
 
 def _part_path(task: DownloadTask) -> Path | None:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("downloads/", views.downloads, name="downloads"),
     path("downloads/new/", views.download_new, name="download_new"),
     path("downloads/choose/", views.download_choose, name="download_choose"),
+    path("downloads/batch/", views.download_batch, name="download_batch"),
     path("downloads/create/", views.download_create, name="download_create"),
     path("downloads/clear/", views.downloads_clear, name="downloads_clear"),
     path("downloads/every/<str:action>/", views.downloads_every, name="downloads_every"),

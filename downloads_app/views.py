@@ -57,6 +57,32 @@ def download_new(request: HttpRequest) -> HttpResponse:
     return render(request, "downloads_app/new_dialog.html#url_step", {"url": request.GET.get("url", "")})
 
 
+@require_http_methods(["GET", "POST"])
+def download_batch(request: HttpRequest) -> HttpResponse:
+    """Several links at once, each queued as it is named, in the folder it suggests."""
+    if request.method == "GET":
+        return render(request, "downloads_app/new_dialog.html#batch_step", {})
+    text = request.POST.get("urls", "")
+    try:
+        links = services.links_in(text)
+    except services.DownloadRequestError as exc:
+        return render(request, "downloads_app/new_dialog.html#batch_step", {"urls": text, "error": str(exc)})
+    outcomes = services.download_links(links, resolve=selectors.resolution_get)
+    queued = sum(outcome.task is not None for outcome in outcomes)
+    page = request.htmx.current_url_abs_path or ""  # type: ignore[attr-defined]
+    context = {
+        "outcomes": outcomes,
+        "queued": queued,
+        "on_downloads_page": page.startswith(reverse("downloads")),
+    }
+    response = render(request, "downloads_app/new_dialog.html#batch_done", context)
+    left = len(outcomes) - queued
+    message = f"{queued} download{pluralize(queued)} queued." + (f" {left} could not be." if left else "")
+    return with_toast(
+        response, message, level="success" if queued and not left else "error" if not queued else "info"
+    )
+
+
 @dataclass
 class Choice:
     """What the user picked in the dialog, with defaults from the resolution."""

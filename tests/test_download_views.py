@@ -13,6 +13,7 @@ from downloads_app.selectors import resolution_get
 from models_app.models import ScanTask
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
+from tests.model_files import write_model
 
 pytestmark = pytest.mark.django_db
 
@@ -246,6 +247,66 @@ def test_creating_queues_a_task_with_what_was_chosen(logged_in, services_at_upst
     assert task.download_url.endswith("fp=fp32")
     assert task.expected_sha256 == up.files["dreamxl-v2-fp32"].sha256
     assert (task.save_info, task.save_description) == (True, False)
+
+
+def test_several_links_at_once_are_each_queued_as_named_or_say_why_not(
+    logged_in, services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    (model_roots["loras"] / "mine.sha256").write_text(up.files["storybook"].sha256)
+    write_model(model_roots["loras"] / "mine.safetensors")  # the Storybook LoRA, under another name
+    scan_folder(get_roots())
+    assert 'hx-get="/downloads/batch/"' in logged_in.get(reverse("download_new"), headers=HX).content.decode()
+    assert 'name="urls"' in logged_in.get(reverse("download_batch"), headers=HX).content.decode()
+    pasted = f"""
+        {up.civitai_url}/models/4201
+        {up.civitai_url}/models/4201?modelVersionId=42011, {up.civitai_url}/models/4201
+        {up.civitai_url}/models/1231067
+        {up.storage_url}/files/hf-schnell
+        not-a-link
+    """
+    response = logged_in.post(reverse("download_batch"), {"urls": pasted}, headers=HX)
+    html = response.content.decode()
+    assert json.loads(response["HX-Trigger"])["toast"] == {
+        "message": "2 downloads queued. 3 could not be.",
+        "level": "info",
+    }
+    assert "2 of 5 queued" in html
+    tasks = DownloadTask.objects.order_by("pk")
+    assert [(t.folder_type, t.filename, t.version_name) for t in tasks] == [
+        ("checkpoints", "dreamxl_v2_fp16.safetensors", "v2.0"),  # the newest version, its primary file
+        ("checkpoints", "dreamxl_v1.safetensors", "v1.0"),  # the version the link names
+    ]
+    outcomes = re.findall(
+        r'<li class="(queued|refused)">\s*<span class="mono small break">([^<]*)</span>\s*(.*?)</li>',
+        html,
+        re.S,
+    )
+    assert [(kind, link) for kind, link, _ in outcomes] == [
+        ("queued", f"{up.civitai_url}/models/4201"),
+        ("queued", f"{up.civitai_url}/models/4201?modelVersionId=42011"),
+        ("refused", f"{up.civitai_url}/models/1231067"),
+        ("refused", f"{up.storage_url}/files/hf-schnell"),
+        ("refused", "not-a-link"),
+    ]  # each once, in the order pasted
+    said = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text)).strip() for _, _, text in outcomes]
+    assert said[0] == "→ dreamxl_v2_fp16.safetensors in Checkpoints (DreamXL, v2.0)"
+    assert said[2] == "You have it already: loras/mine.safetensors."
+    assert said[3] == "The link does not say what kind of model it is: add it on its own to pick its folder."
+    assert said[4] == "That is not a link: paste an http(s) address, a Civitai link or a Hugging Face link."
+    assert "See downloads" in html
+
+
+def test_several_links_refuses_none_or_too_many_and_keeps_what_was_pasted(logged_in, services_at_upstream):
+    empty = logged_in.post(reverse("download_batch"), {"urls": " \n "}, headers=HX).content.decode()
+    assert "Paste one link a line." in empty
+    many = "\n".join(f"https://civitai.com/models/{n}" for n in range(51))
+    refused = logged_in.post(reverse("download_batch"), {"urls": many}, headers=HX).content.decode()
+    assert (
+        "At most 50 links at once: these are 51." in refused
+        and "https://civitai.com/models/50</textarea>" in refused
+    )
+    assert not DownloadTask.objects.exists()
 
 
 def test_queued_from_the_downloads_page_the_dialog_just_closes(logged_in, services_at_upstream):
