@@ -242,3 +242,29 @@ def test_the_progress_bars_of_the_rows_end_at_one_line_whatever_their_buttons(
         assert requests.delete(
             f"{server.url}/model-manager/download/{task_id}", headers=headers, timeout=10
         ).ok
+
+
+def test_several_links_pasted_at_once_are_queued_and_each_says_what_became_of_it(
+    logged_in_page, server, fake_upstream
+):
+    page = logged_in_page
+    page.get_by_role("link", name="Downloads").click()
+    page.get_by_role("button", name="New download").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_role("button", name="Several links…").click()
+    links = [
+        f"{fake_upstream.civitai_url}/models/4201?modelVersionId=42011",
+        f"{fake_upstream.storage_url}/files/hf-schnell",
+    ]
+    dialog.get_by_label("Links, one a line").fill("\n".join(links))
+    dialog.get_by_role("button", name="Queue them").click()
+    expect(dialog.get_by_role("heading", name="1 of 2 queued")).to_be_visible()
+    expect(dialog.locator("li.queued")).to_contain_text(
+        "dreamxl_v1.safetensors in Checkpoints (DreamXL, v1.0)"
+    )
+    expect(dialog.locator("li.refused")).to_contain_text("add it on its own to pick its folder")
+    expect(page.locator("#toasts")).to_contain_text("1 download queued. 1 could not be.")
+    dialog.get_by_role("button", name="Done").click()
+    row = page.locator("article.task", has_text="dreamxl_v1.safetensors")
+    expect(row.locator(".badge.status")).to_have_text("Done", timeout=30_000)
+    assert (server.roots["checkpoints"] / "dreamxl_v1.safetensors").exists()
