@@ -305,6 +305,13 @@
   document.body.addEventListener("htmx:afterSettle", showPicks);
   document.body.addEventListener("selectionDone", function () { setSelectMode(false); });
 
+  // Ctrl+Enter (⌘+Enter) in a text area sends its form, where Enter starts a new line: a description, a
+  // list of links.
+  document.addEventListener("keydown", function (e) {
+    const area = e.key === "Enter" && (e.ctrlKey || e.metaKey) && e.target.closest && e.target.closest("textarea");
+    if (area && area.form) { e.preventDefault(); area.form.requestSubmit(); }
+  });
+
   // A menu (details.menu) closes once one of its actions is chosen, on a click elsewhere, and on Escape.
   document.addEventListener("click", function (e) {
     document.querySelectorAll("details.menu[open]").forEach(function (menu) {
