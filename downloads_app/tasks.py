@@ -212,6 +212,8 @@ def _replace_older(task: DownloadTask) -> str:
         model_trash(model=older)
     except ModelEditError as exc:
         return f"The older version, {where}, was not moved to the Trash: {exc}"
+    except (UnknownRoot, PathOutsideRoot):  # its folder left the settings while this downloaded
+        return f"The older version, {where}, was not moved to the Trash: its model folder is no longer configured."
     return f"The older version, {where}, is in the Trash."
 
 

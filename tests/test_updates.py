@@ -11,7 +11,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.urls import reverse
 
+from downloads_app import services as services_download
 from downloads_app.models import DownloadTask
+from downloads_app.selectors import resolution_get
 from downloads_app.tasks import WorkerDownloadContext, download_task_run
 from models_app import services
 from models_app.info import info_toast, render_info_progress
@@ -176,6 +178,28 @@ def test_the_update_downloaded_from_the_dialog_puts_the_older_version_in_the_tra
     assert list(ModelFile.objects.values_list("relative_path", flat=True)) == [
         "xl/dreamxl_v2_fp16.safetensors"
     ]
+
+
+def test_an_older_version_that_cannot_go_to_the_trash_leaves_the_update_done_and_says_why(
+    services_at_upstream, model_roots, settings
+):
+    with_info(model_roots["loras"], "dream_as_lora", DREAMXL_V1)  # filed among the LoRAs
+    scan_folder(get_roots())
+    older = ModelFile.objects.get()
+    resolution = resolution_get(f"{services_at_upstream.civitai_url}/models/4201")
+    task = services_download.download_as_linked(resolution)
+    DownloadTask.objects.filter(pk=task.pk).update(replaces=older.pk, status="running", owner="worker-1")
+    settings.MM_MODEL_ROOTS = f"checkpoints={model_roots['checkpoints']}"  # the LoRA folder left the settings
+    task.refresh_from_db()
+    download_task_run(task, WorkerDownloadContext(WorkerView(lambda: "")))
+    task.refresh_from_db()
+    assert task.status == "done", task.error
+    assert task.notice == (
+        "The older version, loras/dream_as_lora.safetensors, was not moved to the Trash: "
+        "its model folder is no longer configured."
+    )
+    assert (model_roots["loras"] / "dream_as_lora.safetensors").exists()
+    assert (model_roots["checkpoints"] / "dreamxl_v2_fp16.safetensors").exists()
 
 
 def test_only_another_version_of_the_same_civitai_model_is_offered_to_replace(
