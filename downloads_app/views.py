@@ -144,6 +144,8 @@ def _choose_step(
 ) -> HttpResponse:
     version = resolution.version(choice.version)
     remote = resolution.file(version, choice.file)
+    folders = folders_to_write()
+    chosen = next((f for f in folders.get(choice.folder_type, []) if f.path_index == choice.path_index), None)
     context = {
         "resolution": resolution,
         "version": version,
@@ -152,7 +154,11 @@ def _choose_step(
         "already_have": models_with_sha256(remote.sha256),
         "older": selectors.older_version_to_replace(choice.replaces, version),
         "choice": choice,
-        "folders": folders_to_write(),
+        "folders": folders,
+        # Said before the download rather than at its start: the worker would pause it, "disk full".
+        "space_short": chosen
+        if chosen and chosen.free is not None and (remote.size or 0) > chosen.free
+        else None,
         "sub_folders": selectors.existing_sub_folders(choice.folder_type, choice.path_index),
         "error": error,
         # Civitai serves many models only to a logged-in account: better said before than after a failure.

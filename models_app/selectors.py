@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,6 +316,7 @@ class ModelFolder:
     path: Path
     is_there: bool
     models: int
+    free: int | None = None  # bytes free on its disk
 
 
 def model_folders() -> list[ModelFolder]:
@@ -324,18 +326,38 @@ def model_folders() -> list[ModelFolder]:
         .values_list("folder_type", "path_index")
         .annotate(n=Count("pk"))
     }
-    return [ModelFolder(t, i, p, p.is_dir(), counts.get((t, i), 0)) for t, i, p in get_roots()]
+    return [
+        ModelFolder(t, i, p, p.is_dir(), counts.get((t, i), 0), free_space(p) if p.is_dir() else None)
+        for t, i, p in get_roots()
+    ]
 
 
-def folders_to_write() -> dict[str, list[tuple[int, Path, bool]]]:
-    """Each folder type's folders by index, and whether a move can write into each now (root_to_write)."""
-    folders: dict[str, list[tuple[int, Path, bool]]] = {}
+def free_space(folder: Path) -> int | None:
+    """Bytes free on the disk of `folder`, or None when that cannot be told."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+class FolderToWrite(NamedTuple):
+    path_index: int
+    path: Path
+    writable: bool  # whether a download or a move can write into it now (root_to_write)
+    free: int | None  # bytes free on its disk, to choose between a full SSD and a NAS; None: unknown
+
+
+def folders_to_write() -> dict[str, list[FolderToWrite]]:
+    """Each folder type's folders by index, whether each can be written now, and the space free there."""
+    folders: dict[str, list[FolderToWrite]] = {}
     for folder_type, index, path in get_roots():
         try:
-            writable = bool(root_to_write(folder_type, index))
+            root = root_to_write(folder_type, index)
         except RootNotThere:
-            writable = False
-        folders.setdefault(folder_type, []).append((index, path, writable))
+            folders.setdefault(folder_type, []).append(FolderToWrite(index, path, False, None))
+            continue
+        free = free_space(root if root.is_dir() else root.parent)
+        folders.setdefault(folder_type, []).append(FolderToWrite(index, path, True, free))
     return folders
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 
 import pytest
 from django.urls import reverse
@@ -191,6 +192,29 @@ def test_bad_destinations_get_a_clear_message(logged_in, services_at_upstream, f
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not DownloadTask.objects.exists()
+
+
+def test_the_dialog_says_the_space_free_in_each_folder_and_when_the_file_will_not_fit(
+    logged_in, services_at_upstream, monkeypatch
+):
+    url = f"{services_at_upstream.civitai_url}/models/4201"
+    html = choose(logged_in, url).content.decode()
+    (option,) = re.findall(r'<select name="path_index".*?(<option.*?</option>)', html, re.S)
+    assert re.search(r"/checkpoints · [\d.]+\s[KMGT]?B free</option>", option), option
+    assert "Not enough space" not in html
+
+    import models_app.selectors
+
+    disk = shutil.disk_usage("/")
+    monkeypatch.setattr(
+        models_app.selectors.shutil, "disk_usage", lambda path: disk._replace(free=100 * 1024)
+    )
+    html = choose(logged_in, url).content.decode()  # v2.0's primary file: 195.4 KB
+    assert "/checkpoints · 100.0\xa0KB free</option>" in html
+    assert (
+        "Not enough space in that folder: the file takes 195.4\xa0KB, and 100.0\xa0KB are free. "
+        "Free some, or pick another folder." in html
+    )
 
 
 def test_an_existing_file_is_a_clash(logged_in, services_at_upstream, model_roots):

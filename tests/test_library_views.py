@@ -610,12 +610,17 @@ def test_the_settings_page_lists_each_model_folder_with_the_models_known_there(
     rows = [
         tuple(" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in row)
         for row in re.findall(
-            r'<th scope="row">(.*?)</th>\s*<td class="mono">(.*?)</td>\s*<td class="num">(.*?)</td>',
+            r'<th scope="row">(.*?)</th>\s*<td class="mono">(.*?)</td>\s*<td class="num">(.*?)</td>'
+            r'\s*<td class="num nowrap">(.*?)</td>',
             section,
             re.S,
         )
     ]
-    assert rows == [
+    free = [row[3] for row in rows]
+    assert all(re.fullmatch(r"[\d.]+\s[KMGT]?B", f) for f in free[:2]) and free[2] == "", (
+        free
+    )  # the disk's space
+    assert [row[:3] for row in rows] == [
         ("Checkpoints", str(scanned["checkpoints"]), "3"),
         ("LoRAs", str(scanned["loras"]), "2"),
         ("LoRAs", f"{tmp_path / 'nas' / 'loras'} not there", "0"),  # to a screen reader; blank to the eye

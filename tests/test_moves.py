@@ -39,6 +39,10 @@ async def test_picked_models_move_into_one_folder_in_the_worker(logged_in, scann
     assert "Move 2 models" in form
     # Every model folder by its type and path, the picked models' own chosen.
     options = re.findall(r'<option value="([^"]+)"( selected)?>([^<]+)</option>', form)
+    assert all(re.search(r" · [\d.]+\s[KMGT]?B free$", text) for *_, text in options), (
+        options
+    )  # of the disk there
+    options = [(value, selected, text.rsplit(" · ", 1)[0]) for value, selected, text in options]
     assert options == [
         ("0:checkpoints", "", f"Checkpoints · {scanned['checkpoints']}"),
         ("0:loras", " selected", f"LoRAs · {scanned['loras']}"),
