@@ -52,7 +52,7 @@ def older_version_to_replace(model_id: str, version: RemoteVersion) -> ModelFile
     return (
         ModelFile.objects.filter(pk=int(model_id), civitai_model_id=civitai_model_id)
         .exclude(civitai_version_id=int(version.id))
-        .only("folder_type", "path_index", "relative_path", "civitai_name")
+        .only("folder_type", "path_index", "relative_path")
         .first()
     )
 

@@ -318,11 +318,16 @@ def download_links(links: list[str], *, resolve: Callable[[str], Resolution]) ->
                     error="The link does not say what kind of model it is: add it on its own to pick its folder.",
                 )
             )
-        except (SourceError, DownloadRequestError) as exc:
+        except (SourceError, HttpError) as exc:
+            outcomes.append(LinkOutcome(link, error=why_unresolved(exc)))
+        except DownloadRequestError as exc:
             outcomes.append(LinkOutcome(link, error=str(exc)))
-        except HttpError as exc:
-            outcomes.append(LinkOutcome(link, error=f"The address answered HTTP {exc.status}."))
     return outcomes
+
+
+def why_unresolved(exc: SourceError | HttpError) -> str:
+    """What the dialogs say of a link that could not be read: the service's refusal in words."""
+    return f"The address answered HTTP {exc.status}." if isinstance(exc, HttpError) else str(exc)
 
 
 def _part_path(task: DownloadTask) -> Path | None:

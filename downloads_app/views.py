@@ -170,10 +170,8 @@ def _choose_step(
 def _resolve_or_error(request: HttpRequest, url: str) -> Resolution | HttpResponse:
     try:
         return selectors.resolution_get(url)
-    except SourceError as exc:
-        error = str(exc)
-    except HttpError as exc:
-        error = f"The address answered HTTP {exc.status}."
+    except (SourceError, HttpError) as exc:
+        error = services.why_unresolved(exc)
     return render(request, "downloads_app/new_dialog.html#url_step", {"url": url, "error": error})
 
 
