@@ -161,14 +161,8 @@ def is_plain_file_name(name: str) -> bool:
     return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
-def check_destination(*, folder_type: str, path_index: int, sub_folder: str, filename: str) -> Destination:
-    """Refuses names and folders that would leave the model roots, clash or not be a model."""
-    try:
-        root_to_write(folder_type, path_index)
-    except UnknownRoot:
-        raise DownloadRequestError(f"There is no {folder_type} folder number {path_index}.") from None
-    except RootNotThere as exc:
-        raise DownloadRequestError(f"{exc} Nothing was downloaded.") from None
+def checked_sub_folder(sub_folder: str) -> str:
+    """The subfolder as typed, cleaned, or why it cannot be one."""
     sub_folder = sub_folder.strip().strip("/")
     if sub_folder:
         try:
@@ -179,6 +173,18 @@ def check_destination(*, folder_type: str, path_index: int, sub_folder: str, fil
             ) from None
         if any(part.startswith(".") for part in sub_folder.split("/")):
             raise DownloadRequestError("Subfolder names may not start with a dot.")
+    return sub_folder
+
+
+def check_destination(*, folder_type: str, path_index: int, sub_folder: str, filename: str) -> Destination:
+    """Refuses names and folders that would leave the model roots, clash or not be a model."""
+    try:
+        root_to_write(folder_type, path_index)
+    except UnknownRoot:
+        raise DownloadRequestError(f"There is no {folder_type} folder number {path_index}.") from None
+    except RootNotThere as exc:
+        raise DownloadRequestError(f"{exc} Nothing was downloaded.") from None
+    sub_folder = checked_sub_folder(sub_folder)
     filename = filename.strip()
     if not is_plain_file_name(filename):
         raise DownloadRequestError("The file name may not contain / or \\ or start with a dot.")
@@ -298,9 +304,12 @@ class LinkOutcome:
     error: str = ""
 
 
-def download_links(links: list[str], *, resolve: Callable[[str], Resolution]) -> list[LinkOutcome]:
-    """Queues each link as download_as_linked does; one that cannot be queued says why, and the others
-    go on. A file the library holds already (by SHA256) is not downloaded again."""
+def download_links(
+    links: list[str], *, resolve: Callable[[str], Resolution], sub_folder: str = ""
+) -> list[LinkOutcome]:
+    """Queues each link as download_as_linked does, into `sub_folder` of its folder if given; one that
+    cannot be queued says why, and the others go on. A file the library holds already (by SHA256) is
+    not downloaded again."""
     outcomes = []
     for link in links:
         try:
@@ -310,7 +319,7 @@ def download_links(links: list[str], *, resolve: Callable[[str], Resolution]) ->
                 raise DownloadRequestError(
                     f"You have it already: {have[0].folder_type}/{have[0].relative_path}."
                 )
-            outcomes.append(LinkOutcome(link, task=download_as_linked(resolution)))
+            outcomes.append(LinkOutcome(link, task=download_as_linked(resolution, sub_folder=sub_folder)))
         except FolderTypeUnknown:
             outcomes.append(
                 LinkOutcome(

@@ -62,12 +62,14 @@ def download_batch(request: HttpRequest) -> HttpResponse:
     """Several links at once, each queued as it is named, in the folder it suggests."""
     if request.method == "GET":
         return render(request, "downloads_app/new_dialog.html#batch_step", {})
-    text = request.POST.get("urls", "")
+    text, sub_folder = request.POST.get("urls", ""), request.POST.get("sub_folder", "")
     try:
         links = services.links_in(text)
+        sub_folder = services.checked_sub_folder(sub_folder)  # once, rather than once a link
     except services.DownloadRequestError as exc:
-        return render(request, "downloads_app/new_dialog.html#batch_step", {"urls": text, "error": str(exc)})
-    outcomes = services.download_links(links, resolve=selectors.resolution_get)
+        typed = {"urls": text, "sub_folder": sub_folder, "error": str(exc)}
+        return render(request, "downloads_app/new_dialog.html#batch_step", typed)
+    outcomes = services.download_links(links, resolve=selectors.resolution_get, sub_folder=sub_folder)
     queued = sum(outcome.task is not None for outcome in outcomes)
     page = request.htmx.current_url_abs_path or ""  # type: ignore[attr-defined]
     context = {

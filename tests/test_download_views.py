@@ -321,9 +321,24 @@ def test_several_links_at_once_are_each_queued_as_named_or_say_why_not(
     assert "See downloads" in html
 
 
+def test_several_links_go_into_one_subfolder_of_each_ones_folder_when_asked(logged_in, services_at_upstream):
+    up = services_at_upstream
+    pasted = f"{up.civitai_url}/models/4201\n{up.civitai_url}/models/1231067"
+    html = logged_in.post(
+        reverse("download_batch"), {"urls": pasted, "sub_folder": " /new/2026-12/ "}, headers=HX
+    ).content.decode()
+    assert "→ <strong>dreamxl_v2_fp16.safetensors</strong> in Checkpoints / new/2026-12" in html
+    tasks = DownloadTask.objects.order_by("pk").values_list("folder_type", "sub_folder")
+    assert list(tasks) == [("checkpoints", "new/2026-12"), ("loras", "new/2026-12")]
+
+
 def test_several_links_refuses_none_or_too_many_and_keeps_what_was_pasted(logged_in, services_at_upstream):
     empty = logged_in.post(reverse("download_batch"), {"urls": " \n "}, headers=HX).content.decode()
     assert "Paste one link a line." in empty
+    outside = logged_in.post(
+        reverse("download_batch"), {"urls": "https://civitai.com/models/1", "sub_folder": "../up"}, headers=HX
+    ).content.decode()
+    assert "The subfolder must stay inside the model folder" in outside and 'value="../up"' in outside
     many = "\n".join(f"https://civitai.com/models/{n}" for n in range(51))
     refused = logged_in.post(reverse("download_batch"), {"urls": many}, headers=HX).content.decode()
     assert (
