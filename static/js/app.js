@@ -305,11 +305,11 @@
   document.body.addEventListener("htmx:afterSettle", showPicks);
   document.body.addEventListener("selectionDone", function () { setSelectMode(false); });
 
-  // Ctrl+Enter (⌘+Enter) in a text area sends its form, where Enter starts a new line: a description, a
-  // list of links.
+  // Ctrl+Enter (⌘+Enter) sends the form, from its text area too, where Enter starts a new line: a
+  // description, a list of links.
   document.addEventListener("keydown", function (e) {
-    const area = e.key === "Enter" && (e.ctrlKey || e.metaKey) && e.target.closest && e.target.closest("textarea");
-    if (area && area.form) { e.preventDefault(); area.form.requestSubmit(); }
+    const field = e.key === "Enter" && (e.ctrlKey || e.metaKey) && e.target.closest && e.target.closest("textarea, input");
+    if (field && field.form) { e.preventDefault(); field.form.requestSubmit(); }
   });
 
   // A menu (details.menu) closes once one of its actions is chosen, on a click elsewhere, and on Escape.
