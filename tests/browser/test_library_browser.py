@@ -76,7 +76,7 @@ def test_question_mark_lists_the_keyboard_shortcuts_and_n_starts_a_download(logg
     expect(shortcuts).to_be_hidden()
     # Opened again, from its button in the top bar, it still lists them all.
     page.get_by_role("button", name="Keyboard shortcuts").click()
-    expect(shortcuts.get_by_role("row")).to_have_count(9)
+    expect(shortcuts.get_by_role("row")).to_have_count(10)
     page.keyboard.press("Escape")
 
     page.goto(server.url + "/downloads/")
