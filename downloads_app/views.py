@@ -61,7 +61,10 @@ def download_new(request: HttpRequest) -> HttpResponse:
 def download_batch(request: HttpRequest) -> HttpResponse:
     """Several links at once, each queued as it is named, in the folder it suggests."""
     if request.method == "GET":
-        return render(request, "downloads_app/new_dialog.html#batch_step", {})
+        # Links pasted on a page come here to be looked over before they are queued.
+        return render(
+            request, "downloads_app/new_dialog.html#batch_step", {"urls": request.GET.get("urls", "")}
+        )
     text, sub_folder = request.POST.get("urls", ""), request.POST.get("sub_folder", "")
     try:
         links = services.links_in(text)

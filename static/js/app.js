@@ -146,25 +146,33 @@
   }
 
   // A link pasted or dropped on a page, outside a text box, is taken as a new download: the dialog
-  // opens at its second step, as if the link had been pasted into New download and Next pressed. A link
-  // of the app's own (a card dragged about) is none.
-  function downloadLinkIn(text) {
-    const link = (text || "").split(/\r?\n/).map(function (line) { return line.trim(); })
-      .find(function (line) { return line && !line.startsWith("#"); }) || "";  // text/uri-list has comments
-    if (!/^(https?:\/\/|urn:air:)\S+$/i.test(link)) return "";
-    try { if (new URL(link).origin === location.origin) return ""; } catch (err) { /* the server says why */ }
-    return link;
+  // opens at its second step, as if the link had been pasted into New download and Next pressed. Several
+  // links, one a line, open Several links with them, to be looked over. A link of the app's own (a card
+  // dragged about) is none.
+  function isDownloadLink(line) {
+    if (!/^(https?:\/\/|urn:air:)\S+$/i.test(line)) return false;
+    try { return new URL(line).origin !== location.origin; } catch (err) { return true; /* the server says why */ }
+  }
+  function downloadLinksIn(text) {
+    const lines = (text || "").split(/\r?\n/).map(function (line) { return line.trim(); })
+      .filter(function (line) { return line && !line.startsWith("#"); });  // text/uri-list has comments
+    if (lines.length > 1 && lines.every(isDownloadLink)) return lines;
+    return lines.length && isDownloadLink(lines[0]) ? [lines[0]] : [];
   }
   function takesLinks(e) {
     return pageDialog && !pageDialog.open && pageDialog.dataset.downloadLink &&
       !(e.target.closest && e.target.closest("input, textarea, select, [contenteditable], dialog, [data-drop-zone]"));
   }
-  function openDownload(link) {
-    htmx.ajax("GET", pageDialog.dataset.downloadLink, {target: pageDialog, values: {url: link}});
+  function openDownload(links) {
+    if (links.length > 1) {
+      htmx.ajax("GET", pageDialog.dataset.downloadLinks, {target: pageDialog, values: {urls: links.join("\n")}});
+    } else {
+      htmx.ajax("GET", pageDialog.dataset.downloadLink, {target: pageDialog, values: {url: links[0]}});
+    }
   }
   document.addEventListener("paste", function (e) {
-    const link = takesLinks(e) && downloadLinkIn(e.clipboardData && e.clipboardData.getData("text/plain"));
-    if (link) { e.preventDefault(); openDownload(link); }
+    const links = takesLinks(e) ? downloadLinksIn(e.clipboardData && e.clipboardData.getData("text/plain")) : [];
+    if (links.length) { e.preventDefault(); openDownload(links); }
   });
   function draggingLink(e) {
     return takesLinks(e) && e.dataTransfer && Array.from(e.dataTransfer.types).includes("text/uri-list");
@@ -173,8 +181,8 @@
   document.addEventListener("drop", function (e) {
     if (!draggingLink(e)) return;
     e.preventDefault();  // else the browser would leave the page for the link
-    const link = downloadLinkIn(e.dataTransfer.getData("text/uri-list"));
-    if (link) openDownload(link);
+    const links = downloadLinksIn(e.dataTransfer.getData("text/uri-list"));
+    if (links.length) openDownload(links);
   });
   // An answer that put its news elsewhere (a move handed to the worker) has nothing left to show.
   document.body.addEventListener("closeDialog", function () { if (pageDialog && pageDialog.open) pageDialog.close(); });

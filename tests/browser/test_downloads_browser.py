@@ -154,6 +154,14 @@ def test_a_link_pasted_on_a_page_opens_it_as_a_new_download(logged_in_page, fake
     drop(f"{fake_upstream.hf_url}/demo-org/demo-models")
     expect(dialog.get_by_label("Folder type")).to_be_visible()
     expect(dialog).to_contain_text("demo-models")
+    page.keyboard.press("Escape")
+
+    # Several links, one a line: Several links opens with them, to be looked over before they are queued.
+    links = [f"{fake_upstream.civitai_url}/models/4201", f"{fake_upstream.civitai_url}/models/1231067"]
+    paste("\n".join(links) + "\n")
+    expect(dialog.get_by_role("heading", name="Several downloads")).to_be_visible()
+    expect(dialog.get_by_label("Links, one a line")).to_have_value("\n".join(links))
+    expect(dialog.get_by_role("button", name="Queue them")).to_be_visible()
 
 
 def test_the_download_form_fits_a_phone_screen(logged_in_page, server, fake_upstream):
