@@ -87,8 +87,10 @@ def models_of_type(request: HttpRequest, folder_type: str) -> HttpResponse:
         and not ModelFile.objects.filter(folder_type=folder_type).exists()
     ):
         raise ApiError(f"Unknown model type {folder_type!r}.", status=404)
+    # ?q= searches as the library page does: names, folders, words, the start of the SHA256.
+    search = selectors.LibraryQuery(folder_type=folder_type, search=request.GET.get("q", "").strip()[:200])
     models = (
-        ModelFile.objects.filter(folder_type=folder_type)
+        selectors.filtered_models(search)
         .order_by("path_index", "relative_path")
         .only(*SUMMARY_FIELDS)  # not the metadata: 14 KB of JSON for each kohya LoRA
     )

@@ -40,6 +40,16 @@ def test_models_of_a_type_follow_the_seed_contract(logged_in, scanned):
     assert by_name["poses"]["preview"] is None
 
 
+def test_models_of_a_type_can_be_searched_as_the_library_is(logged_in, scanned):
+    def names(q: str) -> list[str]:
+        return [m["basename"] for m in logged_in.get("/model-manager/models/loras", {"q": q}).json()["data"]]
+
+    assert names("") == ["poses", "pepper"]  # by path: poses.safetensors, then style/pepper.safetensors
+    assert names("PEPPER") == ["pepper"]
+    assert names("21437ec266") == ["poses"]  # the start of its SHA256, as its Civitai info gives it
+    assert names("pepper nothing-like-this") == []
+
+
 def test_unknown_type_is_404(logged_in, scanned):
     response = logged_in.get("/model-manager/models/nope")
     assert response.status_code == 404
