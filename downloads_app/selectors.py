@@ -11,7 +11,7 @@ from django.core.cache import cache
 from downloads_app import services
 from downloads_app.events import render_task_row
 from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
-from downloads_app.sources import RemoteVersion, Resolution, resolve
+from downloads_app.sources import Keys, RemoteVersion, Resolution, resolve
 from mmsite.models import TaskStatus
 from models_app.models import ModelFile
 from models_app.roots import UnknownRoot, get_roots
@@ -29,10 +29,10 @@ def unfinished_rows_fragment() -> str:
     return "".join(render_task_row(task) for task in unfinished[:200])
 
 
-def resolution_get(url: str) -> Resolution:
+def resolution_get(url: str, keys: Keys | None = None) -> Resolution:
     """Resolves a link, remembered for ten minutes per link and keys (picking a version or a folder
-    re-renders the form without asking the service again)."""
-    keys = services.keys()
+    re-renders the form without asking the service again). Given the keys, it reads no database."""
+    keys = keys or services.keys()
     cache_key = (
         "resolution:" + hashlib.sha256(f"{url}|{keys.civitai}|{keys.huggingface}".encode()).hexdigest()
     )

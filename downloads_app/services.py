@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,16 +305,37 @@ class LinkOutcome:
     error: str = ""
 
 
+RESOLVED_AT_ONCE = 6  # a list of 50 links waits on the services' slowest answers, not on all in turn
+
+
+def _resolve_all(
+    links: list[str], resolve: Callable[[str], Resolution]
+) -> list[Resolution | SourceError | HttpError]:
+    """Each link's resolution, or why it has none, asked of the services a few at a time. `resolve`
+    runs on other threads: it must not touch the database."""
+
+    def one(link: str) -> Resolution | SourceError | HttpError:
+        try:
+            return resolve(link)
+        except (SourceError, HttpError) as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=RESOLVED_AT_ONCE, thread_name_prefix="resolve-links") as pool:
+        return list(pool.map(one, links))
+
+
 def download_links(
     links: list[str], *, resolve: Callable[[str], Resolution], sub_folder: str = ""
 ) -> list[LinkOutcome]:
     """Queues each link as download_as_linked does, into `sub_folder` of its folder if given; one that
     cannot be queued says why, and the others go on. A file the library holds already (by SHA256) is
-    not downloaded again."""
+    not downloaded again. The links are resolved together (see _resolve_all), then queued in order."""
     outcomes = []
-    for link in links:
+    for link, resolved in zip(links, _resolve_all(links, resolve), strict=True):
         try:
-            resolution = resolve(link)
+            if not isinstance(resolved, Resolution):
+                raise resolved
+            resolution = resolved
             remote = resolution.file(resolution.version())
             if have := models_with_sha256(remote.sha256, limit=1):
                 raise DownloadRequestError(

@@ -72,7 +72,10 @@ def download_batch(request: HttpRequest) -> HttpResponse:
     except services.DownloadRequestError as exc:
         typed = {"urls": text, "sub_folder": sub_folder, "error": str(exc)}
         return render(request, "downloads_app/new_dialog.html#batch_step", typed)
-    outcomes = services.download_links(links, resolve=selectors.resolution_get, sub_folder=sub_folder)
+    keys = services.keys()  # read here: the links are resolved on threads that leave the database alone
+    outcomes = services.download_links(
+        links, resolve=lambda link: selectors.resolution_get(link, keys), sub_folder=sub_folder
+    )
     queued = sum(outcome.task is not None for outcome in outcomes)
     page = request.htmx.current_url_abs_path or ""  # type: ignore[attr-defined]
     context = {
