@@ -302,6 +302,7 @@ def links_in(text: str) -> list[str]:
 class LinkOutcome:
     link: str
     task: DownloadTask | None = None
+    have: ModelFile | None = None  # the library's model with the file's SHA256: not downloaded again
     error: str = ""
 
 
@@ -338,9 +339,8 @@ def download_links(
             resolution = resolved
             remote = resolution.file(resolution.version())
             if have := models_with_sha256(remote.sha256, limit=1):
-                raise DownloadRequestError(
-                    f"You have it already: {have[0].folder_type}/{have[0].relative_path}."
-                )
+                outcomes.append(LinkOutcome(link, have=have[0]))
+                continue
             outcomes.append(LinkOutcome(link, task=download_as_linked(resolution, sub_folder=sub_folder)))
         except FolderTypeUnknown:
             outcomes.append(

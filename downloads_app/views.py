@@ -77,6 +77,7 @@ def download_batch(request: HttpRequest) -> HttpResponse:
         links, resolve=lambda link: selectors.resolution_get(link, keys), sub_folder=sub_folder
     )
     queued = sum(outcome.task is not None for outcome in outcomes)
+    have = sum(outcome.have is not None for outcome in outcomes)
     page = request.htmx.current_url_abs_path or ""  # type: ignore[attr-defined]
     context = {
         "outcomes": outcomes,
@@ -84,11 +85,14 @@ def download_batch(request: HttpRequest) -> HttpResponse:
         "on_downloads_page": page.startswith(reverse("downloads")),
     }
     response = render(request, "downloads_app/new_dialog.html#batch_done", context)
-    left = len(outcomes) - queued
-    message = f"{queued} download{pluralize(queued)} queued." + (f" {left} could not be." if left else "")
-    return with_toast(
-        response, message, level="success" if queued and not left else "error" if not queued else "info"
+    left = len(outcomes) - queued - have
+    message = " ".join(
+        [f"{queued} download{pluralize(queued)} queued."]
+        + ([f"{have} you have already."] if have else [])
+        + ([f"{left} could not be."] if left else [])
     )
+    level = "error" if left and not queued else "success" if not left else "info"
+    return with_toast(response, message, level=level)
 
 
 @dataclass

@@ -292,7 +292,7 @@ def test_several_links_at_once_are_each_queued_as_named_or_say_why_not(
     response = logged_in.post(reverse("download_batch"), {"urls": pasted}, headers=HX)
     html = response.content.decode()
     assert json.loads(response["HX-Trigger"])["toast"] == {
-        "message": "2 downloads queued. 3 could not be.",
+        "message": "2 downloads queued. 1 you have already. 2 could not be.",
         "level": "info",
     }
     assert "2 of 5 queued" in html
@@ -302,20 +302,21 @@ def test_several_links_at_once_are_each_queued_as_named_or_say_why_not(
         ("checkpoints", "dreamxl_v1.safetensors", "v1.0"),  # the version the link names
     ]
     outcomes = re.findall(
-        r'<li class="(queued|refused)">\s*<span class="mono small break">([^<]*)</span>\s*(.*?)</li>',
+        r'<li class="(queued|had|refused)">\s*<span class="mono small break">([^<]*)</span>\s*(.*?)</li>',
         html,
         re.S,
     )
     assert [(kind, link) for kind, link, _ in outcomes] == [
         ("queued", f"{up.civitai_url}/models/4201"),
         ("queued", f"{up.civitai_url}/models/4201?modelVersionId=42011"),
-        ("refused", f"{up.civitai_url}/models/1231067"),
+        ("had", f"{up.civitai_url}/models/1231067"),
         ("refused", f"{up.storage_url}/files/hf-schnell"),
         ("refused", "not-a-link"),
     ]  # each once, in the order pasted
     said = [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text)).strip() for _, _, text in outcomes]
     assert said[0] == "→ dreamxl_v2_fp16.safetensors in Checkpoints (DreamXL, v2.0)"
-    assert said[2] == "You have it already: loras/mine.safetensors."
+    assert said[2] == "You have it already: LoRAs · mine.safetensors"
+    assert 'href="/model/loras/0/mine.safetensors"' in outcomes[2][2]  # its dialog
     assert said[3] == "The link does not say what kind of model it is: add it on its own to pick its folder."
     assert said[4] == "That is not a link: paste an http(s) address, a Civitai link or a Hugging Face link."
     assert "See downloads" in html
