@@ -70,6 +70,8 @@ MM_THUMBNAIL_DIR = DATA_DIR / "thumbnails"
 MM_SCAN_ON_START = env_bool("MM_SCAN_ON_START", True)
 # Minutes after a scan before the worker scans the changed files again, quietly (0: never).
 MM_SCAN_EVERY = float(os.environ.get("MM_SCAN_EVERY", "15"))
+# Hours after a check for updates before the worker asks Civitai again, quietly (0: only when asked).
+MM_UPDATES_EVERY = float(os.environ.get("MM_UPDATES_EVERY", "0"))
 MM_PROGRESS_INTERVAL = float(os.environ.get("MM_PROGRESS_INTERVAL", "1.0"))
 
 INSTALLED_APPS = [

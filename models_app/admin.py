@@ -54,13 +54,15 @@ class ScanTaskAdmin(WorkerTaskAdmin):
 
 @admin.register(InfoTask)
 class InfoTaskAdmin(WorkerTaskAdmin):
-    """Hashing and Civitai lookups, queued from the library or after a scan."""
+    """Hashing and Civitai lookups, queued from the library or after a scan, and the worker's own checks
+    for updates (MM_UPDATES_EVERY)."""
 
     stop_task = staticmethod(stop_info)
 
     list_display = (
         "pk",
         "mode",
+        "automatic",
         "status",
         "processed",
         "total",
@@ -71,7 +73,7 @@ class InfoTaskAdmin(WorkerTaskAdmin):
         "gone",
         "created_at",
     )
-    list_filter = ("status", "mode")
+    list_filter = ("status", "mode", "automatic")
 
 
 @admin.register(MoveTask)

@@ -31,7 +31,7 @@ logger = logging.getLogger("mm.info")
 
 def info_task_data(task: InfoTask) -> dict[str, object]:
     return {
-        "taskId": task.pk, "mode": task.mode, "status": task.status, "total": task.total,
+        "taskId": task.pk, "mode": task.mode, "automatic": task.automatic, "status": task.status, "total": task.total,
         "processed": task.processed, "hashed": task.hashed, "found": task.found, "missing": task.missing,
         "failed": task.failed, "gone": task.gone,
         "progress": task.percent, "current": task.current, "error": task.error,
@@ -43,6 +43,12 @@ def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> st
 
 
 def info_toast(task: InfoTask) -> str:
+    if task.automatic and task.mode == InfoMode.UPDATES and task.status == TaskStatus.DONE:
+        return toast_fragment(
+            f"New on Civitai: a newer version of {task.found} model{'s' if task.found != 1 else ''} "
+            "(Updates, in the side bar).",
+            level="info",
+        )
     if task.status == TaskStatus.FAILED:
         return toast_fragment(f"{task.get_mode_display()} failed: {task.error}", level="error")
     counts = []
@@ -66,7 +72,11 @@ def info_toast(task: InfoTask) -> str:
 
 
 def publish_info(event: str, task: InfoTask, *, finished: bool = False) -> None:
-    """The job's event; its progress to the pages that show it and, once it is done, a toast for every page."""
+    """The job's event; its progress to the pages that show it and, once it is done, a toast for every page.
+    A quiet check (InfoTask.is_quiet) sends the event alone."""
+    if task.is_quiet:
+        events.publish(event, info_task_data(task))
+        return
     progress = render_info_progress(task, finished=finished)
     events.publish(
         event, info_task_data(task), progress, topic="info", toast=info_toast(task) if finished else ""
@@ -157,10 +167,17 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     throttle = Throttle(settings.MM_PROGRESS_INTERVAL)
     fields = ["total", "processed", "hashed", "found", "missing", "failed", "gone", "current"]
 
+    def still_quiet() -> bool:
+        """A check the worker started is quiet until someone asks for a check while it runs (info_start)."""
+        if task.automatic:
+            task.automatic = InfoTask.objects.filter(pk=task.pk, automatic=True).exists()
+        return task.automatic
+
     def report(force: bool = False) -> None:
         if throttle.ready(force=force):
             InfoTask.objects.filter(pk=task.pk).update(**{f: getattr(task, f) for f in fields})
-            publish_info("update_info_task", task)
+            if not still_quiet():
+                publish_info("update_info_task", task)
 
     def should_stop() -> bool:
         return ctx.requested() in {"cancel", "shutdown"}
@@ -173,6 +190,11 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     report(force=True)
     errors = []
     asked: dict[int, CivitaiModel | None] = {}  # Civitai's answers, by Civitai model id
+    # A check the worker makes every few hours counts only the updates that are new since the last one:
+    # the ones it found before would make the same toast each time.
+    newest_before = (
+        dict(CivitaiModel.objects.values_list("model_id", "version_id")) if task.automatic else None
+    )
     try:
         for model in models:
             if should_stop():
@@ -181,7 +203,12 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
             try:
                 if task.mode == InfoMode.UPDATES:
                     outcome = updates.check(model, asked, should_stop)
-                    task.found += outcome is updates.Outcome.UPDATE
+                    newest = asked[model.civitai_model_id]  # type: ignore[index]
+                    task.found += outcome is updates.Outcome.UPDATE and (
+                        newest_before is None
+                        or newest is None
+                        or newest_before.get(newest.model_id) != newest.version_id
+                    )
                     task.missing += outcome is updates.Outcome.GONE
                 else:
                     sha256, computed = ensure_sha256(
@@ -209,6 +236,7 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
         kept = "updates" if task.mode == InfoMode.UPDATES else "hashes and the info"
         task.error = f"{exc} The {kept} found so far are kept."
         task.save(update_fields=[*fields, "status", "finished_at", "error"])
+        still_quiet()
         publish_info("complete_info_task", task, finished=True)
         return
     except Stop:
@@ -226,6 +254,7 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     task.status, task.current, task.finished_at = TaskStatus.DONE, "", timezone.now()
     task.error = "\n".join(errors[:20])
     task.save(update_fields=[*fields, "status", "finished_at", "error"])
+    still_quiet()
     publish_info("complete_info_task", task, finished=True)
 
 

@@ -300,6 +300,10 @@ class InfoTask(CountedTask):
     mode) asks Civitai for the newest version of each model that has Civitai info."""
 
     mode = models.CharField(max_length=8, choices=InfoMode.choices, default=InfoMode.HASH)
+    automatic = models.BooleanField(
+        default=False,
+        help_text="A check for updates the worker started (MM_UPDATES_EVERY): it tells the pages only of updates.",
+    )
     model_ids = models.JSONField(default=list, blank=True, help_text="Empty: every model that needs it.")
     hashed = models.PositiveIntegerField(default=0)
     found = models.PositiveIntegerField(default=0)
@@ -312,9 +316,22 @@ class InfoTask(CountedTask):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # The workers' periodic checks (services.updates_check_if_due) may fire at one moment.
+            models.UniqueConstraint(
+                fields=["automatic"],
+                condition=models.Q(automatic=True, status__in=list(ACTIVE_STATUSES)),
+                name="one_automatic_update_check_at_a_time",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_mode_display()} #{self.pk} ({self.status})"
+
+    @property
+    def is_quiet(self) -> bool:
+        """An automatic check tells the pages only that it found updates: no progress, no "no update"."""
+        return self.automatic and not (self.status == TaskStatus.DONE and self.found)
 
     @property
     def failures(self) -> list[str]:

@@ -101,6 +101,34 @@ def scan_if_due() -> ScanTask | None:
     return task if created else None
 
 
+AUTOMATIC_UPDATE_CHECKS_KEPT = timedelta(days=7)
+
+
+def updates_check_if_due() -> InfoTask | None:
+    """Asks Civitai for newer versions of the library's models, quietly, once the last check ended
+    MM_UPDATES_EVERY hours ago (or there was none): the Update badges appear without a press of Check
+    for updates. Returns the check it queued."""
+    every = settings.MM_UPDATES_EVERY
+    if every <= 0 or not ModelFile.objects.filter(civitai_model_id__isnull=False).exists():
+        return None
+    checks = InfoTask.objects.filter(mode=InfoMode.UPDATES)
+    if checks.filter(status__in=ACTIVE_STATUSES).exists():
+        return None
+    last = checks.exclude(finished_at=None).order_by("-finished_at").first()
+    if last is not None:
+        old = timezone.now() - AUTOMATIC_UPDATE_CHECKS_KEPT
+        checks.filter(automatic=True, finished_at__lt=old).exclude(pk=last.pk).delete()
+        if timezone.now() - last.finished_at < timedelta(hours=every):  # type: ignore[operator]
+            return None
+    try:
+        with transaction.atomic():
+            task = InfoTask.objects.create(mode=InfoMode.UPDATES, automatic=True)
+    except IntegrityError:  # another worker's check queued it a moment ago
+        return None
+    wake_workers()
+    return task
+
+
 class ModelEditError(ValueError):
     """A message for the user about an edit that cannot be done (clash, bad name, missing file…)."""
 
@@ -427,6 +455,13 @@ def info_start(*, mode: str, model_ids: list[int] | None = None) -> InfoTask:
         raise ValueError(f"mode must be one of {', '.join(InfoMode.values)}")
     if model_ids:
         ModelFile.objects.filter(pk__in=model_ids).update(civitai_missing=False)  # asked again on purpose
+    elif mode == InfoMode.UPDATES:
+        # The worker's own check of every model is under way: asked for now, it shows its progress.
+        automatic = InfoTask.objects.filter(mode=mode, automatic=True, status__in=ACTIVE_STATUSES).first()
+        if automatic is not None:
+            InfoTask.objects.filter(pk=automatic.pk).update(automatic=False)
+            automatic.automatic = False
+            return automatic
     task = InfoTask.objects.create(mode=mode, model_ids=list(model_ids or []))
     wake_workers()
     return task

@@ -15,6 +15,7 @@ from mmsite.settings import _database
 
 MM_PROGRESS_INTERVAL = 0.2
 MM_SCAN_EVERY = 0.0  # a worker of a test scans only when the test asks (tests/test_automatic_scans.py)
+MM_UPDATES_EVERY = 0.0  # nor asks Civitai for updates (tests/test_updates.py)
 TIME_ZONE = "UTC"  # the same dates on every machine the tests run on
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
