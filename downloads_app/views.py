@@ -278,6 +278,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             "folders": model_folders(),
             "folder_sources": roots_sources(),
             "scan_every": settings.MM_SCAN_EVERY,
+            "updates_every": settings.MM_UPDATES_EVERY,
             **_speed_context(),
         }
     response = render(request, template, context)

@@ -607,6 +607,10 @@ def test_the_settings_page_lists_each_model_folder_with_the_models_known_there(
     settings.MM_SCAN_EVERY = 15
     section = logged_in.get(reverse("settings")).content.decode().split('id="model-folders"')[1]
     assert "The worker looks in them for changes 15 minutes after each scan" in section
+    assert "Civitai is asked for newer versions only when you check for updates" in section
+    settings.MM_UPDATES_EVERY = 24
+    section = logged_in.get(reverse("settings")).content.decode().split('id="model-folders"')[1]
+    assert "It asks Civitai for newer versions of the models 24 hours after each check for updates" in section
     rows = [
         tuple(" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in row)
         for row in re.findall(
