@@ -41,23 +41,28 @@ def test_a_quiet_diff_scan_is_queued_once_the_last_scan_ended_long_enough_ago(db
     assert scan_if_due() is None
 
 
-def test_two_workers_whose_checks_meet_queue_one_automatic_scan(db, settings, monkeypatch):
-    settings.MM_SCAN_EVERY = 15
-    ended(minutes_ago=20)
+def the_other_worker_writes_first(monkeypatch, write) -> None:  # type: ignore[no-untyped-def]
+    """Both workers' checks saw nothing running; the other one's `write` lands between this one's look
+    and its own write (its first `transaction.atomic()`)."""
     real_atomic = transaction.atomic
 
     @contextlib.contextmanager
     def race():  # type: ignore[no-untyped-def]
-        # Both saw no scan running; the other worker's check wrote its scan between this one's look and write.
         monkeypatch.setattr(transaction, "atomic", real_atomic)
-        ScanTask.objects.create(automatic=True)
+        write()
         with real_atomic():
             yield
 
-    def the_other_worker_wrote_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def atomic(*args, **kwargs):  # type: ignore[no-untyped-def]
         return race() if not (args or kwargs) else real_atomic(*args, **kwargs)  # the ORM's own pass by
 
-    monkeypatch.setattr(transaction, "atomic", the_other_worker_wrote_first)
+    monkeypatch.setattr(transaction, "atomic", atomic)
+
+
+def test_two_workers_whose_checks_meet_queue_one_automatic_scan(db, settings, monkeypatch):
+    settings.MM_SCAN_EVERY = 15
+    ended(minutes_ago=20)
+    the_other_worker_writes_first(monkeypatch, lambda: ScanTask.objects.create(automatic=True))
     assert scan_if_due() is None  # it found the other one's
     assert ScanTask.objects.filter(automatic=True, status="queued").count() == 1
 

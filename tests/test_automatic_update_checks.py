@@ -3,13 +3,11 @@ appear without a press of Check for updates, and a check that finds nothing new 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import transaction
 from django.utils import timezone
 
 from models_app import services
@@ -18,6 +16,7 @@ from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from models_app.selectors import latest_info
 from tests.model_files import write_model
+from tests.test_automatic_scans import the_other_worker_writes_first
 from tests.test_consumers import events_and_library_page, received_fragments, with_a_worker_until
 from tests.test_updates import DREAMXL_V1
 
@@ -63,20 +62,9 @@ def test_a_quiet_check_is_queued_when_the_last_one_ended_long_enough_ago(model_r
 def test_two_workers_whose_checks_meet_queue_one_check(model_roots, settings, monkeypatch):
     settings.MM_UPDATES_EVERY = 24
     with_dreamxl_v1(model_roots)
-    real_atomic = transaction.atomic
-
-    @contextlib.contextmanager
-    def race():  # type: ignore[no-untyped-def]
-        # Both saw no check running; the other worker's wrote its check between this one's look and write.
-        monkeypatch.setattr(transaction, "atomic", real_atomic)
-        InfoTask.objects.create(mode="updates", automatic=True)
-        with real_atomic():
-            yield
-
-    def the_other_worker_wrote_first(*args, **kwargs):  # type: ignore[no-untyped-def]
-        return race() if not (args or kwargs) else real_atomic(*args, **kwargs)  # the ORM's own pass by
-
-    monkeypatch.setattr(transaction, "atomic", the_other_worker_wrote_first)
+    the_other_worker_writes_first(
+        monkeypatch, lambda: InfoTask.objects.create(mode="updates", automatic=True)
+    )
     assert services.updates_check_if_due() is None
     assert InfoTask.objects.filter(automatic=True, status="queued").count() == 1
 
