@@ -114,7 +114,9 @@ def updates_check_if_due() -> InfoTask | None:
     checks = InfoTask.objects.filter(mode=InfoMode.UPDATES)
     if checks.filter(status__in=ACTIVE_STATUSES).exists():
         return None
-    last = checks.exclude(finished_at=None).order_by("-finished_at").first()
+    ended = checks.exclude(finished_at=None).order_by("-finished_at").only("finished_at", "model_ids")
+    # A check of one model (its dialog's) leaves the others as old as they were.
+    last = next((check for check in ended[:100] if not check.model_ids), None)
     if last is not None:
         old = timezone.now() - AUTOMATIC_UPDATE_CHECKS_KEPT
         checks.filter(automatic=True, finished_at__lt=old).exclude(pk=last.pk).delete()

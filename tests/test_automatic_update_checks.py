@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from models_app import services
-from models_app.models import InfoTask
+from models_app.models import InfoTask, ModelFile
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from models_app.selectors import latest_info
@@ -52,6 +52,12 @@ def test_a_quiet_check_is_queued_when_the_last_one_ended_long_enough_ago(model_r
     ended_check(hours_ago=1)  # the user's, since: the clock starts again
     InfoTask.objects.filter(pk=first.pk).update(finished_at=timezone.now() - timedelta(hours=30))
     assert services.updates_check_if_due() is None
+    InfoTask.objects.filter(automatic=False).update(finished_at=timezone.now() - timedelta(hours=25))
+    ended_check(
+        hours_ago=0.5, model_ids=[ModelFile.objects.get(name="dream_v1").pk]
+    )  # one model's, from its dialog
+    assert services.updates_check_if_due() is not None  # the others are due all the same
+    InfoTask.objects.filter(status="queued").delete()
     InfoTask.objects.filter(automatic=False).update(finished_at=timezone.now() - timedelta(hours=25))
     assert services.updates_check_if_due() is not None
     InfoTask.objects.all().update(status="done", finished_at=timezone.now() - timedelta(hours=48))
