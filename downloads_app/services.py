@@ -142,6 +142,11 @@ class Destination:
     sub_folder: str
     filename: str
 
+    @classmethod
+    def of(cls, task: DownloadTask, suffix: str = "") -> Destination:
+        """Where the task's file goes (with `suffix`: its part file)."""
+        return cls(task.folder_type, task.path_index, task.sub_folder, task.filename + suffix)
+
     @property
     def folder(self) -> Path:
         return (
@@ -332,11 +337,11 @@ def download_links(
     cannot be queued says why, and the others go on. A file the library holds already (by SHA256) is
     not downloaded again. The links are resolved together (see _resolve_all), then queued in order."""
     outcomes = []
-    for link, resolved in zip(links, _resolve_all(links, resolve), strict=True):
+    for link, resolution in zip(links, _resolve_all(links, resolve), strict=True):
+        if not isinstance(resolution, Resolution):
+            outcomes.append(LinkOutcome(link, error=why_unresolved(resolution)))
+            continue
         try:
-            if not isinstance(resolved, Resolution):
-                raise resolved
-            resolution = resolved
             remote = resolution.file(resolution.version())
             if have := models_with_sha256(remote.sha256, limit=1):
                 outcomes.append(LinkOutcome(link, have=have[0]))
@@ -349,8 +354,6 @@ def download_links(
                     error="The link does not say what kind of model it is: add it on its own to pick its folder.",
                 )
             )
-        except (SourceError, HttpError) as exc:
-            outcomes.append(LinkOutcome(link, error=why_unresolved(exc)))
         except DownloadRequestError as exc:
             outcomes.append(LinkOutcome(link, error=str(exc)))
     return outcomes
@@ -363,7 +366,7 @@ def why_unresolved(exc: SourceError | HttpError) -> str:
 
 def _part_path(task: DownloadTask) -> Path | None:
     try:
-        return Destination(task.folder_type, task.path_index, task.sub_folder, task.filename + ".part").path
+        return Destination.of(task, ".part").path
     except (PathOutsideRoot, UnknownRoot):
         return None
 

@@ -132,7 +132,7 @@ def run_download_task(task: DownloadTask, worker_ctx: TaskContext) -> None:
 def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
     """Runs a claimed task to a final state (done, failed, paused, cancelled or back in the queue)."""
     try:
-        destination = services.Destination(task.folder_type, task.path_index, task.sub_folder, task.filename)
+        destination = services.Destination.of(task)
         folder = destination.path.parent
         root_to_write(task.folder_type, task.path_index)
     except UnknownRoot as exc:

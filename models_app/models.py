@@ -328,9 +328,12 @@ class InfoTask(CountedTask):
     def __str__(self) -> str:
         return f"{self.get_mode_display()} #{self.pk} ({self.status})"
 
+    # The jobs the pages show: an automatic check tells them only that it found updates (is_quiet).
+    SHOWN = models.Q(automatic=False) | models.Q(status=TaskStatus.DONE, found__gt=0)
+
     @property
     def is_quiet(self) -> bool:
-        """An automatic check tells the pages only that it found updates: no progress, no "no update"."""
+        """The Python side of SHOWN: no progress, no "no update" from a check the worker started."""
         return self.automatic and not (self.status == TaskStatus.DONE and self.found)
 
     @property

@@ -13,7 +13,6 @@ from typing import NamedTuple
 from django.core.cache import cache
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Value
 
-from mmsite.models import TaskStatus
 from models_app.models import CivitaiModel, InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
 from models_app.roots import RootNotThere, clean_relative_path, get_roots, root_to_write
 
@@ -422,8 +421,7 @@ def other_versions(model: ModelFile, limit: int = 20) -> OtherVersions:
 
 def latest_info() -> InfoTask | None:
     """The job the pages show: not a check the worker started that found no update (InfoTask.is_quiet)."""
-    shown = Q(automatic=False) | Q(status=TaskStatus.DONE, found__gt=0)
-    return InfoTask.objects.filter(shown).order_by("-created_at", "-pk").first()
+    return InfoTask.objects.filter(InfoTask.SHOWN).order_by("-created_at", "-pk").first()
 
 
 def latest_move() -> MoveTask | None:

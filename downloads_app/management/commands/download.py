@@ -92,7 +92,7 @@ class Command(BaseCommand):
             raise CommandError("Which folder type? Pass --type (checkpoints, loras, vae, …).") from None
         except services.DownloadRequestError as exc:
             raise CommandError(str(exc)) from None
-        destination = services.Destination(task.folder_type, task.path_index, task.sub_folder, task.filename)
+        destination = services.Destination.of(task)
         if queue:
             self.stdout.write(f"Queued download #{task.pk}: {destination.path}")
             return
