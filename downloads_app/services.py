@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -304,11 +305,26 @@ def links_in(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Wanted:
+    """A link to queue, and where its file goes when not where the link suggests."""
+
+    link: str
+    folder_type: str = ""
+    sub_folder: str = ""
+    filename: str = ""
+
+
+@dataclass(frozen=True)
 class LinkOutcome:
     link: str
     task: DownloadTask | None = None
     have: ModelFile | None = None  # the library's model with the file's SHA256: not downloaded again
     error: str = ""
+    filename: str = ""  # the name it was wanted under, if one was given
+
+    @property
+    def label(self) -> str:
+        return self.filename or self.link
 
 
 RESOLVED_AT_ONCE = 6  # a list of 50 links waits on the services' slowest answers, not on all in turn
@@ -330,32 +346,39 @@ def _resolve_all(
         return list(pool.map(one, links))
 
 
-def download_links(
-    links: list[str], *, resolve: Callable[[str], Resolution], sub_folder: str = ""
-) -> list[LinkOutcome]:
-    """Queues each link as download_as_linked does, into `sub_folder` of its folder if given; one that
-    cannot be queued says why, and the others go on. A file the library holds already (by SHA256) is
-    not downloaded again. The links are resolved together (see _resolve_all), then queued in order."""
+def download_links(wanted: list[Wanted], *, resolve: Callable[[str], Resolution]) -> list[LinkOutcome]:
+    """Queues each link as download_as_linked does, where its Wanted says; one that cannot be queued
+    says why, and the others go on. A file the library holds already (by SHA256) is not downloaded
+    again. The links are resolved together (see _resolve_all), then queued in order."""
+    links = list(dict.fromkeys(want.link for want in wanted if want.link))
+    resolutions = dict(zip(links, _resolve_all(links, resolve), strict=True))
     outcomes = []
-    for link, resolution in zip(links, _resolve_all(links, resolve), strict=True):
+    for want in wanted:
+        outcome = functools.partial(LinkOutcome, want.link, filename=want.filename)
+        if not want.link:
+            outcomes.append(outcome(error="No link: paste one where to get it."))
+            continue
+        resolution = resolutions[want.link]
         if not isinstance(resolution, Resolution):
-            outcomes.append(LinkOutcome(link, error=why_unresolved(resolution)))
+            outcomes.append(outcome(error=why_unresolved(resolution)))
             continue
         try:
             remote = resolution.file(resolution.version())
             if have := models_with_sha256(remote.sha256, limit=1):
-                outcomes.append(LinkOutcome(link, have=have[0]))
+                outcomes.append(outcome(have=have[0]))
                 continue
-            outcomes.append(LinkOutcome(link, task=download_as_linked(resolution, sub_folder=sub_folder)))
+            task = download_as_linked(
+                resolution, folder_type=want.folder_type, sub_folder=want.sub_folder, filename=want.filename
+            )
+            outcomes.append(outcome(task=task))
         except FolderTypeUnknown:
             outcomes.append(
-                LinkOutcome(
-                    link,
-                    error="The link does not say what kind of model it is: add it on its own to pick its folder.",
+                outcome(
+                    error="The link does not say what kind of model it is: add it on its own to pick its folder."
                 )
             )
         except DownloadRequestError as exc:
-            outcomes.append(LinkOutcome(link, error=str(exc)))
+            outcomes.append(outcome(error=str(exc)))
     return outcomes
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -15,6 +16,7 @@ from downloads_app import selectors, services
 from downloads_app.engine import HttpError
 from downloads_app.models import ApiKey, DownloadTask
 from downloads_app.sources import Resolution, SourceError
+from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, WorkflowModel, models_in_workflow
 from mmsite.preferences import preferences_set
 from mmsite.toasts import with_toast
 from models_app.markdown import sanitize_html
@@ -72,10 +74,15 @@ def download_batch(request: HttpRequest) -> HttpResponse:
     except services.DownloadRequestError as exc:
         typed = {"urls": text, "sub_folder": sub_folder, "error": str(exc)}
         return render(request, "downloads_app/new_dialog.html#batch_step", typed)
+    wanted = [services.Wanted(link, sub_folder=sub_folder) for link in links]
+    return _queued(request, wanted, again=(reverse("download_batch"), "More links"))
+
+
+def _queued(request: HttpRequest, wanted: list[services.Wanted], *, again: tuple[str, str]) -> HttpResponse:
+    """Queues the links (several links, the models of a workflow) and says what became of each;
+    `again` is the address and label of the button that starts over."""
     keys = services.keys()  # read here: the links are resolved on threads that leave the database alone
-    outcomes = services.download_links(
-        links, resolve=lambda link: selectors.resolution_get(link, keys), sub_folder=sub_folder
-    )
+    outcomes = services.download_links(wanted, resolve=lambda link: selectors.resolution_get(link, keys))
     queued = sum(outcome.task is not None for outcome in outcomes)
     have = sum(outcome.have is not None for outcome in outcomes)
     page = request.htmx.current_url_abs_path or ""  # type: ignore[attr-defined]
@@ -83,6 +90,7 @@ def download_batch(request: HttpRequest) -> HttpResponse:
         "outcomes": outcomes,
         "queued": queued,
         "on_downloads_page": page.startswith(reverse("downloads")),
+        "again": {"url": again[0], "label": again[1]},
     }
     response = render(request, "downloads_app/new_dialog.html#batch_done", context)
     left = len(outcomes) - queued - have
@@ -93,6 +101,41 @@ def download_batch(request: HttpRequest) -> HttpResponse:
     )
     level = "error" if left and not queued else "success" if not left else "info"
     return with_toast(response, message, level=level)
+
+
+@require_http_methods(["GET", "POST"])
+def download_workflow(request: HttpRequest) -> HttpResponse:
+    """The model files a ComfyUI workflow loads: which the library has, and the others to download."""
+    step = "downloads_app/workflow_dialog.html#workflow_step"
+    if request.method == "GET":
+        return render(request, step)
+    upload = request.FILES.get("workflow")
+    if upload is None:
+        return render(
+            request, step, {"error": "Choose a workflow: a .json file ComfyUI saved, or a PNG it made."}
+        )
+    try:
+        needs = selectors.workflow_needs(models_in_workflow(upload.read(MAX_WORKFLOW_BYTES + 1)))
+    except WorkflowError as exc:
+        return render(request, step, {"error": str(exc)})
+    context = {"needs": needs, "counts": Counter(need.state for need in needs), "workflow_name": upload.name}
+    return render(request, "downloads_app/workflow_dialog.html#workflow_models", context)
+
+
+@require_POST
+def download_workflow_queue(request: HttpRequest) -> HttpResponse:
+    """Queues the ticked models of a workflow, each into its folder under the name the workflow loads."""
+    wanted = []
+    for index in dict.fromkeys(request.POST.getlist("pick")):
+        model = WorkflowModel(request.POST.get(f"name_{index}", ""), request.POST.get(f"folder_{index}", ""))
+        link = request.POST.get(f"link_{index}", "").strip()
+        wanted.append(services.Wanted(link, model.folder_type, model.sub_folder, model.filename))
+    if not wanted:
+        return with_toast(HttpResponse(status=204), "Tick the models to download.", level="error")
+    if len(wanted) > services.MAX_LINKS_AT_ONCE:
+        message = f"At most {services.MAX_LINKS_AT_ONCE} downloads at once: these are {len(wanted)}."
+        return with_toast(HttpResponse(status=204), message, level="error")
+    return _queued(request, wanted, again=(reverse("download_workflow"), "Another workflow"))
 
 
 @dataclass

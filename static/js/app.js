@@ -184,6 +184,26 @@
     const links = downloadLinksIn(e.dataTransfer.getData("text/uri-list"));
     if (links.length) openDownload(links);
   });
+  // A workflow (a .json ComfyUI saved, or a PNG it made) dropped on a page, outside a drop zone, opens
+  // the models it needs. A link dragged along with it was taken above.
+  function draggingFile(e) {
+    return takesLinks(e) && pageDialog.dataset.downloadWorkflow && e.dataTransfer &&
+      Array.from(e.dataTransfer.types).includes("Files");
+  }
+  document.addEventListener("dragover", function (e) { if (draggingFile(e)) e.preventDefault(); });
+  document.addEventListener("drop", function (e) {
+    if (e.defaultPrevented || !draggingFile(e)) return;
+    e.preventDefault();  // else the browser would leave the page to show the file
+    const workflow = Array.from(e.dataTransfer.files).find(function (file) { return /\.(json|png)$/i.test(file.name); });
+    if (!workflow) return;
+    htmx.ajax("GET", pageDialog.dataset.downloadWorkflow, {target: pageDialog}).then(function () {
+      const input = pageDialog.querySelector("input[name=workflow]");
+      const files = new DataTransfer();
+      files.items.add(workflow);
+      input.files = files.files;
+      input.form.requestSubmit();
+    });
+  });
   // An answer that put its news elsewhere (a move handed to the worker) has nothing left to show.
   document.body.addEventListener("closeDialog", function () { if (pageDialog && pageDialog.open) pageDialog.close(); });
   // A card (or a row of Duplicates) the dialog removes (a delete) leaves its neighbour to take the focus

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 
 import requests
@@ -276,3 +277,76 @@ def test_several_links_pasted_at_once_are_queued_and_each_says_what_became_of_it
     row = page.locator("article.task", has_text="dreamxl_v1.safetensors")
     expect(row.locator(".badge.status")).to_have_text("Done", timeout=30_000)
     assert (server.roots["checkpoints"] / "dreamxl_v1.safetensors").exists()
+
+
+def test_a_workflow_dropped_on_a_page_lists_its_models_and_downloads_the_missing_ones(
+    logged_in_page, server, fake_upstream
+):
+    page = logged_in_page
+    schnell = f"{fake_upstream.hf_url}/demo-org/demo-models/resolve/main/flux1-schnell-fp8.safetensors"
+    workflow = json.dumps(
+        {
+            "nodes": [
+                {
+                    "id": 1,
+                    "type": "CheckpointLoaderSimple",
+                    "mode": 0,
+                    "widgets_values": ["alpha_xl.safetensors"],
+                },
+                {
+                    "id": 2,
+                    "type": "CheckpointLoaderSimple",
+                    "mode": 0,
+                    "properties": {
+                        "models": [
+                            {
+                                "name": "flux1-schnell-fp8.safetensors",
+                                "url": schnell,
+                                "directory": "checkpoints",
+                            }
+                        ]
+                    },
+                    "widgets_values": ["flux\\flux1-schnell-fp8.safetensors"],  # saved on Windows
+                },
+            ],
+            "links": [],
+        }
+    )
+    # Dropped from the file manager onto the library, as a ComfyUI user drops it onto ComfyUI.
+    data = page.evaluate_handle(
+        "text => { const d = new DataTransfer(); d.items.add(new File([text], 'flux.json', {type: 'application/json'})); return d; }",
+        workflow,
+    )
+    page.dispatch_event(".grid", "dragover", {"dataTransfer": data})
+    page.dispatch_event(".grid", "drop", {"dataTransfer": data})
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading", name="flux.json needs 3 model files")).to_be_visible()
+    expect(dialog.locator("li.have")).to_contain_text("In the library: Checkpoints · alpha_xl.safetensors")
+    # The node and the template's list name two files: the template's one is not where the node looks.
+    missing = dialog.locator("li.missing")
+    expect(missing).to_have_count(2)
+    expect(missing.nth(0)).to_contain_text("flux1-schnell-fp8.safetensors")
+    expect(missing.nth(0).get_by_role("checkbox")).to_be_checked()
+    expect(missing.nth(1)).to_contain_text("flux/flux1-schnell-fp8.safetensors")
+    missing.nth(0).get_by_role("checkbox").uncheck()
+    missing.nth(1).get_by_role("textbox").fill(schnell)
+    missing.nth(1).get_by_role("checkbox").check()
+    dialog.get_by_role("button", name="Download the ticked").click()
+    expect(dialog.get_by_role("heading", name="1 of 1 queued")).to_be_visible()
+    expect(dialog.locator("li.queued")).to_contain_text("flux1-schnell-fp8.safetensors in Checkpoints / flux")
+    dialog.get_by_role("link", name="See downloads").click()
+    row = page.locator("article.task", has_text="flux1-schnell-fp8.safetensors")
+    expect(row.locator(".badge.status")).to_have_text("Done", timeout=30_000)
+    landed = server.roots["checkpoints"] / "flux" / "flux1-schnell-fp8.safetensors"
+    assert landed.read_bytes() == fake_upstream.files["hf-schnell"].path.read_bytes()
+
+    # Looked at again (chosen this time), the workflow finds it where its node looks.
+    page.get_by_role("button", name="New download").click()
+    dialog.get_by_role("button", name="A workflow's models…").click()
+    dialog.locator("input[name=workflow]").set_input_files(
+        files=[{"name": "flux.json", "mimeType": "application/json", "buffer": workflow.encode()}]
+    )
+    expect(dialog.locator("li.have")).to_have_count(2)
+    expect(dialog.locator("li.have").nth(1)).to_contain_text(
+        "Checkpoints · flux/flux1-schnell-fp8.safetensors"
+    )
