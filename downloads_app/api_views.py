@@ -13,7 +13,9 @@ from downloads_app.engine import HttpError
 from downloads_app.events import task_data
 from downloads_app.models import DownloadTask
 from downloads_app.sources import SourceError
+from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, models_in_workflow
 from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, text_field
+from models_app.models import ModelFile
 
 
 def _resolution(url: str):  # type: ignore[no-untyped-def]
@@ -102,3 +104,34 @@ def setting(request: HttpRequest) -> HttpResponse:
     except services.DownloadRequestError as exc:
         raise ApiError(str(exc)) from None
     return api_ok({"key": service, "value": key.masked if key else ""})
+
+
+@api_view("POST")
+def workflow_models(request: HttpRequest) -> HttpResponse:
+    """The model files a ComfyUI workflow loads, each with what the library has of it: the workflow's
+    JSON as the body, or a `workflow` file (JSON, or a PNG ComfyUI made)."""
+    upload = request.FILES.get("workflow")
+    data = upload.read(MAX_WORKFLOW_BYTES + 1) if upload else request.body
+    try:
+        needs = selectors.workflow_needs(models_in_workflow(data))
+    except WorkflowError as exc:
+        raise ApiError(str(exc)) from None
+    return api_ok([_need_data(need) for need in needs])
+
+
+def _need_data(need: selectors.NeededModel) -> dict[str, object]:
+    return {
+        "name": need.model.name,
+        "type": need.model.folder_type,
+        "url": need.model.url,
+        "sha256": need.model.sha256,
+        "state": need.state,
+        "model": _address(need.have),
+        "elsewhere": _address(need.elsewhere),
+    }
+
+
+def _address(model: ModelFile | None) -> dict[str, object] | None:
+    if model is None:
+        return None
+    return {"type": model.folder_type, "pathIndex": model.path_index, "fullname": model.relative_path}

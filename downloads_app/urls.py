@@ -24,4 +24,5 @@ api_urlpatterns = [
     path("download/<int:task_id>", api_views.task, name="api_download_task"),
     path("model", api_views.create, name="api_download_create"),
     path("model-info", api_views.model_info, name="api_model_info"),
+    path("workflow/models", api_views.workflow_models, name="api_workflow_models"),
 ]

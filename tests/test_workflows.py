@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
 from PIL import Image, PngImagePlugin
 
 from downloads_app.models import DownloadTask
 from downloads_app.workflows import WorkflowError, WorkflowModel, models_in_workflow
+from models_app.roots import get_roots
+from models_app.scanner import scan_folder
 
 CLIP_L = "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors"
 
@@ -158,9 +164,6 @@ HX = {"HX-Request": "true", "HX-Target": "dialog"}
 @pytest.fixture
 def flux_roots(settings, library, tmp_path):
     """The small library, scanned, with a diffusion_models folder besides (and none for vae)."""
-    from models_app.roots import get_roots
-    from models_app.scanner import scan_folder
-
     (tmp_path / "models" / "diffusion_models").mkdir()
     settings.MM_MODEL_ROOTS += f";diffusion_models={tmp_path / 'models' / 'diffusion_models'}"
     scan_folder(get_roots())
@@ -168,16 +171,11 @@ def flux_roots(settings, library, tmp_path):
 
 
 def upload(client, data: bytes, name: str = "flux.json"):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from django.urls import reverse
-
     return client.post(reverse("download_workflow"), {"workflow": SimpleUploadedFile(name, data)}, headers=HX)
 
 
 def rows_of(html: str) -> list[tuple[str, str, str]]:
     """Each listed model's state, name and what its row says, tags and spaces taken out."""
-    import re
-
     rows = re.findall(
         r'<li class="(\w+)">\s*<div class="need-name"><span class="mono break">([^<]*)</span>(.*?)</li>',
         html,
@@ -235,8 +233,6 @@ def test_the_dialog_says_what_the_library_has_and_offers_the_rest(
 def test_the_ticked_models_are_queued_under_the_names_the_workflow_loads(
     logged_in, flux_roots, services_at_upstream
 ):
-    from django.urls import reverse
-
     up = services_at_upstream
     schnell = f"{up.hf_url}/demo-org/demo-models/resolve/main/flux1-schnell-fp8.safetensors"
     response = logged_in.post(
@@ -265,8 +261,6 @@ def test_the_ticked_models_are_queued_under_the_names_the_workflow_loads(
 
 @pytest.mark.django_db
 def test_nothing_ticked_or_not_a_workflow_is_said_in_words(logged_in, flux_roots):
-    from django.urls import reverse
-
     nothing = logged_in.post(reverse("download_workflow_queue"), {"name_0": "a.safetensors"}, headers=HX)
     assert nothing.status_code == 204
     assert json.loads(nothing["HX-Trigger"])["toast"] == {
@@ -288,8 +282,46 @@ def test_nothing_ticked_or_not_a_workflow_is_said_in_words(logged_in, flux_roots
 
 
 def test_the_workflow_dialog_needs_a_login(client):
-    from django.urls import reverse
-
     for name in ("download_workflow", "download_workflow_queue"):
         response = client.post(reverse(name), {})
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_the_api_lists_a_workflows_models_from_its_json_or_a_png(logged_in, flux_roots):
+    workflow = saved(
+        node("LoraLoader", ["pepper.safetensors", 1, 1]),
+        node("CheckpointLoaderSimple", ["alpha_xl.safetensors"]),
+        node("VAELoader", ["ae.safetensors"]),
+    )
+    answer = logged_in.post(
+        "/model-manager/workflow/models", workflow, content_type="application/json"
+    ).json()
+    assert answer == {
+        "success": True,
+        "data": [
+            {
+                "name": "pepper.safetensors", "type": "loras", "url": "", "sha256": "", "state": "missing",
+                "model": None, "elsewhere": {"type": "loras", "pathIndex": 0, "fullname": "style/pepper.safetensors"},
+            },
+            {
+                "name": "alpha_xl.safetensors", "type": "checkpoints", "url": "", "sha256": "", "state": "have",
+                "model": {"type": "checkpoints", "pathIndex": 0, "fullname": "alpha_xl.safetensors"}, "elsewhere": None,
+            },
+            {
+                "name": "ae.safetensors", "type": "vae", "url": "", "sha256": "", "state": "no_folder",
+                "model": None, "elsewhere": None,
+            },
+        ],
+    }  # fmt: skip
+    png = SimpleUploadedFile("flux.png", png_with(workflow=workflow.decode()), "image/png")
+    from_png = logged_in.post("/model-manager/workflow/models", {"workflow": png}).json()
+    assert from_png == answer
+    refused = logged_in.post("/model-manager/workflow/models", b"{}", content_type="application/json")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "success": False,
+        "error": "That JSON is not a ComfyUI workflow: it has no nodes.",
+    }
+    anonymous = Client().post("/model-manager/workflow/models", workflow, content_type="application/json")
+    assert anonymous.status_code == 401 and anonymous.json()["success"] is False
