@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Case, Q, Value, When
 
@@ -16,6 +18,7 @@ from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
 from downloads_app.sources import Keys, RemoteVersion, Resolution, resolve
 from downloads_app.workflows import WorkflowModel
 from mmsite.models import TaskStatus
+from models_app.civitai_api import CivitaiUnavailable, LookupFailed, ask
 from models_app.models import ModelFile
 from models_app.roots import UnknownRoot, get_roots
 from models_app.selectors import models_with_sha256
@@ -91,13 +94,15 @@ def speed_limit() -> int:
 
 @dataclass(frozen=True)
 class NeededModel:
-    """A model file a workflow loads, and what the library has of it."""
+    """A model a workflow (or an image) needs, and what the library has of it."""
 
     model: WorkflowModel
     have: ModelFile | None = None  # where ComfyUI finds it: in its folder, under the workflow's name
-    elsewhere: ModelFile | None = None  # the same file (by SHA256, else by file name) at another place
+    elsewhere: ModelFile | None = None  # the same file (by SHA256, else by name) at another place
     downloading: bool = False
     no_folder: bool = False  # its folder type is not among the model folders
+    on_civitai: str = ""  # what Civitai calls the version an image's hash names
+    not_on_civitai: str = ""  # why Civitai gave no link for it
 
     @property
     def state(self) -> str:
@@ -109,27 +114,38 @@ class NeededModel:
 
 
 def workflow_needs(models: list[WorkflowModel]) -> list[NeededModel]:
+    """What the library has of each model; Civitai is asked for a link to each missing model that an
+    image names only by its hash or its Civitai version."""
     types = set(get_roots().types())
-    return [_needed(model, types) for model in models]
+    return _with_civitai_links([_needed(model, types) for model in models])
 
 
 def _needed(model: WorkflowModel, types: set[str]) -> NeededModel:
-    files = ModelFile.objects.filter(is_dir=False).only("folder_type", "path_index", "relative_path")
+    files = ModelFile.objects.filter(is_dir=False).only(
+        "folder_type", "path_index", "relative_path", "sha256"
+    )
     in_its_folder = files.filter(folder_type=model.folder_type) if model.folder_type else files
-    if have := in_its_folder.filter(relative_path=model.name).order_by("folder_type", "path_index").first():
+    if model.exact:
+        found = Q(relative_path=model.name)
+    elif model.autov2:
+        found = Q(sha256__startswith=model.autov2)
+    elif model.civitai_version_id:
+        found = Q(civitai_version_id=model.civitai_version_id)
+    else:  # a LoRA of a prompt, by its name alone, as A1111 finds it
+        found = Q(name=model.name) | Q(relative_path=model.name)
+    if have := in_its_folder.filter(found).order_by("folder_type", "path_index", "relative_path").first():
         return NeededModel(model, have=have)
     if model.folder_type and model.folder_type not in types:
         return NeededModel(model, no_folder=True)
-    downloads = DownloadTask.objects.filter(sub_folder=model.sub_folder, filename=model.filename).exclude(
-        status__in=(TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.FAILED)
-    )
-    if model.folder_type:
-        downloads = downloads.filter(folder_type=model.folder_type)
-    if downloads.exists():
+    if _downloading(model):
         return NeededModel(model, downloading=True)
     same_file = models_with_sha256(model.sha256, limit=1)
-    same_name = (
-        files.filter(Q(relative_path=model.filename) | Q(relative_path__endswith=f"/{model.filename}"))
+    if model.exact:
+        same_name = Q(relative_path=model.filename) | Q(relative_path__endswith=f"/{model.filename}")
+    else:
+        same_name = Q(name=model.name) | Q(relative_path=model.name)
+    elsewhere = (
+        files.filter(same_name)
         .order_by(
             Case(When(folder_type=model.folder_type, then=Value(0)), default=Value(1)),
             "folder_type",
@@ -138,4 +154,62 @@ def _needed(model: WorkflowModel, types: set[str]) -> NeededModel:
         )
         .first()
     )
-    return NeededModel(model, elsewhere=same_file[0] if same_file else same_name)
+    return NeededModel(model, elsewhere=same_file[0] if same_file else elsewhere)
+
+
+def _downloading(model: WorkflowModel) -> bool:
+    downloads = DownloadTask.objects.exclude(
+        status__in=(TaskStatus.DONE, TaskStatus.CANCELLED, TaskStatus.FAILED)
+    )
+    if model.exact:
+        downloads = downloads.filter(sub_folder=model.sub_folder, filename=model.filename)
+    elif model.autov2:
+        downloads = downloads.filter(expected_sha256__istartswith=model.autov2)
+    else:
+        return False
+    if model.folder_type:
+        downloads = downloads.filter(folder_type=model.folder_type)
+    return downloads.exists()
+
+
+def _with_civitai_links(needs: list[NeededModel]) -> list[NeededModel]:
+    unavailable = ""  # once Civitai cannot be asked, it is not asked again for the others
+    with_links = []
+    for need in needs:
+        model = need.model
+        if need.state != "missing" or model.url or not (model.autov2 or model.civitai_version_id):
+            with_links.append(need)
+            continue
+        if model.civitai_version_id:
+            url = f"{settings.MM_CIVITAI_URL.rstrip('/')}/api/download/models/{model.civitai_version_id}"
+            with_links.append(replace(need, model=replace(model, url=url), on_civitai=model.name))
+            continue
+        try:
+            version = (
+                None if unavailable else ask(f"/api/v1/model-versions/by-hash/{model.autov2}", lambda: False)
+            )
+        except CivitaiUnavailable as exc:
+            unavailable = str(exc)
+        except LookupFailed as exc:
+            with_links.append(replace(need, not_on_civitai=str(exc)))
+            continue
+        if unavailable or version is None:
+            with_links.append(replace(need, not_on_civitai=unavailable or "Civitai does not know this hash."))
+            continue
+        url, name = _civitai_file_link(version, model.autov2)
+        with_links.append(replace(need, model=replace(model, url=url), on_civitai=name))
+    return with_links
+
+
+def _civitai_file_link(version: dict[str, Any], autov2: str) -> tuple[str, str]:
+    """The download link of the version's file with that hash (a version has several: fp16, fp32, …),
+    and what Civitai calls the version."""
+    files = [f for f in version.get("files") or [] if isinstance(f, dict)]
+    hashed = next(
+        (f for f in files if str((f.get("hashes") or {}).get("SHA256", "")).lower().startswith(autov2)), {}
+    )
+    url = str(hashed.get("downloadUrl") or version.get("downloadUrl") or "")
+    model = version.get("model")
+    model = model if isinstance(model, dict) else {}
+    name = " · ".join(str(part) for part in (model.get("name"), version.get("name")) if part)
+    return url, name

@@ -135,7 +135,7 @@ def download_workflow_queue(request: HttpRequest) -> HttpResponse:
     if len(wanted) > services.MAX_LINKS_AT_ONCE:
         message = f"At most {services.MAX_LINKS_AT_ONCE} downloads at once: these are {len(wanted)}."
         return with_toast(HttpResponse(status=204), message, level="error")
-    return _queued(request, wanted, again=(reverse("download_workflow"), "Another workflow"))
+    return _queued(request, wanted, again=(reverse("download_workflow"), "Another file"))
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """The model files a ComfyUI workflow needs, read from the workflow as ComfyUI saves it (with the links
-its templates give in `models`), in its API format, or from a PNG that ComfyUI wrote it into.
+its templates give in `models`), in its API format, or from a PNG that ComfyUI wrote it into; and the
+models an image made with A1111, Forge or on Civitai names in its generation parameters (by hash).
 No HTTP and no database here."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,12 +53,16 @@ class WorkflowError(ValueError):
 
 @dataclass(frozen=True)
 class WorkflowModel:
-    """A model file the workflow names, as its loader node lists it (`sdxl/model.safetensors`)."""
+    """A model file the workflow names, as its loader node lists it (`sdxl/model.safetensors`); or, in
+    an image's parameters, what the image calls a model (`pepper`, not `exact`), with its AutoV2 hash."""
 
     name: str
     folder_type: str = ""  # "" when only a custom node names it
     url: str = ""
     sha256: str = ""
+    autov2: str = ""  # the first 10 hex digits of its SHA256, as A1111 writes it
+    civitai_version_id: int = 0
+    exact: bool = True  # `name` is the file the loader opens: the library must hold it under that name
 
     @property
     def sub_folder(self) -> str:
@@ -68,21 +74,31 @@ class WorkflowModel:
 
 
 def models_in_workflow(data: bytes) -> list[WorkflowModel]:
-    """Each model file the workflow needs, once, in the order the workflow names them."""
+    """Each model file the workflow (or the image) needs, once, in the order it names them."""
     if len(data) > MAX_WORKFLOW_BYTES:
         raise WorkflowError("That file is over 20 MB: a workflow is much smaller.")
-    text = _workflow_text_in_png(data) if data.startswith(PNG_SIGNATURE) else _decoded(data)
+    if not data.startswith(IMAGE_SIGNATURES):
+        return _merged(_in_workflow_text(_decoded(data)))
+    texts = _texts_in_image(data)
+    if text := texts.get("workflow") or texts.get("prompt"):
+        return _merged(_in_workflow_text(text))
+    if parameters := texts.get("parameters"):
+        return _merged(list(_in_parameters(parameters)))
+    raise WorkflowError(
+        "That image holds no workflow: only images ComfyUI saved do, or parameters A1111, Forge or Civitai wrote."
+    )
+
+
+def _in_workflow_text(text: str) -> list[WorkflowModel]:
     try:
         workflow = json.loads(text)
     except ValueError:
         raise WorkflowError("That is not a ComfyUI workflow: it is not JSON.") from None
     if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list):
-        found = list(_in_saved_workflow(workflow))
-    elif isinstance(workflow, dict) and any(_is_api_node(node) for node in workflow.values()):
-        found = list(_in_api_workflow(workflow))
-    else:
-        raise WorkflowError("That JSON is not a ComfyUI workflow: it has no nodes.")
-    return _merged(found)
+        return list(_in_saved_workflow(workflow))
+    if isinstance(workflow, dict) and any(_is_api_node(node) for node in workflow.values()):
+        return list(_in_api_workflow(workflow))
+    raise WorkflowError("That JSON is not a ComfyUI workflow: it has no nodes.")
 
 
 def _decoded(data: bytes) -> str:
@@ -90,21 +106,35 @@ def _decoded(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise WorkflowError(
-            "That is not a ComfyUI workflow: save it from ComfyUI as JSON, or drop a PNG it made."
+            "That is not a ComfyUI workflow: save it from ComfyUI as JSON, or drop an image it made."
         ) from None
 
 
-def _workflow_text_in_png(data: bytes) -> str:
-    """The workflow ComfyUI writes into each PNG it saves (text chunks "workflow", and "prompt" for its
-    API format)."""
+IMAGE_SIGNATURES = (PNG_SIGNATURE, b"\xff\xd8\xff", b"RIFF")
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+
+
+def _texts_in_image(data: bytes) -> dict[str, str]:
+    """What an image says of how it was made: a PNG's text chunks (ComfyUI's "workflow" and "prompt",
+    A1111's "parameters"), or the EXIF comment A1111 and Forge write into a JPEG or WebP."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            text = getattr(image, "text", {})
+            texts = dict(getattr(image, "text", {}))
+            comment = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise WorkflowError("That PNG cannot be read.") from None
-    if not (found := text.get("workflow") or text.get("prompt")):
-        raise WorkflowError("That image holds no ComfyUI workflow: only images ComfyUI saved do.")
-    return str(found)
+        raise WorkflowError("That image cannot be read.") from None
+    if isinstance(comment, bytes) and "parameters" not in texts:
+        texts["parameters"] = _user_comment(comment)
+    return {key: str(value) for key, value in texts.items()}
+
+
+def _user_comment(comment: bytes) -> str:
+    """An EXIF UserComment: an 8-byte code, then the text (UTF-16 after "UNICODE", of either byte order)."""
+    code, text = comment[:8], comment[8:]
+    if code.startswith(b"UNICODE"):
+        big_endian = len(text) > 1 and text[0] == 0
+        return text.decode("utf-16-be" if big_endian else "utf-16-le", errors="replace")
+    return text.decode("utf-8", errors="replace")
 
 
 def _is_api_node(node: object) -> bool:
@@ -184,6 +214,84 @@ def _folder_type(directory: object) -> str:
     return LEGACY_TYPES.get(directory, directory)
 
 
+# A1111's infotext: the last line's "Key: value" pairs, a value quoted when it holds commas
+# (modules/infotext_utils.py); Civitai adds its resources there as a JSON list.
+PARAMETER = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+AUTOV2 = re.compile(r"[0-9a-fA-F]{10}")
+PROMPT_LORA = re.compile(r"<(?:lora|lyco):([^:>]+)")
+CIVITAI_TYPES = {
+    "checkpoint": "checkpoints",
+    "lora": "loras",
+    "locon": "loras",
+    "lycoris": "loras",
+    "embed": "embeddings",
+    "textualinversion": "embeddings",
+    "vae": "vae",
+    "controlnet": "controlnet",
+    "upscaler": "upscale_models",
+}
+
+
+def _in_parameters(text: str) -> Iterator[WorkflowModel]:
+    prompt, _, settings_line = text.strip().rpartition("\n")
+    resources, settings_line = _civitai_resources(settings_line)
+    values = {key.strip(): _unquoted(value) for key, value in PARAMETER.findall(settings_line)}
+    if not values and not resources:
+        raise WorkflowError("That image's parameters name no model.")
+    for name_key, hash_key, folder_type in (
+        ("Model", "Model hash", "checkpoints"),
+        ("VAE", "VAE hash", "vae"),
+    ):
+        autov2 = values.get(hash_key, "")
+        if AUTOV2.fullmatch(autov2) or values.get(name_key):
+            yield WorkflowModel(
+                values.get(name_key) or autov2, folder_type, autov2=_autov2(autov2), exact=False
+            )
+    for list_key, folder_type in (("Lora hashes", "loras"), ("TI hashes", "embeddings")):
+        for pair in values.get(list_key, "").split(","):
+            name, _, autov2 = pair.rpartition(":")
+            if name.strip() and AUTOV2.fullmatch(autov2.strip()):
+                yield WorkflowModel(name.strip(), folder_type, autov2=_autov2(autov2), exact=False)
+    for name in PROMPT_LORA.findall(prompt):
+        yield WorkflowModel(name.strip(), "loras", exact=False)
+    for resource in resources:
+        version = resource.get("modelVersionId")
+        if isinstance(version, int) and version > 0:
+            name = str(resource.get("modelName") or f"Civitai version {version}")
+            folder_type = CIVITAI_TYPES.get(str(resource.get("type", "")).lower(), "")
+            yield WorkflowModel(name, folder_type, civitai_version_id=version, exact=False)
+
+
+def _civitai_resources(line: str) -> tuple[list[dict[str, Any]], str]:
+    """The "Civitai resources" list of the settings line, and the line without it."""
+    start = line.find("Civitai resources:")
+    if start < 0:
+        return [], line
+    at = start + len("Civitai resources:")
+    at += len(line[at:]) - len(line[at:].lstrip())
+    try:
+        resources, end = json.JSONDecoder().raw_decode(line, at)
+    except ValueError:
+        return [], line
+    rest = line[:start] + line[end:].lstrip(", ")
+    return [r for r in resources if isinstance(r, dict)] if isinstance(resources, list) else [], rest
+
+
+def _unquoted(value: str) -> str:
+    value = value.strip()
+    if len(value) > 1 and value[0] == value[-1] == '"':
+        try:
+            return str(json.loads(value))
+        except ValueError:
+            return value[1:-1]
+    return value
+
+
+def _autov2(value: str) -> str:
+    value = value.strip().lower()
+    return value if AUTOV2.fullmatch(value) else ""
+
+
 def _merged(found: list[WorkflowModel]) -> list[WorkflowModel]:
     """One entry a file: a loader node and the `models` list name the same file, one with its folder,
     the other with its link. A custom node's file (no folder known) joins the entry of that name."""
@@ -211,4 +319,7 @@ def _joined(before: WorkflowModel, model: WorkflowModel) -> WorkflowModel:
         before.folder_type or model.folder_type,
         before.url or model.url,
         before.sha256 or model.sha256,
+        before.autov2 or model.autov2,
+        before.civitai_version_id or model.civitai_version_id,
+        before.exact and model.exact,
     )

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image, PngImagePlugin
 
-from downloads_app.models import DownloadTask
+from downloads_app.models import ApiKey, DownloadTask
 from downloads_app.workflows import WorkflowError, WorkflowModel, models_in_workflow
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
@@ -137,6 +137,45 @@ def test_a_png_comfyui_saved_carries_its_workflow():
     ]
 
 
+A1111_PARAMETERS = """masterpiece, a witch and her cat, <lora:pepper:0.8> <lora:ink:0.5>
+Negative prompt: easynegative, lowres
+Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 832x1216, Model hash: 31E35C80FC, \
+Model: sd_xl_base_1.0, VAE hash: 63aeecb90f, VAE: sdxl_vae.safetensors, \
+Lora hashes: "pepper: 6cbd5a2ef2, ink: 0123456789", TI hashes: "easynegative: c74b4e810b", Version: v1.9.4"""
+
+
+def test_an_image_made_with_a1111_names_its_models_by_hash():
+    expected = [
+        WorkflowModel("sd_xl_base_1.0", "checkpoints", autov2="31e35c80fc", exact=False),
+        WorkflowModel("sdxl_vae.safetensors", "vae", autov2="63aeecb90f", exact=False),
+        WorkflowModel("pepper", "loras", autov2="6cbd5a2ef2", exact=False),
+        WorkflowModel("ink", "loras", autov2="0123456789", exact=False),
+        WorkflowModel("easynegative", "embeddings", autov2="c74b4e810b", exact=False),
+    ]  # the prompt's <lora:…> tags join the hashes of the same names
+    assert models_in_workflow(png_with(parameters=A1111_PARAMETERS)) == expected
+    # A JPEG or a WebP keeps them in its EXIF comment, in UTF-16.
+    for image_format, byte_order in (("JPEG", "utf-16-be"), ("WEBP", "utf-16-le")):
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + A1111_PARAMETERS.encode(byte_order)
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(out, image_format, exif=exif)
+        assert models_in_workflow(out.getvalue()) == expected, image_format
+
+
+def test_an_image_made_on_civitai_names_the_versions_of_its_resources():
+    parameters = (
+        "a cat\nSteps: 25, Sampler: Euler a, Civitai resources: "
+        '[{"type":"checkpoint","modelVersionId":42012,"modelName":"DreamXL","modelVersionName":"v2.0"},'
+        '{"type":"lora","weight":0.8,"modelVersionId":1255556,"modelName":"Storybook, Redmond"}], '
+        "Civitai metadata: {}"
+    )
+    assert models_in_workflow(png_with(parameters=parameters)) == [
+        WorkflowModel("DreamXL", "checkpoints", civitai_version_id=42012, exact=False),
+        WorkflowModel("Storybook, Redmond", "loras", civitai_version_id=1255556, exact=False),
+    ]
+    assert models_in_workflow(png_with(parameters="a cat\nSteps: 20, Seed: 3")) == []
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -144,8 +183,8 @@ def test_a_png_comfyui_saved_carries_its_workflow():
         (b'{"nodes": "x"}', "it has no nodes"),
         (b"[1, 2]", "it has no nodes"),
         (b"\xff\xfe\x00garbage", "save it from ComfyUI as JSON"),
-        (png_with(parameters="Steps: 20"), "holds no ComfyUI workflow"),
-        (b"\x89PNG\r\n\x1a\nbroken", "cannot be read"),
+        (png_with(Software="GIMP"), "holds no workflow"),
+        (b"\x89PNG\r\n\x1a\nbroken", "That image cannot be read."),
         (b" " * (20 * 1024 * 1024 + 1), "over 20 MB"),
     ],
 )
@@ -204,7 +243,7 @@ def test_the_dialog_says_what_the_library_has_and_offers_the_rest(
         node("VAELoader", ["ae.safetensors"]),
     )  # fmt: skip
     html = upload(logged_in, workflow).content.decode()
-    assert "flux.json needs 5 model files" in html
+    assert "flux.json needs 5 models" in html
     assert "1 in the library · 2 missing · 1 downloading." in html
     assert rows_of(html) == [
         ("have", "alpha_xl.safetensors", "Checkpoints ✓ In the library: Checkpoints · alpha_xl.safetensors"),
@@ -256,7 +295,7 @@ def test_the_ticked_models_are_queued_under_the_names_the_workflow_loads(
     ]
     assert "No link: paste one where to get it." in html
     assert "The subfolder must stay inside the model folder" in html
-    assert "Another workflow" in html
+    assert "Another file" in html
 
 
 @pytest.mark.django_db
@@ -275,9 +314,7 @@ def test_nothing_ticked_or_not_a_workflow_is_said_in_words(logged_in, flux_roots
     assert (
         json.loads(refused["HX-Trigger"])["toast"]["message"] == "At most 50 downloads at once: these are 51."
     )
-    assert (
-        "It loads no model file by name." in upload(logged_in, saved(node("KSampler", [1]))).content.decode()
-    )
+    assert "It names no model." in upload(logged_in, saved(node("KSampler", [1]))).content.decode()
     assert not DownloadTask.objects.exists()
 
 
@@ -325,3 +362,68 @@ def test_the_api_lists_a_workflows_models_from_its_json_or_a_png(logged_in, flux
     }
     anonymous = Client().post("/model-manager/workflow/models", workflow, content_type="application/json")
     assert anonymous.status_code == 401 and anonymous.json()["success"] is False
+
+
+@pytest.mark.django_db
+def test_an_images_models_are_found_by_hash_and_asked_of_civitai(logged_in, flux_roots, services_at_upstream):
+    up = services_at_upstream
+    fp32 = up.files["dreamxl-v2-fp32"].sha256[:10]  # the version's second file, not its primary one
+    storybook = up.files["storybook"].sha256[:10]
+    parameters = (
+        "a witch, <lora:pepper:0.7>\nNegative prompt: lowres\nSteps: 30, Seed: 1, "
+        f'Model hash: {fp32}, Model: dreamxl_v2_fp32, Lora hashes: "poses: 21437ec266, pepper: {storybook}, '
+        'ink: 0000000000", Version: f2.0.1'
+    )
+    html = upload(logged_in, png_with(parameters=parameters), "witch.png").content.decode()
+    assert "witch.png needs 4 models" in html
+    assert "1 in the library · 3 missing." in html
+    assert rows_of(html) == [
+        (
+            "missing",
+            "dreamxl_v2_fp32",
+            f"{fp32} Checkpoints On Civitai: DreamXL · v2.0 Download",
+        ),
+        # poses.civitai.info gives the SHA256 of poses.safetensors: its AutoV2 finds it.
+        ("have", "poses", "21437ec266 LoRAs ✓ In the library: LoRAs · poses.safetensors"),
+        (
+            "missing",
+            "pepper",
+            f"{storybook} LoRAs You have a model of that name, LoRAs · style/pepper.safetensors : its hash is not"
+            " computed yet. On Civitai: Vivid Impressions Storybook Style · v1.0 Download",
+        ),
+        ("missing", "ink", "0000000000 LoRAs Civitai does not know this hash. Download"),
+    ]
+    assert '<input type="checkbox" name="pick" value="0" checked>' in html  # a link, and no file of its name
+    assert '<input type="checkbox" name="pick" value="2">' in html  # one of its name: the user decides
+    link = re.search(r'name="link_0" value="([^"]+)"', html)[1].replace("&amp;", "&")
+    assert link == f"{up.civitai_url}/api/download/models/42012?type=Model&format=SafeTensor&fp=fp32"
+
+    # Queued, each file keeps its own name: the image gives none.
+    queued = logged_in.post(
+        reverse("download_workflow_queue"),
+        {"pick": ["0"], "name_0": "", "folder_0": "checkpoints", "link_0": link},
+        headers=HX,
+    )
+    assert "1 of 1 queued" in queued.content.decode()
+    task = DownloadTask.objects.get()
+    assert (task.folder_type, task.sub_folder, task.filename) == (
+        "checkpoints",
+        "",
+        "dreamxl_v2_fp32.safetensors",
+    )
+    # Looked at again, it is on its way (the hash of the file it downloads is Civitai's).
+    again = rows_of(upload(logged_in, png_with(parameters=parameters), "witch.png").content.decode())
+    assert again[0] == ("queued", "dreamxl_v2_fp32", f"{fp32} Checkpoints Downloading: see Downloads")
+
+
+@pytest.mark.django_db
+def test_civitai_refusing_the_key_is_asked_once_and_said_for_every_hash(
+    logged_in, flux_roots, services_at_upstream
+):
+    ApiKey.objects.create(service="civitai", key="a-key-civitai-does-not-know")
+    parameters = 'a cat\nSteps: 20, Model hash: 1234567890, Lora hashes: "ink: 0000000000, clay: 1111111111"'
+    html = upload(logged_in, png_with(parameters=parameters)).content.decode()
+    said = [text.split(" ", 2)[2] for _, _, text in rows_of(html)]
+    assert said == ["Your Civitai key was refused: check it in Settings . Download"] * 3
+    assert html.count('in <a href="/settings/#api-keys">Settings</a>.') == 3
+    assert len([r for r in services_at_upstream.requests if "/by-hash/" in r.path]) == 1

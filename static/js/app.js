@@ -184,8 +184,8 @@
     const links = downloadLinksIn(e.dataTransfer.getData("text/uri-list"));
     if (links.length) openDownload(links);
   });
-  // A workflow (a .json ComfyUI saved, or a PNG it made) dropped on a page, outside a drop zone, opens
-  // the models it needs. A link dragged along with it was taken above.
+  // A workflow (a .json ComfyUI saved, or an image it made, or made with A1111 or on Civitai) dropped
+  // on a page, outside a drop zone, opens the models it needs. A link dragged along with it was taken above.
   function draggingFile(e) {
     return takesLinks(e) && pageDialog.dataset.downloadWorkflow && e.dataTransfer &&
       Array.from(e.dataTransfer.types).includes("Files");
@@ -194,7 +194,7 @@
   document.addEventListener("drop", function (e) {
     if (e.defaultPrevented || !draggingFile(e)) return;
     e.preventDefault();  // else the browser would leave the page to show the file
-    const workflow = Array.from(e.dataTransfer.files).find(function (file) { return /\.(json|png)$/i.test(file.name); });
+    const workflow = Array.from(e.dataTransfer.files).find(function (file) { return /\.(json|png|jpe?g|webp)$/i.test(file.name); });
     if (!workflow) return;
     htmx.ajax("GET", pageDialog.dataset.downloadWorkflow, {target: pageDialog}).then(function () {
       const input = pageDialog.querySelector("input[name=workflow]");

@@ -320,7 +320,7 @@ def test_a_workflow_dropped_on_a_page_lists_its_models_and_downloads_the_missing
     page.dispatch_event(".grid", "dragover", {"dataTransfer": data})
     page.dispatch_event(".grid", "drop", {"dataTransfer": data})
     dialog = page.locator("dialog[open]")
-    expect(dialog.get_by_role("heading", name="flux.json needs 3 model files")).to_be_visible()
+    expect(dialog.get_by_role("heading", name="flux.json needs 3 models")).to_be_visible()
     expect(dialog.locator("li.have")).to_contain_text("In the library: Checkpoints · alpha_xl.safetensors")
     # The node and the template's list name two files: the template's one is not where the node looks.
     missing = dialog.locator("li.missing")

@@ -334,8 +334,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if status == 429:
                     return self._json(429, {"error": "Too many requests"}, {"Retry-After": "1"})
                 return self._json(status, {"error": "Internal server error"})
+            # Civitai takes any hash it lists (AutoV2, the first 10 digits of the SHA256, as A1111 writes it).
             for model, version in up.versions.values():
-                if any(f.sha256.upper() == m[1].upper() for f, _ in version.files):
+                if any(m[1].upper() in (f.sha256.upper(), f.sha256.upper()[:10]) for f, _ in version.files):
                     return self._json(200, up.version_json(model, version, with_model=True))
             return self._json(404, {"error": "Model not found"})
         if m := re.fullmatch(r"/api/download/models/(\d+)", path):
