@@ -108,8 +108,9 @@ def setting(request: HttpRequest) -> HttpResponse:
 
 @api_view("POST")
 def workflow_models(request: HttpRequest) -> HttpResponse:
-    """The model files a ComfyUI workflow loads, each with what the library has of it: the workflow's
-    JSON as the body, or a `workflow` file (JSON, or a PNG ComfyUI made)."""
+    """The models a ComfyUI workflow loads (or an image names), each with what the library has of it:
+    the workflow's JSON as the body, or a `workflow` file (JSON, or an image made by ComfyUI, A1111,
+    Forge or on Civitai)."""
     upload = request.FILES.get("workflow")
     data = upload.read(MAX_WORKFLOW_BYTES + 1) if upload else request.body
     try:
@@ -125,6 +126,7 @@ def _need_data(need: selectors.NeededModel) -> dict[str, object]:
         "type": need.model.folder_type,
         "url": need.model.url,
         "sha256": need.model.sha256,
+        "autov2": need.model.autov2,
         "state": need.state,
         "model": _address(need.have),
         "elsewhere": _address(need.elsewhere),

@@ -105,14 +105,15 @@ def _queued(request: HttpRequest, wanted: list[services.Wanted], *, again: tuple
 
 @require_http_methods(["GET", "POST"])
 def download_workflow(request: HttpRequest) -> HttpResponse:
-    """The model files a ComfyUI workflow loads: which the library has, and the others to download."""
+    """The models a ComfyUI workflow loads (or an image names): which the library has, and the others to
+    download."""
     step = "downloads_app/workflow_dialog.html#workflow_step"
     if request.method == "GET":
         return render(request, step)
     upload = request.FILES.get("workflow")
     if upload is None:
         return render(
-            request, step, {"error": "Choose a workflow: a .json file ComfyUI saved, or a PNG it made."}
+            request, step, {"error": "Choose a workflow: a .json file ComfyUI saved, or an image it made."}
         )
     try:
         needs = selectors.workflow_needs(models_in_workflow(upload.read(MAX_WORKFLOW_BYTES + 1)))

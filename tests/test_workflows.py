@@ -308,7 +308,7 @@ def test_nothing_ticked_or_not_a_workflow_is_said_in_words(logged_in, flux_roots
     }
     assert "That is not a ComfyUI workflow: it is not JSON." in upload(logged_in, b"<html>").content.decode()
     missing = logged_in.post(reverse("download_workflow"), {}, headers=HX).content.decode()
-    assert "Choose a workflow: a .json file ComfyUI saved, or a PNG it made." in missing
+    assert "Choose a workflow: a .json file ComfyUI saved, or an image it made." in missing
     many = {"pick": [str(n) for n in range(51)]} | {f"name_{n}": f"m{n}.safetensors" for n in range(51)}
     refused = logged_in.post(reverse("download_workflow_queue"), many, headers=HX)
     assert (
@@ -338,15 +338,15 @@ def test_the_api_lists_a_workflows_models_from_its_json_or_a_png(logged_in, flux
         "success": True,
         "data": [
             {
-                "name": "pepper.safetensors", "type": "loras", "url": "", "sha256": "", "state": "missing",
+                "name": "pepper.safetensors", "type": "loras", "url": "", "sha256": "", "autov2": "", "state": "missing",
                 "model": None, "elsewhere": {"type": "loras", "pathIndex": 0, "fullname": "style/pepper.safetensors"},
             },
             {
-                "name": "alpha_xl.safetensors", "type": "checkpoints", "url": "", "sha256": "", "state": "have",
+                "name": "alpha_xl.safetensors", "type": "checkpoints", "url": "", "sha256": "", "autov2": "", "state": "have",
                 "model": {"type": "checkpoints", "pathIndex": 0, "fullname": "alpha_xl.safetensors"}, "elsewhere": None,
             },
             {
-                "name": "ae.safetensors", "type": "vae", "url": "", "sha256": "", "state": "no_folder",
+                "name": "ae.safetensors", "type": "vae", "url": "", "sha256": "", "autov2": "", "state": "no_folder",
                 "model": None, "elsewhere": None,
             },
         ],
