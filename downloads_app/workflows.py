@@ -112,17 +112,26 @@ def _decoded(data: bytes) -> str:
 
 IMAGE_SIGNATURES = (PNG_SIGNATURE, b"\xff\xd8\xff", b"RIFF")
 EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+# ComfyUI's animated WebP keeps "workflow:{…}" in EXIF's Make tag and "prompt:{…}" in Model, the tags
+# below them taking any further entries (its SaveAnimatedWEBP).
+COMFYUI_EXIF_TAGS = (0x0110, 0x010F, 0x010E, 0x010D)
 
 
 def _texts_in_image(data: bytes) -> dict[str, str]:
     """What an image says of how it was made: a PNG's text chunks (ComfyUI's "workflow" and "prompt",
-    A1111's "parameters"), or the EXIF comment A1111 and Forge write into a JPEG or WebP."""
+    A1111's "parameters"), ComfyUI's EXIF tags of a WebP, or the EXIF comment A1111 and Forge write into
+    a JPEG or WebP."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             texts = dict(getattr(image, "text", {}))
-            comment = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+            exif = image.getexif()
+            comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise WorkflowError("That image cannot be read.") from None
+    for tag in COMFYUI_EXIF_TAGS:
+        key, colon, text = str(exif.get(tag, "")).partition(":")
+        if colon and key in ("workflow", "prompt"):
+            texts.setdefault(key, text)
     if isinstance(comment, bytes) and "parameters" not in texts:
         texts["parameters"] = _user_comment(comment)
     return {key: str(value) for key, value in texts.items()}

@@ -126,6 +126,17 @@ def png_with(**texts: str) -> bytes:
     return out.getvalue()
 
 
+def test_a_webp_comfyui_saved_carries_its_workflow_in_exif():
+    exif = Image.Exif()
+    exif[0x0110] = "prompt:" + json.dumps(
+        {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "a.safetensors"}}}
+    )
+    exif[0x010F] = "workflow:" + saved(node("LoraLoader", ["ink.safetensors", 1, 1])).decode()
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "WEBP", exif=exif)
+    assert models_in_workflow(out.getvalue()) == [WorkflowModel("ink.safetensors", "loras")]
+
+
 def test_a_png_comfyui_saved_carries_its_workflow():
     workflow = saved(node("LoraLoader", ["ink.safetensors", 1, 1]))
     assert models_in_workflow(png_with(workflow=workflow.decode(), prompt="{}")) == [
