@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import PurePosixPath
 
@@ -12,10 +13,11 @@ from downloads_app import selectors, services
 from downloads_app.engine import HttpError
 from downloads_app.events import task_data
 from downloads_app.models import DownloadTask
-from downloads_app.sources import SourceError
+from downloads_app.sources import RemoteVersion, SourceError
 from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, models_in_workflow
 from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, text_field
 from models_app.models import ModelFile
+from models_app.selectors import model_get
 
 
 def _resolution(url: str):  # type: ignore[no-untyped-def]
@@ -49,8 +51,9 @@ def model_info(request: HttpRequest) -> HttpResponse:
 
 @api_view("POST")
 def create(request: HttpRequest) -> HttpResponse:
-    """`downloadUrl, type, pathIndex, fullname[, subFolder]`: the file at downloadUrl (a model page picks
-    its primary file) saved as `fullname` (which may carry the subfolder, as in the seed)."""
+    """`downloadUrl, type, pathIndex, fullname[, subFolder][, replaces]`: the file at downloadUrl (a model
+    page picks its primary file) saved as `fullname` (which may carry the subfolder, as in the seed).
+    `replaces` `{type, pathIndex, fullname}` names the older version that goes to the Trash once it is in."""
     data = json_body(request) if request.content_type == "application/json" else request.POST.dict()
     resolution = _resolution(text_field(data, "downloadUrl").strip())
     fullname = PurePosixPath(text_field(data, "fullname").strip().lstrip("/"))
@@ -63,6 +66,7 @@ def create(request: HttpRequest) -> HttpResponse:
             path_index=number_field(data, "pathIndex", 0),
             sub_folder=sub_folder,
             filename=fullname.name,
+            replaces=_older_version(data.get("replaces")),
         )
     except services.FolderTypeUnknown:
         raise ApiError(
@@ -71,6 +75,28 @@ def create(request: HttpRequest) -> HttpResponse:
     except services.DownloadRequestError as exc:
         raise ApiError(str(exc)) from None
     return api_ok(task_data(task), status=201)
+
+
+def _older_version(address: object) -> Callable[[RemoteVersion], ModelFile] | None:
+    """What `replaces` names, checked once the version is known: another version of its Civitai model."""
+    if address is None:
+        return None
+    if not isinstance(address, dict):
+        raise ApiError("replaces is {type, pathIndex, fullname}: the older version in the library.")
+    model = model_get(
+        text_field(address, "type"), number_field(address, "pathIndex", 0), text_field(address, "fullname")
+    )
+    if model is None:
+        raise ApiError("replaces names no model of the library.", status=404)
+
+    def older(version: RemoteVersion) -> ModelFile:
+        if (found := selectors.older_version_to_replace(str(model.pk), version)) is None:
+            raise services.DownloadRequestError(
+                f"{model.relative_path} is not another version of this Civitai model: it cannot be replaced by it."
+            )
+        return found
+
+    return older
 
 
 API_TASK_ACTIONS = ("pause", "resume", "cancel", "next")  # the seed's three, and next: first in the queue

@@ -273,10 +273,12 @@ def download_as_linked(
     path_index: int = 0,
     sub_folder: str = "",
     filename: str = "",
+    replaces: Callable[[RemoteVersion], ModelFile] | None = None,
 ) -> DownloadTask:
     """Queues what the link names without a dialog (the API, the command line, several links at once):
     its version (or `version_id`, else the newest) and that version's file (else its primary one),
-    in the folder type it suggests and under its own name, unless told otherwise."""
+    in the folder type it suggests and under its own name, unless told otherwise. `replaces` gives
+    the library model that the download of that version moves to the Trash once it is in."""
     version = resolution.version(version_id)
     remote = resolution.file(version)
     folder_type = folder_type or resolution.folder_type_of(remote)
@@ -288,7 +290,10 @@ def download_as_linked(
         sub_folder=sub_folder,
         filename=filename or remote.save_as,
     )
-    return download_create(resolution=resolution, version=version, remote=remote, destination=destination)
+    older = replaces(version) if replaces else None
+    return download_create(
+        resolution=resolution, version=version, remote=remote, destination=destination, replaces=older
+    )
 
 
 MAX_LINKS_AT_ONCE = 50

@@ -224,6 +224,37 @@ def test_only_another_version_of_the_same_civitai_model_is_offered_to_replace(
     assert DownloadTask.objects.get().replaces is None
 
 
+def test_the_api_queues_an_update_that_replaces_the_older_version(
+    services_at_upstream, model_roots, logged_in
+):
+    with_info(model_roots["checkpoints"], "dream_v1", DREAMXL_V1)
+    with_info(model_roots["loras"], "storybook", STORYBOOK)
+    scan_folder(get_roots())
+    older = ModelFile.objects.get(name="dream_v1")
+
+    def create(replaces: object):  # type: ignore[no-untyped-def]
+        body = {
+            "downloadUrl": f"{services_at_upstream.civitai_url}/models/4201",
+            "fullname": "dream_v2.safetensors",
+        }
+        return logged_in.post(
+            reverse("api_download_create"), {**body, "replaces": replaces}, content_type="application/json"
+        )
+
+    other = create({"type": "loras", "pathIndex": 0, "fullname": "storybook.safetensors"})
+    assert other.status_code == 400
+    assert other.json()["error"] == (
+        "storybook.safetensors is not another version of this Civitai model: it cannot be replaced by it."
+    )
+    gone = create({"type": "checkpoints", "pathIndex": 0, "fullname": "nothing.safetensors"})
+    assert (gone.status_code, gone.json()["error"]) == (404, "replaces names no model of the library.")
+    assert create("dream_v1.safetensors").status_code == 400
+    assert not DownloadTask.objects.exists()
+    created = create({"type": "checkpoints", "pathIndex": 0, "fullname": "dream_v1.safetensors"})
+    assert created.status_code == 201
+    assert DownloadTask.objects.get().replaces == older.pk  # the worker trashes it once the new one is in
+
+
 def test_once_the_newer_version_is_in_the_library_the_older_one_has_no_update(model_roots, logged_in):
     with_info(model_roots["checkpoints"], "dream_v1", DREAMXL_V1)
     scan_folder(get_roots())
