@@ -16,8 +16,8 @@ from downloads_app.models import DownloadTask
 from downloads_app.sources import RemoteVersion, SourceError
 from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, models_in_workflow
 from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, text_field
+from models_app.api_views import model_address, model_at
 from models_app.models import ModelFile
-from models_app.selectors import model_get
 
 
 def _resolution(url: str):  # type: ignore[no-untyped-def]
@@ -81,13 +81,7 @@ def _older_version(address: object) -> Callable[[RemoteVersion], ModelFile] | No
     """What `replaces` names, checked once the version is known: another version of its Civitai model."""
     if address is None:
         return None
-    if not isinstance(address, dict):
-        raise ApiError("replaces is {type, pathIndex, fullname}: the older version in the library.")
-    model = model_get(
-        text_field(address, "type"), number_field(address, "pathIndex", 0), text_field(address, "fullname")
-    )
-    if model is None:
-        raise ApiError("replaces names no model of the library.", status=404)
+    model = model_at(address, what="replaces")
 
     def older(version: RemoteVersion) -> ModelFile:
         if (found := selectors.older_version_to_replace(str(model.pk), version)) is None:
@@ -154,12 +148,6 @@ def _need_data(need: selectors.NeededModel) -> dict[str, object]:
         "sha256": need.model.sha256,
         "autov2": need.model.autov2,
         "state": need.state,
-        "model": _address(need.have),
-        "elsewhere": _address(need.elsewhere),
+        "model": need.have and model_address(need.have),
+        "elsewhere": need.elsewhere and model_address(need.elsewhere),
     }
-
-
-def _address(model: ModelFile | None) -> dict[str, object] | None:
-    if model is None:
-        return None
-    return {"type": model.folder_type, "pathIndex": model.path_index, "fullname": model.relative_path}

@@ -107,6 +107,20 @@ def scan(request: HttpRequest) -> HttpResponse:
     return api_ok({**scan_task_data(task), "created": created}, status=202 if created else 200)
 
 
+def model_address(model: ModelFile) -> dict[str, Any]:
+    """How the API names a model in a request or an answer."""
+    return {"type": model.folder_type, "pathIndex": model.path_index, "fullname": model.relative_path}
+
+
+def model_at(address: object, *, what: str = "Each model") -> ModelFile:
+    """The model a request names as {type, pathIndex, fullname}: 400 for another shape, 404 for none."""
+    if not isinstance(address, dict) or not address.get("type") or not address.get("fullname"):
+        raise ApiError(f"{what} is {{type, pathIndex, fullname}}.")
+    return _model_or_error(
+        text_field(address, "type"), number_field(address, "pathIndex", 0), text_field(address, "fullname")
+    )
+
+
 def _model_or_error(folder_type: str, path_index: int, relative_path: str) -> ModelFile:
     get_roots().get(folder_type, path_index)  # unknown type or index: 404
     found = selectors.model_get(folder_type, path_index, relative_path)
@@ -183,14 +197,7 @@ def fetch(request: HttpRequest) -> HttpResponse:
     if wanted != "all":
         if not isinstance(wanted, list) or not wanted:
             raise ApiError('models must be "all" or a list of {type, pathIndex, fullname}.')
-        for item in wanted:
-            if not isinstance(item, dict) or not item.get("type") or not item.get("fullname"):
-                raise ApiError("Each model is {type, pathIndex, fullname}.")
-            ids.append(
-                _model_or_error(
-                    text_field(item, "type"), number_field(item, "pathIndex", 0), text_field(item, "fullname")
-                ).pk
-            )
+        ids = [model_at(item).pk for item in wanted]
     task = services.info_start(mode=mode, model_ids=ids)
     return api_ok(info_task_data(task), status=202)
 
