@@ -269,7 +269,7 @@ def test_the_dialog_says_what_the_library_has_and_offers_the_rest(
         (
             "no_folder",
             "ae.safetensors",
-            "VAE There is no vae folder among your model folders (Settings → Model folders).",
+            "VAE There is no vae folder among your model folders .",
         ),
     ]
     # The template's link is ticked; the LoRA the library has elsewhere is not.
@@ -277,6 +277,7 @@ def test_the_dialog_says_what_the_library_has_and_offers_the_rest(
     assert '<input type="checkbox" name="pick" value="3" checked>' in html
     assert '<input type="checkbox" name="pick" value="1">' in html
     assert 'href="/model/loras/0/style/pepper.safetensors"' in html
+    assert '<a href="/settings/#model-folders">model folders</a>' in html
 
 
 @pytest.mark.django_db
