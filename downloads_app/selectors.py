@@ -132,7 +132,7 @@ def _needed(model: WorkflowModel, types: set[str]) -> NeededModel:
     elif model.civitai_version_id:
         found = Q(civitai_version_id=model.civitai_version_id)
     else:  # a LoRA of a prompt, by its name alone, as A1111 finds it
-        found = Q(name=model.name) | Q(relative_path=model.name)
+        found = _named(model.name)
     if have := in_its_folder.filter(found).order_by("folder_type", "path_index", "relative_path").first():
         return NeededModel(model, have=have)
     if model.folder_type and model.folder_type not in types:
@@ -143,7 +143,7 @@ def _needed(model: WorkflowModel, types: set[str]) -> NeededModel:
     if model.exact:
         same_name = Q(relative_path=model.filename) | Q(relative_path__endswith=f"/{model.filename}")
     else:
-        same_name = Q(name=model.name) | Q(relative_path=model.name)
+        same_name = _named(model.name)
     elsewhere = (
         files.filter(same_name)
         .order_by(
@@ -155,6 +155,14 @@ def _needed(model: WorkflowModel, types: set[str]) -> NeededModel:
         .first()
     )
     return NeededModel(model, elsewhere=same_file[0] if same_file else elsewhere)
+
+
+def _named(name: str) -> Q:
+    """The models an image calls `name`: A1111 names a model by its file name, with or without its
+    extension, and a LoRA of a prompt with its subfolder (`style/pepper`) or without it."""
+    sub_folder, _, stem = name.rpartition("/")
+    by_stem = Q(name=stem, sub_folder=sub_folder) if sub_folder else Q(name=stem)
+    return by_stem | Q(relative_path=name)
 
 
 def _downloading(model: WorkflowModel) -> bool:

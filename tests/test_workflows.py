@@ -439,3 +439,18 @@ def test_civitai_refusing_the_key_is_asked_once_and_said_for_every_hash(
     assert said == ["Your Civitai key was refused: check it in Settings . Download"] * 3
     assert html.count('in <a href="/settings/#api-keys">Settings</a>.') == 3
     assert len([r for r in services_at_upstream.requests if "/by-hash/" in r.path]) == 1
+
+
+@pytest.mark.django_db
+def test_an_images_models_without_a_hash_are_found_by_name_as_a1111_finds_them(logged_in, flux_roots):
+    parameters = (
+        "a witch <lora:style/pepper:0.8> <lora:poses:1> <lora:style/poses:1>\nSteps: 20, Model: alpha_xl"
+    )
+    rows = rows_of(upload(logged_in, png_with(parameters=parameters)).content.decode())
+    assert [(state, name) for state, name, _ in rows] == [
+        ("have", "alpha_xl"),
+        ("have", "style/pepper"),
+        ("have", "poses"),
+        ("missing", "style/poses"),  # no such LoRA in style/
+    ]
+    assert rows[1][2] == "LoRAs ✓ In the library: LoRAs · style/pepper.safetensors"
