@@ -8,6 +8,8 @@ import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 from PIL import Image, PngImagePlugin
@@ -454,3 +456,53 @@ def test_an_images_models_without_a_hash_are_found_by_name_as_a1111_finds_them(l
         ("missing", "style/poses"),  # no such LoRA in style/
     ]
     assert rows[1][2] == "LoRAs ✓ In the library: LoRAs · style/pepper.safetensors"
+
+
+@pytest.mark.django_db
+def test_the_workflow_command_lists_the_models_and_queues_the_missing_ones(
+    flux_roots, services_at_upstream, tmp_path, capsys
+):
+    schnell = f"{services_at_upstream.hf_url}/demo-org/demo-models/resolve/main/flux1-schnell-fp8.safetensors"
+    workflow = tmp_path / "flux.json"
+    workflow.write_bytes(
+        saved(
+            node("CheckpointLoaderSimple", ["alpha_xl.safetensors"]),
+            node("LoraLoader", ["pepper.safetensors", 1, 1]),
+            node(
+                "UNETLoader",
+                ["flux/flux1-schnell-fp8.safetensors"],
+                models=[
+                    {
+                        "name": "flux/flux1-schnell-fp8.safetensors",
+                        "url": schnell,
+                        "directory": "diffusion_models",
+                    }
+                ],
+            ),
+        )
+    )
+    call_command("workflow", str(workflow))
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines[:3]] == [
+        ["have", "checkpoints", "alpha_xl.safetensors"],
+        ["missing", "loras", "pepper.safetensors"],
+        ["missing", "diffusion_models", "flux/flux1-schnell-fp8.safetensors"],
+    ]
+    assert lines[1].endswith("elsewhere: loras/style/pepper.safetensors · no link")
+    assert lines[2].endswith(schnell)
+    assert lines[3] == "3 models: 1 there or on their way, 2 missing."
+    assert not DownloadTask.objects.exists()
+
+    call_command("workflow", str(workflow), "--queue")  # as the dialog ticks them: the one with a link
+    assert "Queued download #" in capsys.readouterr().out
+    task = DownloadTask.objects.get()
+    assert (task.folder_type, task.sub_folder, task.filename) == (
+        "diffusion_models",
+        "flux",
+        "flux1-schnell-fp8.safetensors",
+    )
+    with pytest.raises(CommandError, match="cannot be read"):
+        call_command("workflow", str(tmp_path / "nothing.json"))
+    (tmp_path / "page.html").write_text("<html>")
+    with pytest.raises(CommandError, match="it is not JSON"):
+        call_command("workflow", str(tmp_path / "page.html"))
