@@ -490,7 +490,7 @@ def test_the_workflow_command_lists_the_models_and_queues_the_missing_ones(
     ]
     assert lines[1].endswith("elsewhere: loras/style/pepper.safetensors · no link")
     assert lines[2].endswith(schnell)
-    assert lines[3] == "3 models: 1 there or on their way, 2 missing."
+    assert lines[3] == "3 models: 1 in the library, 2 missing."
     assert not DownloadTask.objects.exists()
 
     call_command("workflow", str(workflow), "--queue")  # as the dialog ticks them: the one with a link

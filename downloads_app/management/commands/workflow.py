@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from downloads_app import selectors, services
 from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, models_in_workflow
 from mmsite.management.database import require_migrated
+
+STATES = (
+    ("have", "in the library"),
+    ("queued", "downloading"),
+    ("missing", "missing"),
+    ("no_folder", "with no model folder of their type"),
+)
 
 
 class Command(BaseCommand):
@@ -39,10 +47,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{need.state:9} {need.model.folder_type or '?':16} {need.model.name}  {_said(need)}"
             )
+        counts = Counter(need.state for need in needs)
+        said = [f"{counts[state]} {words}" for state, words in STATES if counts[state]]
+        self.stdout.write(f"{len(needs)} models: {', '.join(said) or 'none'}.")
         missing = [need for need in needs if need.state == "missing"]
-        self.stdout.write(
-            f"{len(needs)} models: {len(needs) - len(missing)} there or on their way, {len(missing)} missing."
-        )
         if not queue:
             return
         # As the dialog ticks them: a model with a link and no file of its name elsewhere in the library.
