@@ -15,6 +15,7 @@ urlpatterns = [
     path("downloads/clear/", views.downloads_clear, name="downloads_clear"),
     path("downloads/every/<str:action>/", views.downloads_every, name="downloads_every"),
     path("downloads/<int:task_id>/<str:action>/", views.download_action, name="download_action"),
+    path("browse/", views.browse_civitai, name="browse"),
     path("settings/", views.settings_page, name="settings"),
 ]
 

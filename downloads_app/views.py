@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -12,13 +13,15 @@ from django.template.defaultfilters import filesizeformat, pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from downloads_app import selectors, services
+from downloads_app import browse, selectors, services
 from downloads_app.engine import HttpError
 from downloads_app.models import ApiKey, DownloadTask
 from downloads_app.sources import Resolution, SourceError
+from downloads_app.sources.civitai import FOLDER_OF_TYPE
 from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, WorkflowModel, models_in_workflow
 from mmsite.preferences import preferences_set
 from mmsite.toasts import with_toast
+from models_app.civitai_api import CivitaiUnavailable, LookupFailed
 from models_app.markdown import sanitize_html
 from models_app.roots import get_roots, roots_sources
 from models_app.selectors import folders_to_write, model_folders, models_with_sha256
@@ -137,6 +140,33 @@ def download_workflow_queue(request: HttpRequest) -> HttpResponse:
         message = f"At most {services.MAX_LINKS_AT_ONCE} downloads at once: these are {len(wanted)}."
         return with_toast(HttpResponse(status=204), message, level="error")
     return _queued(request, wanted, again=(reverse("download_workflow"), "Another file"))
+
+
+@require_GET
+def browse_civitai(request: HttpRequest) -> HttpResponse:
+    """Civitai's models, searched, of a type, in an order; a card opens the download dialog."""
+    query = {key: request.GET.get(key, "").strip() for key in ("q", "type", "sort")}
+    cursor = request.GET.get("cursor", "")
+    try:
+        page = browse.civitai_models(
+            query=query["q"], model_type=query["type"], sort=query["sort"], cursor=cursor
+        )
+        error = ""
+    except (CivitaiUnavailable, LookupFailed) as exc:
+        page, error = browse.CivitaiPage([], ""), str(exc)
+    context = {
+        "page": page,
+        "query": query,
+        "error": error,
+        "types": FOLDER_OF_TYPE,
+        "sorts": browse.SORTS,
+        "more_query": urlencode({**query, "cursor": page.next_cursor}),
+    }
+    if request.htmx and cursor:  # type: ignore[attr-defined]
+        return render(request, "downloads_app/browse.html#hits", context)
+    if request.htmx and request.htmx.target == "browse-results":  # type: ignore[attr-defined]
+        return render(request, "downloads_app/browse.html#results", context)
+    return render(request, "downloads_app/browse.html", context)
 
 
 @dataclass

@@ -23,6 +23,8 @@ PAGES = (
     "/model/checkpoints/0/dream_old.safetensors",  # with an update out on Civitai
     "/model/checkpoints/0/pair_v1.safetensors",  # with another version in the library
     "/downloads/",
+    "/browse/",
+    "/browse/?q=no+such+model",
     "/duplicates/",
     "/trash/",
     "/settings/",
@@ -121,4 +123,25 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts_and_a
     expect(
         page.get_by_role("dialog", name="New download").get_by_role("textbox", name="Link")
     ).to_be_focused()
+    assert_accessible(page)
+    # A workflow's models: the file to choose, then each model with its box and link.
+    page.get_by_role("button", name="A workflow's models…").click()
+    expect(page.get_by_role("dialog", name="Models of a workflow")).to_be_visible()
+    assert_accessible(page)
+    workflow = {
+        "nodes": [
+            {
+                "id": 1,
+                "type": "CheckpointLoaderSimple",
+                "mode": 0,
+                "widgets_values": ["alpha_xl.safetensors"],
+            },
+            {"id": 2, "type": "LoraLoader", "mode": 0, "widgets_values": ["pepper.safetensors", 1, 1]},
+            {"id": 3, "type": "VAELoader", "mode": 0, "widgets_values": ["ae.safetensors"]},
+        ]
+    }
+    page.locator("input[name=workflow]").set_input_files(
+        files=[{"name": "flux.json", "mimeType": "application/json", "buffer": json.dumps(workflow).encode()}]
+    )
+    expect(page.get_by_role("dialog", name="flux.json needs 3 models")).to_be_visible()
     assert_accessible(page)

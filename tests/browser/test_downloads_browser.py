@@ -350,3 +350,23 @@ def test_a_workflow_dropped_on_a_page_lists_its_models_and_downloads_the_missing
     expect(dialog.locator("li.have").nth(1)).to_contain_text(
         "Checkpoints · flux/flux1-schnell-fp8.safetensors"
     )
+
+
+def test_browse_civitai_search_and_open_a_models_download(logged_in_page, fake_upstream):
+    page = logged_in_page
+    page.get_by_role("link", name="Browse").click()
+    expect(page.get_by_role("heading", name="Browse Civitai")).to_be_visible()
+    expect(page.locator(".civitai-card")).to_have_count(7)
+    page.get_by_label("Search Civitai").fill("dream")  # as you type
+    expect(page.locator(".civitai-card")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"q=dream"))  # in the address, for a reload or a bookmark
+    page.locator(".civitai-card", has_text="DreamXL").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading", name="DreamXL")).to_be_visible()
+    expect(dialog.get_by_label("Folder type")).to_have_value("checkpoints")
+    page.keyboard.press("Escape")
+    page.get_by_label("Type", exact=True).select_option("Upscaler")  # and "dream" still searched
+    expect(page.get_by_role("heading", name="Nothing found")).to_be_visible()
+    page.get_by_label("Search Civitai").fill("")
+    expect(page.locator(".civitai-card")).to_have_count(1)
+    expect(page.locator(".civitai-card")).to_contain_text("Crisp Upscaler")

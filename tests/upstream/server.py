@@ -284,6 +284,42 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    @staticmethod
+    def _downloads(model: CivitaiModel) -> int:
+        return 1000 * model.id % 99_991
+
+    def _civitai_models(self, params: dict[str, str]) -> None:
+        """Civitai's list of models: a search of their names, one type, newest or most downloaded first,
+        and pages by an opaque cursor (a query refuses `page`, as Civitai does)."""
+        up = self.server.upstream
+        query = params.get("query", "").lower()
+        if query and "page" in params:
+            return self._json(
+                400, {"error": "Cannot use page param with query search. Use cursor-based pagination."}
+            )
+        models = [
+            m for m in up.models.values()
+            if query in m.name.lower() and params.get("types", m.type) == m.type
+            and (params.get("nsfw") != "false" or not m.nsfw)
+        ]  # fmt: skip
+        if params.get("sort") == "Newest":
+            models.sort(key=lambda m: -m.id)
+        elif params.get("sort") == "Most Downloaded":
+            models.sort(key=lambda m: -self._downloads(m))
+        limit = int(params.get("limit", "100"))
+        start = int(params.get("cursor", "0|x").split("|")[0])
+        metadata: dict[str, Any] = {"pageSize": limit}
+        if start + limit < len(models):
+            metadata["nextCursor"] = f"{start + limit}|{models[start + limit].id}"
+        items = [
+            {
+                **up.model_json(m),
+                "stats": {"downloadCount": 1000 * m.id % 99_991, "thumbsUpCount": m.id % 997},
+            }
+            for m in models[start : start + limit]
+        ]
+        return self._json(200, {"items": items, "metadata": metadata})
+
     def _json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})})
 
@@ -316,6 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- Civitai ---------------------------------------------------------------------------------------
     def _civitai(self, path: str, params: dict[str, str]) -> None:
         up = self.server.upstream
+        if path == "/api/v1/models":
+            return self._civitai_models(params)
         if m := re.fullmatch(r"/api/v1/models/(\d+)", path):
             model = up.models.get(int(m[1]))
             if model is None:

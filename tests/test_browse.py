@@ -1,0 +1,101 @@
+"""Browse Civitai: its search, types, order and pages, each model marked when the library has it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.urls import reverse
+
+from downloads_app import browse
+from models_app.roots import get_roots
+from models_app.scanner import scan_folder
+from tests.model_files import write_model
+
+pytestmark = pytest.mark.django_db
+
+
+def cards(html: str) -> list[tuple[str, str]]:
+    """Each card's model name and what its badges and foot say."""
+    found = re.findall(r'<div class="card-name">(.*?)</div>(.*?)</a>', html, re.S)
+    return [
+        (re.sub(r"<[^>]+>", "", name), " ".join(re.sub(r"<[^>]+>", " ", rest).split()))
+        for name, rest in found
+    ]
+
+
+def test_the_most_downloaded_models_first_each_opening_its_download(
+    logged_in, services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    # A Storybook LoRA in the library, by its Civitai info.
+    write_model(model_roots["loras"] / "storybook.safetensors")
+    (model_roots["loras"] / "storybook.civitai.info").write_text(
+        json.dumps({"id": 1387174, "modelId": 1231067})
+    )
+    scan_folder(get_roots())
+    html = logged_in.get(reverse("browse")).content.decode()
+    assert "<h1>Browse Civitai</h1>" in html
+    found = cards(html)
+    assert [name for name, _ in found] == [
+        "Vivid Impressions Storybook Style", "No Downloads", "Crisp Upscaler", "Old Archive", "Early Bird",
+        "Members Only LoRA", "DreamXL",
+    ]  # fmt: skip
+    assert found[0][1] == "LoRAs Flux.1 D In library fake-creator ↓ 77,799 · ♥ 769"
+    assert found[-1][1] == "Checkpoints SDXL 1.0 fake-creator ↓ 1,378 · ♥ 213"
+    assert "In library" not in " ".join(said for _, said in found[1:])
+    # A card is Civitai's page, and opens the download dialog of that model here.
+    assert f'href="{up.civitai_url}/models/4201"' in html
+    assert (
+        f'hx-get="/downloads/choose/?url={up.civitai_url.replace(":", "%3A").replace("/", "%2F")}%2Fmodels%2F4201"'
+        in html
+    )
+    assert f'src="{up.civitai_url}/images/storybook.png"' in html
+
+
+def test_a_search_a_type_and_an_order(logged_in, services_at_upstream):
+    def names(**query: str) -> list[str]:
+        html = logged_in.get(
+            reverse("browse"), query, headers={"HX-Request": "true", "HX-Target": "browse-results"}
+        )
+        return [name for name, _ in cards(html.content.decode())]
+
+    assert names(q="dream") == ["DreamXL"]
+    assert names(type="Checkpoint", sort="Newest") == ["Old Archive", "DreamXL"]
+    assert names(type="Upscaler") == ["Crisp Upscaler"]
+    nothing = logged_in.get(reverse("browse"), {"q": "no such model"}).content.decode()
+    assert "<h2>Nothing found</h2>" in nothing
+    searched = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/v1/models?")]
+    assert "query=dream" in searched[0] and "limit=24" in searched[0]
+
+
+def test_more_pages_come_as_the_grid_is_scrolled(logged_in, services_at_upstream, monkeypatch):
+    monkeypatch.setattr(browse, "PAGE_SIZE", 3)
+    first = logged_in.get(reverse("browse"), {"sort": "Newest"}).content.decode()
+    assert len(cards(first)) == 3
+    more = re.search(r'id="browse-more" class="grid-more" hx-get="([^"]+)"', first)[1].replace("&amp;", "&")
+    second = logged_in.get(more, headers={"HX-Request": "true", "HX-Target": "browse-more"}).content.decode()
+    assert "<h1>" not in second and len(cards(second)) == 3
+    assert not {name for name, _ in cards(first)} & {name for name, _ in cards(second)}
+    last_link = re.search(r'id="browse-more" class="grid-more" hx-get="([^"]+)"', second)[1].replace(
+        "&amp;", "&"
+    )
+    last = logged_in.get(
+        last_link, headers={"HX-Request": "true", "HX-Target": "browse-more"}
+    ).content.decode()
+    assert len(cards(last)) == 1 and "browse-more" not in last  # 7 models in all
+
+
+def test_civitai_out_of_reach_is_said_on_the_page(logged_in, settings, db):
+    settings.MM_CIVITAI_URL = "http://127.0.0.1:9"  # nothing listens there
+    response = logged_in.get(reverse("browse"), {"q": "dream"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<p class="error" role="alert">127.0.0.1:9 cannot be reached: no connection' in html
+    assert 'value="dream"' in html  # the search stays, to try again
+
+
+def test_browsing_needs_a_login(client):
+    response = client.get(reverse("browse"))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
