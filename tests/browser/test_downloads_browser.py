@@ -354,7 +354,7 @@ def test_a_workflow_dropped_on_a_page_lists_its_models_and_downloads_the_missing
 
 def test_browse_civitai_search_and_open_a_models_download(logged_in_page, fake_upstream):
     page = logged_in_page
-    page.get_by_role("link", name="Browse").click()
+    page.get_by_role("link", name="Browse", exact=True).click()
     expect(page.get_by_role("heading", name="Browse Civitai")).to_be_visible()
     expect(page.locator(".civitai-card")).to_have_count(7)
     page.get_by_label("Search Civitai").fill("dream")  # as you type
