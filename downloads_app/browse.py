@@ -14,6 +14,8 @@ from models_app.models import ModelFile
 
 PAGE_SIZE = 24
 SORTS = ("Most Downloaded", "Highest Rated", "Newest")
+# The base models most models are made for, as Civitai names them (it knows many more).
+BASE_MODELS = ("SD 1.5", "SDXL 1.0", "Pony", "Illustrious", "NoobAI", "Flux.1 D", "Flux.1 S", "SD 3.5")
 # Civitai's older image answers name the level in words; newer ones give the numbers its site filters by.
 NSFW_LEVELS = {"None": 1, "Soft": 2, "Mature": 4, "X": 8}
 
@@ -45,12 +47,15 @@ class CivitaiPage:
     next_cursor: str  # Civitai's own, opaque: "" on the last page
 
 
-def civitai_models(*, query: str = "", model_type: str = "", sort: str = "", cursor: str = "") -> CivitaiPage:
+def civitai_models(
+    *, query: str = "", model_type: str = "", base_model: str = "", sort: str = "", cursor: str = ""
+) -> CivitaiPage:
     """One page of Civitai's models that match; raises CivitaiUnavailable or LookupFailed, with
     Civitai's reason, when it gives none."""
     params = {"limit": str(PAGE_SIZE), "sort": sort if sort in SORTS else SORTS[0]}
     params |= {"query": query.strip()} if query.strip() else {}
     params |= {"types": model_type} if model_type in FOLDER_OF_TYPE else {}
+    params |= {"baseModels": base_model} if base_model in BASE_MODELS else {}
     params |= {"cursor": cursor} if cursor else {}
     data = ask(f"/api/v1/models?{urlencode(params)}", lambda: False) or {}
     items = [

@@ -145,11 +145,15 @@ def download_workflow_queue(request: HttpRequest) -> HttpResponse:
 @require_GET
 def browse_civitai(request: HttpRequest) -> HttpResponse:
     """Civitai's models, searched, of a type, in an order; a card opens the download dialog."""
-    query = {key: request.GET.get(key, "").strip() for key in ("q", "type", "sort")}
+    query = {key: request.GET.get(key, "").strip() for key in ("q", "type", "base", "sort")}
     cursor = request.GET.get("cursor", "")
     try:
         page = browse.civitai_models(
-            query=query["q"], model_type=query["type"], sort=query["sort"], cursor=cursor
+            query=query["q"],
+            model_type=query["type"],
+            base_model=query["base"],
+            sort=query["sort"],
+            cursor=cursor,
         )
         error = ""
     except (CivitaiUnavailable, LookupFailed) as exc:
@@ -160,6 +164,7 @@ def browse_civitai(request: HttpRequest) -> HttpResponse:
         "error": error,
         "types": FOLDER_OF_TYPE,
         "sorts": browse.SORTS,
+        "base_models": browse.BASE_MODELS,
         "more_query": urlencode({**query, "cursor": page.next_cursor}),
     }
     if request.htmx and cursor:  # type: ignore[attr-defined]

@@ -64,6 +64,8 @@ def test_a_search_a_type_and_an_order(logged_in, services_at_upstream):
     assert names(q="dream") == ["DreamXL"]
     assert names(type="Checkpoint", sort="Newest") == ["Old Archive", "DreamXL"]
     assert names(type="Upscaler") == ["Crisp Upscaler"]
+    assert names(base="SD 1.5") == ["DreamXL"]  # its first version
+    assert names(base="Flux.1 D", type="LORA") == ["Vivid Impressions Storybook Style"]
     nothing = logged_in.get(reverse("browse"), {"q": "no such model"}).content.decode()
     assert "<h2>Nothing found</h2>" in nothing
     searched = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/v1/models?")]

@@ -301,6 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
             m for m in up.models.values()
             if query in m.name.lower() and params.get("types", m.type) == m.type
             and (params.get("nsfw") != "false" or not m.nsfw)
+            and params.get("baseModels", "") in ("", *(v.base_model for v in m.versions))
         ]  # fmt: skip
         if params.get("sort") == "Newest":
             models.sort(key=lambda m: -m.id)
