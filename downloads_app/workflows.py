@@ -123,9 +123,14 @@ def _texts_in_image(data: bytes) -> dict[str, str]:
     a JPEG or WebP."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            texts = dict(getattr(image, "text", {}))
-            exif = image.getexif()
+            # A PNG's text chunks before its pixels, as ComfyUI and A1111 write them: Image.text would
+            # decode the pixels to look for more after them.
+            texts = {str(key): value for key, value in image.info.items() if isinstance(value, str)}
+            # The same for a PNG's EXIF, looked for after its pixels too; a JPEG's or WebP's comes first.
+            exif = image.getexif() if image.format != "PNG" else Image.Exif()
             comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except Image.DecompressionBombError:
+        raise WorkflowError("That image is too large to be read.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise WorkflowError("That image cannot be read.") from None
     for tag in COMFYUI_EXIF_TAGS:

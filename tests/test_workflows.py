@@ -206,6 +206,15 @@ def test_what_is_not_a_workflow_is_refused_in_words(data, message):
         models_in_workflow(data)
 
 
+def test_a_huge_image_is_refused_in_words_and_its_pixels_are_not_decoded(monkeypatch):
+    data = png_with(workflow=saved(node("LoraLoader", ["ink.safetensors", 1, 1])).decode())
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("the pixels were decoded"))
+    assert models_in_workflow(data) == [WorkflowModel("ink.safetensors", "loras")]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16)  # 8 × 8 is four times that: a "decompression bomb"
+    with pytest.raises(WorkflowError, match="That image is too large to be read"):
+        models_in_workflow(data)
+
+
 def test_a_workflow_that_needs_no_model_file():
     assert models_in_workflow(saved(node("KSampler", [1, "fixed"]))) == []
 
