@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 
 from downloads_app.sources.civitai import FOLDER_OF_TYPE
-from models_app.civitai_api import ask
+from models_app.civitai_api import IN_A_REQUEST, ask
 from models_app.models import ModelFile
 
 PAGE_SIZE = 24
@@ -57,7 +57,7 @@ def civitai_models(
     params |= {"types": model_type} if model_type in FOLDER_OF_TYPE else {}
     params |= {"baseModels": base_model} if base_model in BASE_MODELS else {}
     params |= {"cursor": cursor} if cursor else {}
-    data = ask(f"/api/v1/models?{urlencode(params)}", lambda: False) or {}
+    data = ask(f"/api/v1/models?{urlencode(params)}", lambda: False, patience=IN_A_REQUEST) or {}
     items = [
         item for item in data.get("items") or [] if isinstance(item, dict) and isinstance(item.get("id"), int)
     ]

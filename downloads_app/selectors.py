@@ -18,7 +18,7 @@ from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
 from downloads_app.sources import Keys, RemoteVersion, Resolution, resolve
 from downloads_app.workflows import WorkflowModel
 from mmsite.models import TaskStatus
-from models_app.civitai_api import CivitaiUnavailable, LookupFailed, ask
+from models_app.civitai_api import IN_A_REQUEST, CivitaiUnavailable, LookupFailed, RateLimited, ask
 from models_app.models import ModelFile
 from models_app.roots import UnknownRoot, get_roots
 from models_app.selectors import models_with_sha256
@@ -181,7 +181,7 @@ def _downloading(model: WorkflowModel) -> bool:
 
 
 def _with_civitai_links(needs: list[NeededModel]) -> list[NeededModel]:
-    unavailable = ""  # once Civitai cannot be asked, it is not asked again for the others
+    unavailable = ""  # once Civitai cannot be asked (or asks to wait), it is not asked again for the others
     with_links = []
     for need in needs:
         model = need.model
@@ -194,9 +194,13 @@ def _with_civitai_links(needs: list[NeededModel]) -> list[NeededModel]:
             continue
         try:
             version = (
-                None if unavailable else ask(f"/api/v1/model-versions/by-hash/{model.autov2}", lambda: False)
+                None
+                if unavailable
+                else ask(
+                    f"/api/v1/model-versions/by-hash/{model.autov2}", lambda: False, patience=IN_A_REQUEST
+                )
             )
-        except CivitaiUnavailable as exc:
+        except (CivitaiUnavailable, RateLimited) as exc:
             unavailable = str(exc)
         except LookupFailed as exc:
             with_links.append(replace(need, not_on_civitai=str(exc)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,9 +27,16 @@ class LookupFailed(Exception):
     """Civitai gave no usable answer about this one model."""
 
 
-def ask(path: str, should_stop: ShouldStop) -> dict[str, Any] | None:
+class RateLimited(LookupFailed):
+    """Civitai asks to wait longer than the caller can (a page someone is looking at)."""
+
+
+IN_A_REQUEST = 5.0  # seconds of 429 a page waits out: past that, it says so rather than hang
+
+
+def ask(path: str, should_stop: ShouldStop, *, patience: float = math.inf) -> dict[str, Any] | None:
     """Civitai's JSON object at `path` (`/api/v1/…`), or None when it answers 404. A 429 waits as long
-    as Civitai says and asks again."""
+    as Civitai says and asks again, unless that would take more than `patience` seconds in all."""
     from downloads_app.services import keys
     from downloads_app.sources import HttpClient, SourceError, civitai
 
@@ -42,7 +50,13 @@ def ask(path: str, should_stop: ShouldStop) -> dict[str, Any] | None:
             raise CivitaiUnavailable(str(exc)) from None
         except HttpError as error:
             if error.status == 429:
-                _wait(parse_retry_after(error.headers.get("Retry-After")), should_stop)
+                seconds = parse_retry_after(error.headers.get("Retry-After"))
+                if seconds > patience:
+                    raise RateLimited(
+                        f"Civitai asks to wait {math.ceil(seconds)} s (too many requests): try again then."
+                    ) from None
+                patience -= seconds
+                _wait(seconds, should_stop)
                 continue
             if error.status == 404:
                 return None

@@ -98,6 +98,18 @@ def test_civitai_out_of_reach_is_said_on_the_page(logged_in, settings, db):
     assert 'value="dream"' in html  # the search stays, to try again
 
 
+def test_civitai_asking_to_wait_is_waited_out_a_little_then_said(
+    logged_in, services_at_upstream, monkeypatch
+):
+    up = services_at_upstream
+    up.models_list_statuses = [429]  # Retry-After: 1
+    assert len(cards(logged_in.get(reverse("browse")).content.decode())) == 7  # waited, asked again
+    up.models_list_statuses = [429]
+    monkeypatch.setattr(browse, "IN_A_REQUEST", 0.5)  # a page that waits less than Civitai asks
+    html = logged_in.get(reverse("browse")).content.decode()
+    assert "Civitai asks to wait 1 s (too many requests): try again then." in html
+
+
 def test_browsing_needs_a_login(client):
     response = client.get(reverse("browse"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]

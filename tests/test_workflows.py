@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image, PngImagePlugin
 
+from downloads_app import selectors
 from downloads_app.models import ApiKey, DownloadTask
 from downloads_app.workflows import WorkflowError, WorkflowModel, models_in_workflow
 from models_app.roots import get_roots
@@ -449,6 +450,22 @@ def test_civitai_refusing_the_key_is_asked_once_and_said_for_every_hash(
     said = [text.split(" ", 2)[2] for _, _, text in rows_of(html)]
     assert said == ["Your Civitai key was refused: check it in Settings . Download"] * 3
     assert html.count('in <a href="/settings/#api-keys">Settings</a>.') == 3
+    assert len([r for r in services_at_upstream.requests if "/by-hash/" in r.path]) == 1
+
+
+@pytest.mark.django_db
+def test_civitai_asking_to_wait_longer_than_a_page_can_is_said_for_every_hash(
+    logged_in, flux_roots, services_at_upstream, monkeypatch
+):
+
+    services_at_upstream.by_hash_statuses = [429]  # Retry-After: 1
+    monkeypatch.setattr(selectors, "IN_A_REQUEST", 0.5)
+    parameters = 'a cat\nSteps: 20, Model hash: 1234567890, Lora hashes: "ink: 0000000000"'
+    said = [
+        text.split(" ", 2)[2]
+        for _, _, text in rows_of(upload(logged_in, png_with(parameters=parameters)).content.decode())
+    ]
+    assert said == ["Civitai asks to wait 1 s (too many requests): try again then. Download"] * 2
     assert len([r for r in services_at_upstream.requests if "/by-hash/" in r.path]) == 1
 
 

@@ -112,6 +112,7 @@ class FakeUpstream:
         self.tree_page_size = 50
         # Answered first on by-hash lookups, in turn: 429 (with Retry-After: 1) or any error status.
         self.by_hash_statuses: list[int] = []
+        self.models_list_statuses: list[int] = []  # the same, for the list of models
         self.lock = threading.Lock()
         self.civitai = _Server(self, "civitai")
         self.hf = _Server(self, "hf")
@@ -292,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Civitai's list of models: a search of their names, one type, newest or most downloaded first,
         and pages by an opaque cursor (a query refuses `page`, as Civitai does)."""
         up = self.server.upstream
+        if up.models_list_statuses and up.models_list_statuses.pop(0) == 429:
+            return self._json(429, {"error": "Too many requests"}, {"Retry-After": "1"})
         query = params.get("query", "").lower()
         if query and "page" in params:
             return self._json(
