@@ -262,8 +262,8 @@
   document.addEventListener("keydown", function (e) {
     const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: "up", ArrowDown: "down" }[e.key];
     const card = step && !e.ctrlKey && !e.metaKey && !e.altKey && !e.shiftKey && document.activeElement;
-    if (!card || !card.matches || !card.matches("#grid > .card")) return;
-    const cards = Array.from(document.querySelectorAll("#grid > .card"));
+    if (!card || !card.matches || !card.matches(".grid > .card")) return;  // the library's, Browse's
+    const cards = Array.from(card.parentElement.querySelectorAll(":scope > .card"));
     const columns = cards.filter(function (c) { return c.offsetTop === cards[0].offsetTop; }).length;
     const at = cards.indexOf(card) + (step === "up" ? -columns : step === "down" ? columns : step);
     const next = cards[Math.max(0, Math.min(cards.length - 1, at))];

@@ -357,6 +357,10 @@ def test_browse_civitai_search_and_open_a_models_download(logged_in_page, fake_u
     page.get_by_role("link", name="Browse", exact=True).click()
     expect(page.get_by_role("heading", name="Browse Civitai")).to_be_visible()
     expect(page.locator(".civitai-card")).to_have_count(7)
+    # The arrow keys move between the cards, as in the library.
+    page.locator(".civitai-card").first.focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator(".civitai-card").nth(1)).to_be_focused()
     page.get_by_label("Search Civitai").fill("dream")  # as you type
     expect(page.locator(".civitai-card")).to_have_count(1)
     expect(page).to_have_url(re.compile(r"q=dream"))  # in the address, for a reload or a bookmark
