@@ -110,6 +110,10 @@ def test_civitai_asking_to_wait_is_waited_out_a_little_then_said(
     assert "Civitai asks to wait 1 s (too many requests): try again then." in html
 
 
+def test_the_empty_downloads_page_points_to_browse(logged_in):
+    assert '<a href="/browse/">browse Civitai</a>' in logged_in.get(reverse("downloads")).content.decode()
+
+
 def test_browsing_needs_a_login(client):
     response = client.get(reverse("browse"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
