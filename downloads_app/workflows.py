@@ -72,6 +72,14 @@ class WorkflowModel:
     def filename(self) -> str:
         return self.name.rpartition("/")[2]
 
+    @property
+    def search_words(self) -> str:
+        """What to search Civitai for, to find it: its name without folder, extension or underscores."""
+        if self.name == self.autov2:  # an image that gives a hash and no name
+            return ""
+        stem = self.filename.rsplit(".", 1)[0] if self.exact else self.filename
+        return re.sub(r"[_\-.]+", " ", stem).strip()
+
 
 def models_in_workflow(data: bytes) -> list[WorkflowModel]:
     """Each model file the workflow (or the image) needs, once, in the order it names them."""

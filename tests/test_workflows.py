@@ -415,10 +415,17 @@ def test_an_images_models_are_found_by_hash_and_asked_of_civitai(logged_in, flux
             f"{storybook} LoRAs You have a model of that name, LoRAs · style/pepper.safetensors : its hash is not"
             " computed yet. On Civitai: Vivid Impressions Storybook Style · v1.0 Download",
         ),
-        ("missing", "ink", "0000000000 LoRAs Civitai does not know this hash. Download"),
+        (
+            "missing",
+            "ink",
+            "0000000000 LoRAs Civitai does not know this hash. Search Civitai for “ink” , then paste its link below."
+            " Download",
+        ),
     ]
     assert '<input type="checkbox" name="pick" value="0" checked>' in html  # a link, and no file of its name
     assert '<input type="checkbox" name="pick" value="2">' in html  # one of its name: the user decides
+    # One Civitai does not know can be looked for on Browse, by its name, in a tab of its own.
+    assert '<a href="/browse/?q=ink" target="_blank">Search Civitai for “ink”</a>' in html
     link = re.search(r'name="link_0" value="([^"]+)"', html)[1].replace("&amp;", "&")
     assert link == f"{up.civitai_url}/api/download/models/42012?type=Model&format=SafeTensor&fp=fp32"
 
@@ -448,7 +455,11 @@ def test_civitai_refusing_the_key_is_asked_once_and_said_for_every_hash(
     parameters = 'a cat\nSteps: 20, Model hash: 1234567890, Lora hashes: "ink: 0000000000, clay: 1111111111"'
     html = upload(logged_in, png_with(parameters=parameters)).content.decode()
     said = [text.split(" ", 2)[2] for _, _, text in rows_of(html)]
-    assert said == ["Your Civitai key was refused: check it in Settings . Download"] * 3
+    assert [text.split(" Search Civitai for")[0] for text in said] == [
+        "Your Civitai key was refused: check it in Settings . Download",  # a hash with no name to search for
+        "Your Civitai key was refused: check it in Settings .",
+        "Your Civitai key was refused: check it in Settings .",
+    ]
     assert html.count('in <a href="/settings/#api-keys">Settings</a>.') == 3
     assert len([r for r in services_at_upstream.requests if "/by-hash/" in r.path]) == 1
 
@@ -465,7 +476,10 @@ def test_civitai_asking_to_wait_longer_than_a_page_can_is_said_for_every_hash(
         text.split(" ", 2)[2]
         for _, _, text in rows_of(upload(logged_in, png_with(parameters=parameters)).content.decode())
     ]
-    assert said == ["Civitai asks to wait 1 s (too many requests): try again then. Download"] * 2
+    assert [text.split(" Search Civitai for")[0] for text in said] == [
+        "Civitai asks to wait 1 s (too many requests): try again then. Download",
+        "Civitai asks to wait 1 s (too many requests): try again then.",
+    ]
     assert len([r for r in services_at_upstream.requests if "/by-hash/" in r.path]) == 1
 
 
@@ -532,3 +546,9 @@ def test_the_workflow_command_lists_the_models_and_queues_the_missing_ones(
     (tmp_path / "page.html").write_text("<html>")
     with pytest.raises(CommandError, match="it is not JSON"):
         call_command("workflow", str(tmp_path / "page.html"))
+
+
+def test_what_browse_is_asked_to_search_for_a_model_with_no_link():
+    assert WorkflowModel("sdxl/juggernautXL_v9.safetensors").search_words == "juggernautXL v9"
+    assert WorkflowModel("detail-tweaker_xl", exact=False).search_words == "detail tweaker xl"
+    assert WorkflowModel("31e35c80fc", "checkpoints", autov2="31e35c80fc", exact=False).search_words == ""
