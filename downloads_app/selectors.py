@@ -105,6 +105,11 @@ class NeededModel:
     not_on_civitai: str = ""  # why Civitai gave no link for it
 
     @property
+    def ticked(self) -> bool:
+        """Whether it is offered ticked for download: a link, and no file of its name in the library."""
+        return bool(self.model.url) and self.elsewhere is None
+
+    @property
     def state(self) -> str:
         if self.have:
             return "have"

@@ -131,9 +131,11 @@ def download_workflow_queue(request: HttpRequest) -> HttpResponse:
     """Queues the ticked models of a workflow, each into its folder under the name the workflow loads."""
     wanted = []
     for index in dict.fromkeys(request.POST.getlist("pick")):
-        model = WorkflowModel(request.POST.get(f"name_{index}", ""), request.POST.get(f"folder_{index}", ""))
+        # The dialog gives the name only of a workflow's model: an image's keeps the link's file name.
+        name = request.POST.get(f"name_{index}", "")
+        model = WorkflowModel(name, request.POST.get(f"folder_{index}", ""), exact=bool(name))
         link = request.POST.get(f"link_{index}", "").strip()
-        wanted.append(services.Wanted(link, model.folder_type, model.sub_folder, model.filename))
+        wanted.append(services.Wanted(link, model.folder_type, *model.destination))
     if not wanted:
         return with_toast(HttpResponse(status=204), "Tick the models to download.", level="error")
     if len(wanted) > services.MAX_LINKS_AT_ONCE:

@@ -73,6 +73,12 @@ class WorkflowModel:
         return self.name.rpartition("/")[2]
 
     @property
+    def destination(self) -> tuple[str, str]:
+        """The subfolder and file name its download takes: where the loader opens it; a model an image
+        names keeps the link's own file name ("", "")."""
+        return (self.sub_folder, self.filename) if self.exact else ("", "")
+
+    @property
     def search_words(self) -> str:
         """What to search Civitai for, to find it: its name without folder, extension or underscores."""
         if self.name == self.autov2:  # an image that gives a hash and no name

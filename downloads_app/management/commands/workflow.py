@@ -53,11 +53,11 @@ class Command(BaseCommand):
         missing = [need for need in needs if need.state == "missing"]
         if not queue:
             return
-        # As the dialog ticks them: a model with a link and no file of its name elsewhere in the library.
+        # Those the dialog ticks.
         wanted = [
-            services.Wanted(need.model.url, need.model.folder_type, *_destination(need))
+            services.Wanted(need.model.url, need.model.folder_type, *need.model.destination)
             for need in missing
-            if need.model.url and not need.elsewhere
+            if need.ticked
         ]
         keys = services.keys()
         for outcome in services.download_links(
@@ -84,8 +84,3 @@ def _said(need: selectors.NeededModel) -> str:
     )
     words += [need.model.url] if need.model.url else [need.not_on_civitai or "no link"]
     return " · ".join(words) if need.state == "missing" else ""
-
-
-def _destination(need: selectors.NeededModel) -> tuple[str, str]:
-    """The subfolder and file name the workflow loads; an image's model keeps the link's file name."""
-    return (need.model.sub_folder, need.model.filename) if need.model.exact else ("", "")
