@@ -178,6 +178,11 @@ def _downloading(model: WorkflowModel) -> bool:
         downloads = downloads.filter(sub_folder=model.sub_folder, filename=model.filename)
     elif model.autov2:
         downloads = downloads.filter(expected_sha256__istartswith=model.autov2)
+    elif version := model.civitai_version_id:  # each file of a version downloads from its address
+        download = f"/api/download/models/{version}"
+        downloads = downloads.filter(
+            Q(download_url__endswith=download) | Q(download_url__contains=f"{download}?")
+        )
     else:
         return False
     if model.folder_type:
@@ -186,36 +191,51 @@ def _downloading(model: WorkflowModel) -> bool:
 
 
 def _with_civitai_links(needs: list[NeededModel]) -> list[NeededModel]:
-    unavailable = ""  # once Civitai cannot be asked (or asks to wait), it is not asked again for the others
+    def wants_a_link(need: NeededModel) -> bool:
+        model = need.model
+        return need.state == "missing" and not model.url and bool(model.autov2 or model.civitai_version_id)
+
+    hashes = [need.model.autov2 for need in needs if wants_a_link(need) and not need.model.civitai_version_id]
+    versions = _civitai_versions(list(dict.fromkeys(hashes)))
     with_links = []
     for need in needs:
         model = need.model
-        if need.state != "missing" or model.url or not (model.autov2 or model.civitai_version_id):
+        if not wants_a_link(need):
             with_links.append(need)
-            continue
-        if model.civitai_version_id:
+        elif model.civitai_version_id:
             url = f"{settings.MM_CIVITAI_URL.rstrip('/')}/api/download/models/{model.civitai_version_id}"
             with_links.append(replace(need, model=replace(model, url=url), on_civitai=model.name))
-            continue
-        try:
-            version = (
-                None
-                if unavailable
-                else ask(
-                    f"/api/v1/model-versions/by-hash/{model.autov2}", lambda: False, patience=IN_A_REQUEST
-                )
-            )
-        except (CivitaiUnavailable, RateLimited) as exc:
-            unavailable = str(exc)
-        except LookupFailed as exc:
-            with_links.append(replace(need, not_on_civitai=str(exc)))
-            continue
-        if unavailable or version is None:
-            with_links.append(replace(need, not_on_civitai=unavailable or "Civitai does not know this hash."))
-            continue
-        url, name = _civitai_file_link(version, model.autov2)
-        with_links.append(replace(need, model=replace(model, url=url), on_civitai=name))
+        elif isinstance(version := versions[model.autov2], Exception):
+            with_links.append(replace(need, not_on_civitai=str(version)))
+        else:
+            url, name = _civitai_file_link(version, model.autov2)
+            with_links.append(replace(need, model=replace(model, url=url), on_civitai=name))
     return with_links
+
+
+def _civitai_versions(hashes: list[str]) -> dict[str, dict[str, Any] | LookupFailed | CivitaiUnavailable]:
+    """Civitai's version of each hash, or why it gave none. The first hash is asked alone: when Civitai
+    cannot be asked (a refused key, a wait longer than a page can), it is not asked again for the others,
+    which all say so. Then the others are asked together."""
+    if not hashes:
+        return {}
+    key = services.keys().civitai
+
+    def by_hash(autov2: str) -> dict[str, Any] | LookupFailed | CivitaiUnavailable:
+        try:
+            version = ask(
+                f"/api/v1/model-versions/by-hash/{autov2}", lambda: False, patience=IN_A_REQUEST, key=key
+            )
+        except (CivitaiUnavailable, LookupFailed) as exc:
+            return exc
+        return version if version is not None else LookupFailed("Civitai does not know this hash.")
+
+    first = by_hash(hashes[0])
+    if isinstance(first, CivitaiUnavailable | RateLimited):
+        return dict.fromkeys(hashes, first)
+    return {hashes[0]: first} | dict(
+        zip(hashes[1:], services.asked_at_once(by_hash, hashes[1:]), strict=True)
+    )
 
 
 def _civitai_file_link(version: dict[str, Any], autov2: str) -> tuple[str, str]:

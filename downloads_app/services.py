@@ -332,14 +332,20 @@ class LinkOutcome:
         return self.filename or self.link
 
 
-RESOLVED_AT_ONCE = 6  # a list of 50 links waits on the services' slowest answers, not on all in turn
+ASKED_AT_ONCE = 6  # a list of 50 links waits on the services' slowest answers, not on all in turn
+
+
+def asked_at_once[T, R](ask_one: Callable[[T], R], items: list[T]) -> list[R]:
+    """`ask_one` of each item, in order, asked of the services a few at a time. It runs on other
+    threads: it must not touch the database."""
+    with ThreadPoolExecutor(max_workers=ASKED_AT_ONCE, thread_name_prefix="ask-services") as pool:
+        return list(pool.map(ask_one, items))
 
 
 def _resolve_all(
     links: list[str], resolve: Callable[[str], Resolution]
 ) -> list[Resolution | SourceError | HttpError]:
-    """Each link's resolution, or why it has none, asked of the services a few at a time. `resolve`
-    runs on other threads: it must not touch the database."""
+    """Each link's resolution, or why it has none."""
 
     def one(link: str) -> Resolution | SourceError | HttpError:
         try:
@@ -347,8 +353,7 @@ def _resolve_all(
         except (SourceError, HttpError) as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=RESOLVED_AT_ONCE, thread_name_prefix="resolve-links") as pool:
-        return list(pool.map(one, links))
+    return asked_at_once(one, links)
 
 
 def download_links(wanted: list[Wanted], *, resolve: Callable[[str], Resolution]) -> list[LinkOutcome]:

@@ -34,13 +34,16 @@ class RateLimited(LookupFailed):
 IN_A_REQUEST = 5.0  # seconds of 429 a page waits out: past that, it says so rather than hang
 
 
-def ask(path: str, should_stop: ShouldStop, *, patience: float = math.inf) -> dict[str, Any] | None:
+def ask(
+    path: str, should_stop: ShouldStop, *, patience: float = math.inf, key: str | None = None
+) -> dict[str, Any] | None:
     """Civitai's JSON object at `path` (`/api/v1/…`), or None when it answers 404. A 429 waits as long
-    as Civitai says and asks again, unless that would take more than `patience` seconds in all."""
+    as Civitai says and asks again, unless that would take more than `patience` seconds in all. With no
+    `key` given, the one stored is read: a caller on another thread reads it first and passes it."""
     from downloads_app.services import keys
     from downloads_app.sources import HttpClient, SourceError, civitai
 
-    key = keys().civitai
+    key = keys().civitai if key is None else key
     url = settings.MM_CIVITAI_URL.rstrip("/") + path
     client = HttpClient()
     for _attempt in range(6):

@@ -484,6 +484,52 @@ def test_civitai_asking_to_wait_longer_than_a_page_can_is_said_for_every_hash(
 
 
 @pytest.mark.django_db
+def test_the_hashes_after_the_first_are_asked_of_civitai_together(
+    logged_in, flux_roots, services_at_upstream
+):
+    up = services_at_upstream
+    up.by_hash_hold = 0.3  # each answer takes that long: lookups asked together overlap
+    fp32, storybook = up.files["dreamxl-v2-fp32"].sha256[:10], up.files["storybook"].sha256[:10]
+    parameters = (
+        f'a cat\nSteps: 20, Model hash: {fp32}, Lora hashes: "ink: 0000000000, clay: 1111111111, '
+        f'story: {storybook}"'
+    )
+    rows = rows_of(upload(logged_in, png_with(parameters=parameters)).content.decode())
+    assert [text.split(" Download")[0].split(" Search")[0] for _, _, text in rows] == [
+        f"{fp32} Checkpoints On Civitai: DreamXL · v2.0",
+        "0000000000 LoRAs Civitai does not know this hash.",
+        "1111111111 LoRAs Civitai does not know this hash.",
+        f"{storybook} LoRAs On Civitai: Vivid Impressions Storybook Style · v1.0",
+    ]
+    assert len([r for r in up.requests if "/by-hash/" in r.path]) == 4
+    assert up.by_hash_most_at_once == 3  # the first alone, then the other three at once
+
+
+@pytest.mark.django_db
+def test_a_civitai_resource_on_its_way_is_said_to_be_downloading(logged_in, flux_roots, services_at_upstream):
+    parameters = (
+        'a cat\nSteps: 25, Civitai resources: [{"type":"checkpoint","modelVersionId":42012,'
+        '"modelName":"DreamXL"}, {"type":"lora","modelVersionId":1255556,"modelName":"Storybook"}]'
+    )
+    rows = rows_of(upload(logged_in, png_with(parameters=parameters)).content.decode())
+    assert [(state, name) for state, name, _ in rows] == [("missing", "DreamXL"), ("missing", "Storybook")]
+
+    link = f"{services_at_upstream.civitai_url}/api/download/models/42012"
+    queued = logged_in.post(
+        reverse("download_workflow_queue"), {"pick": ["0"], "name_0": "", "folder_0": "checkpoints", "link_0": link},
+        headers=HX,
+    )  # fmt: skip
+    assert "1 of 1 queued" in queued.content.decode()
+    assert "/api/download/models/42012?" in DownloadTask.objects.get().download_url  # the file's own address
+
+    again = rows_of(upload(logged_in, png_with(parameters=parameters)).content.decode())
+    assert again == [
+        ("queued", "DreamXL", "Checkpoints Downloading: see Downloads"),
+        ("missing", "Storybook", "LoRAs On Civitai: Storybook Download"),
+    ]
+
+
+@pytest.mark.django_db
 def test_an_images_models_without_a_hash_are_found_by_name_as_a1111_finds_them(logged_in, flux_roots):
     parameters = (
         "a witch <lora:style/pepper:0.8> <lora:poses:1> <lora:style/poses:1>\nSteps: 20, Model: alpha_xl"

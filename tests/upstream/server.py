@@ -8,12 +8,14 @@ Authorization header to the storage gets 400, as Civitai's storage answers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -113,6 +115,11 @@ class FakeUpstream:
         # Answered first on by-hash lookups, in turn: 429 (with Retry-After: 1) or any error status.
         self.by_hash_statuses: list[int] = []
         self.models_list_statuses: list[int] = []  # the same, for the list of models
+        # Each by-hash answer waits this long, so that lookups asked together overlap; the most that
+        # were in flight at once is counted.
+        self.by_hash_hold = 0.0
+        self.by_hash_in_flight = 0
+        self.by_hash_most_at_once = 0
         self.lock = threading.Lock()
         self.civitai = _Server(self, "civitai")
         self.hf = _Server(self, "hf")
@@ -289,6 +296,34 @@ class _Handler(BaseHTTPRequestHandler):
     def _downloads(model: CivitaiModel) -> int:
         return 1000 * model.id % 99_991
 
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        up = self.server.upstream
+        with up.lock:
+            up.by_hash_in_flight += 1
+            up.by_hash_most_at_once = max(up.by_hash_most_at_once, up.by_hash_in_flight)
+        try:
+            time.sleep(up.by_hash_hold)
+            yield
+        finally:
+            with up.lock:
+                up.by_hash_in_flight -= 1
+
+    def _civitai_by_hash(self, sha256: str) -> None:
+        up = self.server.upstream
+        if (key := self._bearer()) and key not in up.civitai_keys:
+            return self._json(401, {"error": "Unauthorized"})
+        if up.by_hash_statuses:
+            status = up.by_hash_statuses.pop(0)
+            if status == 429:
+                return self._json(429, {"error": "Too many requests"}, {"Retry-After": "1"})
+            return self._json(status, {"error": "Internal server error"})
+        # Civitai takes any hash it lists (AutoV2, the first 10 digits of the SHA256, as A1111 writes it).
+        for model, version in up.versions.values():
+            if any(sha256.upper() in (f.sha256.upper(), f.sha256.upper()[:10]) for f, _ in version.files):
+                return self._json(200, up.version_json(model, version, with_model=True))
+        return self._json(404, {"error": "Model not found"})
+
     def _civitai_models(self, params: dict[str, str]) -> None:
         """Civitai's list of models: a search of their names, one type, newest or most downloaded first,
         and pages by an opaque cursor (a query refuses `page`, as Civitai does)."""
@@ -369,18 +404,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(404, {"error": "Model not found"})
             return self._json(200, up.version_json(*found, with_model=True))
         if m := re.fullmatch(r"/api/v1/model-versions/by-hash/(\w+)", path):
-            if (key := self._bearer()) and key not in up.civitai_keys:
-                return self._json(401, {"error": "Unauthorized"})
-            if up.by_hash_statuses:
-                status = up.by_hash_statuses.pop(0)
-                if status == 429:
-                    return self._json(429, {"error": "Too many requests"}, {"Retry-After": "1"})
-                return self._json(status, {"error": "Internal server error"})
-            # Civitai takes any hash it lists (AutoV2, the first 10 digits of the SHA256, as A1111 writes it).
-            for model, version in up.versions.values():
-                if any(m[1].upper() in (f.sha256.upper(), f.sha256.upper()[:10]) for f, _ in version.files):
-                    return self._json(200, up.version_json(model, version, with_model=True))
-            return self._json(404, {"error": "Model not found"})
+            with self._in_flight():
+                return self._civitai_by_hash(m[1])
         if m := re.fullmatch(r"/api/download/models/(\d+)", path):
             return self._civitai_download(int(m[1]), params)
         if m := re.fullmatch(r"/images/([\w.-]+)\.png", path):
