@@ -175,15 +175,61 @@ def _in_saved_workflow(workflow: dict[str, Any]) -> Iterator[WorkflowModel]:
     nodes = list(workflow["nodes"]) + [
         node for graph in subgraphs if isinstance(graph, dict) for node in graph.get("nodes") or []
     ]
+    group_nodes = (workflow.get("extra") or {}).get("groupNodes")
     for node in nodes:
         if not isinstance(node, dict) or node.get("mode") in SKIPPED_MODES:
             continue
         properties = node.get("properties")
         if isinstance(properties, dict):
             yield from _listed(properties.get("models"))
+        if (inner := _grouped(node, group_nodes)) is not None:
+            yield from _in_group_node(node.get("widgets_values"), inner)
+            continue
         folder_type = NODE_FOLDERS.get(str(node.get("type")), "")
         for name in _model_names(node.get("widgets_values")):
             yield WorkflowModel(name, folder_type)
+
+
+GROUP_NODE_PREFIXES = ("workflow>", "workflow/")  # the second before ComfyUI's frontend 1.2.63
+
+
+def _grouped(node: dict[str, Any], group_nodes: object) -> list[dict[str, Any]] | None:
+    """The nodes a legacy group node (before subgraphs) stands for, as the workflow's
+    `extra.groupNodes` defines them; None for any other node."""
+    node_type = str(node.get("type"))
+    if not isinstance(group_nodes, dict) or not node_type.startswith(GROUP_NODE_PREFIXES):
+        return None
+    group = group_nodes.get(node_type[len("workflow>") :])  # either prefix
+    if not isinstance(group, dict) or not isinstance(group.get("nodes"), list):
+        return None
+    return [inner for inner in group["nodes"] if isinstance(inner, dict)]
+
+
+def _in_group_node(values: object, inner: list[dict[str, Any]]) -> Iterator[WorkflowModel]:
+    """A group node's values are its inner nodes' values, one node's after another's: each name takes
+    the folder of the loader it belongs to. When they do not add up (a widget linked inside the group
+    has none), a name takes the folder of the inner loader that was grouped with it, if one was."""
+    sizes = [
+        len(part["widgets_values"]) if isinstance(part.get("widgets_values"), list) else 0 for part in inner
+    ]
+    if isinstance(values, list) and sum(sizes) == len(values):
+        start = 0
+        for part, size in zip(inner, sizes, strict=True):
+            if part.get("mode") not in SKIPPED_MODES:
+                folder_type = NODE_FOLDERS.get(str(part.get("type")), "")
+                yield from (
+                    WorkflowModel(name, folder_type) for name in _model_names(values[start : start + size])
+                )
+            start += size
+        return
+    grouped_with = {
+        name: NODE_FOLDERS[str(part.get("type"))]
+        for part in inner
+        if str(part.get("type")) in NODE_FOLDERS
+        for name in _model_names(part.get("widgets_values"))
+    }
+    for name in _model_names(values):
+        yield WorkflowModel(name, grouped_with.get(name, ""))
 
 
 def _in_api_workflow(workflow: dict[str, Any]) -> Iterator[WorkflowModel]:

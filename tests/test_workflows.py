@@ -98,6 +98,40 @@ def test_muted_and_bypassed_nodes_need_nothing_and_subgraphs_do():
     assert models_in_workflow(workflow) == [WorkflowModel("flux1-dev.safetensors", "diffusion_models")]
 
 
+def test_a_legacy_group_node_needs_what_its_inner_loaders_load():
+    """Group nodes came before subgraphs: `extra.groupNodes` defines them, and a group node's values
+    are its inner nodes' values, one node's after another's."""
+    grouped = {
+        "nodes": [
+            {"type": "CheckpointLoaderSimple", "index": 0, "widgets_values": ["old_xl.safetensors"]},
+            {"type": "LoraLoader", "index": 1, "widgets_values": ["old_lora.safetensors", 1, 1]},
+            {"type": "VAELoader", "index": 2, "widgets_values": ["sdxl_vae.safetensors"], "mode": 4},
+        ],
+        "links": [],
+        "external": [],
+    }
+    instance = node(
+        "workflow>Loaders", ["juggernaut_xl.safetensors", "pepper.safetensors", 0.8, 1, "x.safetensors"]
+    )
+    older = node("workflow/Loaders", ["dream_xl.safetensors", "ink.safetensors", 1, 1, "y.safetensors"])
+    workflow = saved(instance, older, extra={"groupNodes": {"Loaders": grouped}})
+    assert models_in_workflow(workflow) == [
+        WorkflowModel(
+            "juggernaut_xl.safetensors", "checkpoints"
+        ),  # the group node's value, not the definition's
+        WorkflowModel("pepper.safetensors", "loras"),
+        WorkflowModel("dream_xl.safetensors", "checkpoints"),
+        WorkflowModel("ink.safetensors", "loras"),
+    ]  # the bypassed VAE loader inside the group needs nothing
+
+    # A widget linked inside the group has no value there: a name grouped with a loader keeps its folder.
+    linked = node("workflow>Loaders", ["old_lora.safetensors", 0.5, "z.safetensors"])
+    assert models_in_workflow(saved(linked, extra={"groupNodes": {"Loaders": grouped}})) == [
+        WorkflowModel("old_lora.safetensors", "loras"),
+        WorkflowModel("z.safetensors", ""),
+    ]
+
+
 def test_a_custom_nodes_files_are_found_by_name_with_no_folder():
     stack = node(
         "Power Lora Loader (rgthree)",
