@@ -48,14 +48,22 @@ class CivitaiPage:
 
 
 def civitai_models(
-    *, query: str = "", model_type: str = "", base_model: str = "", sort: str = "", cursor: str = ""
+    *,
+    query: str = "",
+    model_type: str = "",
+    base_model: str = "",
+    sort: str = "",
+    safe_only: bool = False,
+    cursor: str = "",
 ) -> CivitaiPage:
     """One page of Civitai's models that match; raises CivitaiUnavailable or LookupFailed, with
-    Civitai's reason, when it gives none."""
+    Civitai's reason, when it gives none. `safe_only` leaves out the models Civitai has no safe image
+    of, and shows only safe images of the others (its `nsfw=false`)."""
     params = {"limit": str(PAGE_SIZE), "sort": sort if sort in SORTS else SORTS[0]}
     params |= {"query": query.strip()} if query.strip() else {}
     params |= {"types": model_type} if model_type in FOLDER_OF_TYPE else {}
     params |= {"baseModels": base_model} if base_model in BASE_MODELS else {}
+    params |= {"nsfw": "false"} if safe_only else {}
     params |= {"cursor": cursor} if cursor else {}
     data = ask(f"/api/v1/models?{urlencode(params)}", lambda: False, patience=IN_A_REQUEST) or {}
     items = [

@@ -147,7 +147,7 @@ def download_workflow_queue(request: HttpRequest) -> HttpResponse:
 @require_GET
 def browse_civitai(request: HttpRequest) -> HttpResponse:
     """Civitai's models, searched, of a type, in an order; a card opens the download dialog."""
-    query = {key: request.GET.get(key, "").strip() for key in ("q", "type", "base", "sort")}
+    query = {key: request.GET.get(key, "").strip() for key in ("q", "type", "base", "sort", "rating")}
     cursor = request.GET.get("cursor", "")
     try:
         page = browse.civitai_models(
@@ -155,6 +155,7 @@ def browse_civitai(request: HttpRequest) -> HttpResponse:
             model_type=query["type"],
             base_model=query["base"],
             sort=query["sort"],
+            safe_only=query["rating"] == "safe",
             cursor=cursor,
         )
         error = ""

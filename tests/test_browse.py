@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from downloads_app import browse
+from mmsite.templatetags.mm_format import compact_count
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from tests.model_files import write_model
@@ -42,8 +43,9 @@ def test_the_most_downloaded_models_first_each_opening_its_download(
         "Vivid Impressions Storybook Style", "No Downloads", "Crisp Upscaler", "Old Archive", "Early Bird",
         "Members Only LoRA", "DreamXL",
     ]  # fmt: skip
-    assert found[0][1] == "LoRAs Flux.1 D In library fake-creator ↓ 77,799 · ♥ 769"
-    assert found[-1][1] == "Checkpoints SDXL 1.0 fake-creator ↓ 1,378 · ♥ 213"
+    assert found[0][1] == "LoRAs Flux.1 D In library fake-creator ↓ 77.8k · ♥ 769"
+    assert found[-1][1] == "Checkpoints SDXL 1.0 fake-creator ↓ 1.4k · ♥ 213"
+    assert '<span title="77,799 downloads">' in html  # the exact count, on hover
     assert "In library" not in " ".join(said for _, said in found[1:])
     # A card is Civitai's page, and opens the download dialog of that model here.
     assert f'href="{up.civitai_url}/models/4201"' in html
@@ -52,6 +54,14 @@ def test_the_most_downloaded_models_first_each_opening_its_download(
         in html
     )
     assert f'src="{up.civitai_url}/images/storybook.png"' in html
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [(769, "769"), (1000, "1k"), (1378, "1.4k"), (999_949, "999.9k"), (999_950, "1M"), (1_234_567, "1.2M")],
+)
+def test_counts_are_as_short_as_a_card_has_room_for(count, shown):
+    assert compact_count(count) == shown
 
 
 def test_a_search_a_type_and_an_order(logged_in, services_at_upstream):
@@ -70,6 +80,17 @@ def test_a_search_a_type_and_an_order(logged_in, services_at_upstream):
     assert "<h2>Nothing found</h2>" in nothing
     searched = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/v1/models?")]
     assert "query=dream" in searched[0] and "limit=24" in searched[0]
+
+
+def test_safe_only_leaves_out_what_civitai_marks_nsfw(logged_in, services_at_upstream):
+    services_at_upstream.models[4201].nsfw = True  # DreamXL
+    every = cards(logged_in.get(reverse("browse"), {"type": "Checkpoint"}).content.decode())
+    assert [name for name, _ in every] == ["Old Archive", "DreamXL"]
+    html = logged_in.get(reverse("browse"), {"type": "Checkpoint", "rating": "safe"}).content.decode()
+    assert [name for name, _ in cards(html)] == ["Old Archive"]
+    assert '<option value="safe" selected>Safe only</option>' in html  # kept in the filters, and the address
+    asked = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/v1/models?")]
+    assert "nsfw=false" in asked[-1] and "nsfw" not in asked[0]
 
 
 def test_more_pages_come_as_the_grid_is_scrolled(logged_in, services_at_upstream, monkeypatch):

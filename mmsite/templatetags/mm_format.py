@@ -22,6 +22,18 @@ def duration(seconds: int | None) -> str:
 
 
 @register.filter
+def compact_count(count: int) -> str:
+    """769, 77.8k, 1.2M: a count as a card has room for (the exact one goes in its title)."""
+    if count < 1000:
+        return str(count)
+    for size, suffix in ((1_000, "k"), (1_000_000, "M")):
+        shown = f"{count / size:.1f}".removesuffix(".0")
+        if float(shown) < 1000 or suffix == "M":  # 999,950 is 1M, not 1000k
+            break
+    return f"{shown}{suffix}"
+
+
+@register.filter
 def get_item(mapping: dict[str, object], key: str) -> object:
     return mapping.get(key)
 
