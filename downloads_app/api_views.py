@@ -150,4 +150,5 @@ def _need_data(need: selectors.NeededModel) -> dict[str, object]:
         "state": need.state,
         "model": need.have and model_address(need.have),
         "elsewhere": need.elsewhere and model_address(need.elsewhere),
+        "similar": need.similar and model_address(need.similar),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from downloads_app.sources import Keys, RemoteVersion, Resolution, resolve
 from downloads_app.workflows import WorkflowModel
 from mmsite.models import TaskStatus
 from models_app.civitai_api import IN_A_REQUEST, CivitaiUnavailable, LookupFailed, RateLimited, ask
+from models_app.extensions import MODEL_EXTENSIONS
 from models_app.models import ModelFile
 from models_app.roots import UnknownRoot, get_roots
 from models_app.selectors import models_with_sha256
@@ -99,6 +101,7 @@ class NeededModel:
     model: WorkflowModel
     have: ModelFile | None = None  # where ComfyUI finds it: in its folder, under the workflow's name
     elsewhere: ModelFile | None = None  # the same file (by SHA256, else by name) at another place
+    similar: ModelFile | None = None  # in its folder, a name that differs only in case, - _ . and extension
     downloading: bool = False
     no_folder: bool = False  # its folder type is not among the model folders
     on_civitai: str = ""  # what Civitai calls the version an image's hash names
@@ -107,7 +110,7 @@ class NeededModel:
     @property
     def ticked(self) -> bool:
         """Whether it is offered ticked for download: a link, and no file of its name in the library."""
-        return bool(self.model.url) and self.elsewhere is None
+        return bool(self.model.url) and self.elsewhere is None and self.similar is None
 
     @property
     def state(self) -> str:
@@ -122,7 +125,7 @@ def workflow_needs(models: list[WorkflowModel]) -> list[NeededModel]:
     """What the library has of each model; Civitai is asked for a link to each missing model that an
     image names only by its hash or its Civitai version."""
     types = set(get_roots().types())
-    return _with_civitai_links([_needed(model, types) for model in models])
+    return _with_civitai_links(_with_similar_names([_needed(model, types) for model in models]))
 
 
 def _needed(model: WorkflowModel, types: set[str]) -> NeededModel:
@@ -168,6 +171,36 @@ def _named(name: str) -> Q:
     sub_folder, _, stem = name.rpartition("/")
     by_stem = Q(name=stem, sub_folder=sub_folder) if sub_folder else Q(name=stem)
     return by_stem | Q(relative_path=name)
+
+
+def _with_similar_names(needs: list[NeededModel]) -> list[NeededModel]:
+    """A missing model that the library has under a name that differs only in case, separators or
+    extension (`4x-UltraSharp.pth`, `4x_ultrasharp.safetensors`): as workflows others made often name
+    it. One read of the names of each folder type that needs it."""
+    by_type: dict[str, dict[str, int]] = {}
+    similar: dict[int, int] = {}
+    for i, need in enumerate(needs):
+        if need.state != "missing" or need.elsewhere or not (key := _name_key(need.model.filename)):
+            continue
+        folder_type = need.model.folder_type
+        if folder_type not in by_type:
+            files = ModelFile.objects.filter(is_dir=False).order_by("-path_index", "-relative_path")
+            files = files.filter(folder_type=folder_type) if folder_type else files
+            # Ordered so that, of several, the first by folder and path is kept.
+            by_type[folder_type] = {_name_key(name): pk for pk, name in files.values_list("pk", "name")}
+        if pk := by_type[folder_type].get(key):
+            similar[i] = pk
+    found = ModelFile.objects.in_bulk(similar.values())
+    return [
+        replace(need, similar=found[similar[i]]) if i in similar else need for i, need in enumerate(needs)
+    ]
+
+
+def _name_key(filename: str) -> str:
+    stem, dot, extension = filename.rpartition(".")
+    if not dot or f".{extension.lower()}" not in MODEL_EXTENSIONS:
+        stem = filename  # an image's name for a model has no extension, or a dot of its own
+    return re.sub(r"[\W_]+", "", stem.casefold())
 
 
 def _downloading(model: WorkflowModel) -> bool:

@@ -327,6 +327,35 @@ def test_the_dialog_says_what_the_library_has_and_offers_the_rest(
 
 
 @pytest.mark.django_db
+def test_a_model_of_a_similar_name_in_its_folder_is_pointed_out_and_not_ticked(
+    logged_in, flux_roots, services_at_upstream
+):
+    link = f"{services_at_upstream.civitai_url}/models/4201"
+    workflow = saved(
+        node("CheckpointLoaderSimple", ["SDXL/Alpha-XL.ckpt"], models=[{"name": "SDXL/Alpha-XL.ckpt", "url": link}]),
+        node("CheckpointLoaderSimple", ["alpha_xl_v2.safetensors"], models=[{"name": "alpha_xl_v2.safetensors", "url": link}]),
+        node("LoraLoader", ["Beta XL.safetensors", 1, 1]),  # a checkpoint's name, but LoRAs are looked for
+    )  # fmt: skip
+    html = upload(logged_in, workflow).content.decode()
+    assert rows_of(html) == [
+        (
+            "missing",
+            "SDXL/Alpha-XL.ckpt",
+            "Checkpoints You may have it as Checkpoints · alpha_xl.safetensors , of a similar name: if it is the"
+            " same model, pick that in the node. Download",
+        ),
+        ("missing", "alpha_xl_v2.safetensors", "Checkpoints Download"),
+        (
+            "missing",
+            "Beta XL.safetensors",
+            "LoRAs Search Civitai for “Beta XL” , then paste its link below. Download",
+        ),
+    ]
+    assert '<input type="checkbox" name="pick" value="0">' in html  # the user says whether it is the same
+    assert '<input type="checkbox" name="pick" value="1" checked>' in html
+
+
+@pytest.mark.django_db
 def test_the_ticked_models_are_queued_under_the_names_the_workflow_loads(
     logged_in, flux_roots, services_at_upstream
 ):
@@ -388,6 +417,7 @@ def test_the_api_lists_a_workflows_models_from_its_json_or_a_png(logged_in, flux
         node("LoraLoader", ["pepper.safetensors", 1, 1]),
         node("CheckpointLoaderSimple", ["alpha_xl.safetensors"]),
         node("VAELoader", ["ae.safetensors"]),
+        node("CheckpointLoaderSimple", ["Beta-XL.ckpt"]),
     )
     answer = logged_in.post(
         "/model-manager/workflow/models", workflow, content_type="application/json"
@@ -398,14 +428,21 @@ def test_the_api_lists_a_workflows_models_from_its_json_or_a_png(logged_in, flux
             {
                 "name": "pepper.safetensors", "type": "loras", "url": "", "sha256": "", "autov2": "", "state": "missing",
                 "model": None, "elsewhere": {"type": "loras", "pathIndex": 0, "fullname": "style/pepper.safetensors"},
+                "similar": None,
             },
             {
                 "name": "alpha_xl.safetensors", "type": "checkpoints", "url": "", "sha256": "", "autov2": "", "state": "have",
                 "model": {"type": "checkpoints", "pathIndex": 0, "fullname": "alpha_xl.safetensors"}, "elsewhere": None,
+                "similar": None,
             },
             {
                 "name": "ae.safetensors", "type": "vae", "url": "", "sha256": "", "autov2": "", "state": "no_folder",
+                "model": None, "elsewhere": None, "similar": None,
+            },
+            {
+                "name": "Beta-XL.ckpt", "type": "checkpoints", "url": "", "sha256": "", "autov2": "", "state": "missing",
                 "model": None, "elsewhere": None,
+                "similar": {"type": "checkpoints", "pathIndex": 0, "fullname": "beta_xl.safetensors"},
             },
         ],
     }  # fmt: skip

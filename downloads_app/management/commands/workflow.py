@@ -82,5 +82,6 @@ def _said(need: selectors.NeededModel) -> str:
     words = (
         [f"elsewhere: {need.elsewhere.folder_type}/{need.elsewhere.relative_path}"] if need.elsewhere else []
     )
+    words += [f"similar: {need.similar.folder_type}/{need.similar.relative_path}"] if need.similar else []
     words += [need.model.url] if need.model.url else [need.not_on_civitai or "no link"]
     return " · ".join(words) if need.state == "missing" else ""
