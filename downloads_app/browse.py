@@ -1,13 +1,16 @@
-"""Browsing Civitai's models (its `/api/v1/models` search), each marked when the library has it."""
+"""Browsing Civitai's models (its `/api/v1/models` search), each marked when the library has it, and
+Hugging Face's (the hub's `/api/models`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
 
+from downloads_app.engine import HttpError
+from downloads_app.sources import HttpClient, SourceError, huggingface
 from downloads_app.sources.civitai import FOLDER_OF_TYPE
 from models_app.civitai_api import IN_A_REQUEST, ask
 from models_app.models import ModelFile
@@ -107,3 +110,89 @@ def _hit(item: dict[str, Any], *, in_library: bool) -> CivitaiHit:
 def _object(value: object) -> dict[str, Any]:
     """A JSON object of Civitai's answer, or an empty one where it gave something else."""
     return value if isinstance(value, dict) else {}
+
+
+# The hub's orders, and the tasks and formats its models are tagged with that ComfyUI loads.
+HF_SORTS = {
+    "Most Downloaded": "downloads",
+    "Most Liked": "likes",
+    "Trending": "trendingScore",
+    "Recently Updated": "lastModified",
+}
+HF_TASKS = {
+    "text-to-image": "Text to image",
+    "image-to-image": "Image to image",
+    "text-to-video": "Text to video",
+    "image-to-video": "Image to video",
+    "text-to-audio": "Text to audio",
+}
+HF_FORMATS = {"safetensors": "safetensors", "gguf": "GGUF"}
+
+
+@dataclass(frozen=True)
+class HuggingFaceHit:
+    repo: str  # owner/name
+    task: str
+    downloads: int
+    likes: int
+    url: str  # the repository's page, which the download dialog takes as a link: it lists its files
+
+    @property
+    def owner(self) -> str:
+        return self.repo.partition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.repo.partition("/")[2]
+
+    @property
+    def task_label(self) -> str:
+        return HF_TASKS.get(self.task, self.task.replace("-", " ").capitalize())
+
+
+@dataclass(frozen=True)
+class HuggingFacePage:
+    hits: list[HuggingFaceHit]
+    next_cursor: str  # the hub's own, opaque: "" on the last page
+
+
+def huggingface_models(
+    *, query: str = "", task: str = "", file_format: str = "", sort: str = "", cursor: str = ""
+) -> HuggingFacePage:
+    """One page of the hub's models that match, with the stored token (a private repository of its
+    owner's is listed too); raises SourceError, in words, when the hub gives none."""
+    from downloads_app.services import endpoints, keys
+
+    params = {"limit": str(PAGE_SIZE), "sort": HF_SORTS.get(sort, "downloads"), "direction": "-1"}
+    params |= {"search": query.strip()} if query.strip() else {}
+    params |= {"pipeline_tag": task} if task in HF_TASKS else {}
+    params |= {"filter": file_format} if file_format in HF_FORMATS else {}
+    params |= {"cursor": cursor} if cursor else {}
+    base = endpoints().huggingface.rstrip("/")
+    token = keys().huggingface
+    try:
+        response = HttpClient().get(f"{base}/api/models", key=token, params=params)
+        items = response.json()
+    except HttpError as error:
+        raise SourceError(huggingface.explain_refusal(error, has_key=bool(token))) from None
+    except ValueError:
+        raise SourceError("Hugging Face's answer could not be read.") from None
+    next_url = response.links.get("next", {}).get("url", "")
+    # Only the cursor is kept from the link: the next page is asked of the hub's address, not of a link.
+    next_cursor = parse_qs(urlsplit(next_url).query).get("cursor", [""])[0]
+    hits = [
+        HuggingFaceHit(
+            repo=item["id"],
+            task=str(item.get("pipeline_tag") or ""),
+            downloads=_count(item.get("downloads")),
+            likes=_count(item.get("likes")),
+            url=f"{base}/{item['id']}",
+        )
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].count("/") == 1
+    ]
+    return HuggingFacePage(hits, next_cursor)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0

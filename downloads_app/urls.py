@@ -16,6 +16,7 @@ urlpatterns = [
     path("downloads/every/<str:action>/", views.downloads_every, name="downloads_every"),
     path("downloads/<int:task_id>/<str:action>/", views.download_action, name="download_action"),
     path("browse/", views.browse_civitai, name="browse"),
+    path("browse/huggingface/", views.browse_huggingface, name="browse_huggingface"),
     path("settings/", views.settings_page, name="settings"),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -148,7 +149,6 @@ def download_workflow_queue(request: HttpRequest) -> HttpResponse:
 def browse_civitai(request: HttpRequest) -> HttpResponse:
     """Civitai's models, searched, of a type, in an order; a card opens the download dialog."""
     query = {key: request.GET.get(key, "").strip() for key in ("q", "type", "base", "sort", "rating")}
-    cursor = request.GET.get("cursor", "")
     try:
         page = browse.civitai_models(
             query=query["q"],
@@ -156,25 +156,56 @@ def browse_civitai(request: HttpRequest) -> HttpResponse:
             base_model=query["base"],
             sort=query["sort"],
             safe_only=query["rating"] == "safe",
-            cursor=cursor,
+            cursor=request.GET.get("cursor", ""),
         )
         error = ""
     except (CivitaiUnavailable, LookupFailed) as exc:
         page, error = browse.CivitaiPage([], ""), str(exc)
+    filters = {"types": FOLDER_OF_TYPE, "sorts": browse.SORTS, "base_models": browse.BASE_MODELS}
+    return _browse_page(request, "downloads_app/browse.html", page, query, error, filters)
+
+
+@require_GET
+def browse_huggingface(request: HttpRequest) -> HttpResponse:
+    """The hub's models, searched, of a task and a file format, in an order; a card opens the download
+    dialog at the repository's files."""
+    query = {key: request.GET.get(key, "").strip() for key in ("q", "task", "format", "sort")}
+    try:
+        page = browse.huggingface_models(
+            query=query["q"],
+            task=query["task"],
+            file_format=query["format"],
+            sort=query["sort"],
+            cursor=request.GET.get("cursor", ""),
+        )
+        error = ""
+    except SourceError as exc:
+        page, error = browse.HuggingFacePage([], ""), str(exc)
+    filters = {"tasks": browse.HF_TASKS, "formats": browse.HF_FORMATS, "sorts": browse.HF_SORTS}
+    return _browse_page(request, "downloads_app/browse_huggingface.html", page, query, error, filters)
+
+
+def _browse_page(
+    request: HttpRequest,
+    template: str,
+    page: browse.CivitaiPage | browse.HuggingFacePage,
+    query: dict[str, str],
+    error: str,
+    filters: Mapping[str, object],
+) -> HttpResponse:
+    """The whole page; its results for a new search; or the next cards, as the grid scrolls."""
     context = {
+        **filters,
         "page": page,
         "query": query,
         "error": error,
-        "types": FOLDER_OF_TYPE,
-        "sorts": browse.SORTS,
-        "base_models": browse.BASE_MODELS,
         "more_query": urlencode({**query, "cursor": page.next_cursor}),
     }
-    if request.htmx and cursor:  # type: ignore[attr-defined]
-        return render(request, "downloads_app/browse.html#hits", context)
+    if request.htmx and request.GET.get("cursor"):  # type: ignore[attr-defined]
+        return render(request, f"{template}#hits", context)
     if request.htmx and request.htmx.target == "browse-results":  # type: ignore[attr-defined]
-        return render(request, "downloads_app/browse.html#results", context)
-    return render(request, "downloads_app/browse.html", context)
+        return render(request, f"{template}#results", context)
+    return render(request, template, context)
 
 
 @dataclass

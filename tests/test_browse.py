@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from downloads_app import browse
+from downloads_app.models import ApiKey
 from mmsite.templatetags.mm_format import compact_count
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
@@ -131,10 +132,84 @@ def test_civitai_asking_to_wait_is_waited_out_a_little_then_said(
     assert "Civitai asks to wait 1 s (too many requests): try again then." in html
 
 
+def repo_cards(html: str) -> list[tuple[str, str]]:
+    """Each Hugging Face card's repository and what it says."""
+    found = re.findall(r'<a class="card repo-card"[^>]* title="([^"]+)">(.*?)</a>', html, re.S)
+    return [(repo, " ".join(re.sub(r"<[^>]+>", " ", said).split())) for repo, said in found]
+
+
+def test_hugging_faces_most_downloaded_models_each_opening_its_files(logged_in, services_at_upstream):
+    up = services_at_upstream
+    html = logged_in.get(reverse("browse_huggingface")).content.decode()
+    assert "<h1>Browse Hugging Face</h1>" in html
+    assert repo_cards(html) == [
+        ("gated-org/gated-model", "gated-model gated-org ↓ 2.5M · ♥ 4.5k"),
+        ("demo-org/flux-gguf", "flux-gguf demo-org Text to image ↓ 98.8k · ♥ 1.2k"),
+        ("demo-org/demo-models", "demo-models demo-org Text to image ↓ 12.3k · ♥ 321"),
+    ]
+    # A card is the repository's page, and opens the download dialog at its model files.
+    assert f'href="{up.hf_url}/demo-org/flux-gguf"' in html
+    chosen = logged_in.get(
+        reverse("download_choose"), {"url": f"{up.hf_url}/demo-org/flux-gguf"}
+    ).content.decode()
+    assert "flux1-dev-Q4_K_S.gguf" in chosen
+    # Both sources are a tab away; the Browse link of the top bar stays current.
+    assert '<a href="/browse/">Civitai</a>' in html
+    assert 'aria-current="page">Hugging Face</a>' in html and 'aria-current="page">Browse</a>' in html
+
+
+def test_hugging_face_searched_by_name_task_and_format_in_an_order(logged_in, services_at_upstream):
+    def repos(**query: str) -> list[str]:
+        html = logged_in.get(
+            reverse("browse_huggingface"),
+            query,
+            headers={"HX-Request": "true", "HX-Target": "browse-results"},
+        ).content.decode()
+        return [repo for repo, _ in repo_cards(html)]
+
+    assert repos(q="GGUF") == ["demo-org/flux-gguf"]
+    assert repos(q="demo-org", sort="Most Liked") == ["demo-org/flux-gguf", "demo-org/demo-models"]
+    assert repos(task="text-to-image", format="safetensors") == ["demo-org/demo-models"]
+    assert repos(format="gguf") == ["demo-org/flux-gguf"]
+    asked = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/models?")]
+    assert "search=GGUF" in asked[0] and "sort=downloads" in asked[0] and "direction=-1" in asked[0]
+    assert "sort=likes" in asked[1]
+    assert "pipeline_tag=text-to-image" in asked[2] and "filter=safetensors" in asked[2]
+    html = logged_in.get(reverse("browse_huggingface"), {"q": "no such repo"}).content.decode()
+    assert "<h2>Nothing found</h2>" in html and 'value="no such repo"' in html
+
+
+def test_hugging_faces_next_pages_follow_its_cursor(logged_in, services_at_upstream, monkeypatch):
+    monkeypatch.setattr(browse, "PAGE_SIZE", 2)
+    first = logged_in.get(reverse("browse_huggingface")).content.decode()
+    more = re.search(r'id="browse-more" class="grid-more" hx-get="([^"]+)"', first)[1].replace("&amp;", "&")
+    assert more.startswith("/browse/huggingface/?") and "cursor=2" in more  # the hub's cursor, not its link
+    second = logged_in.get(more, headers={"HX-Request": "true", "HX-Target": "browse-more"}).content.decode()
+    assert [repo for repo, _ in repo_cards(first)] == ["gated-org/gated-model", "demo-org/flux-gguf"]
+    assert [repo for repo, _ in repo_cards(second)] == ["demo-org/demo-models"]
+    assert "<h1>" not in second and "browse-more" not in second
+
+
+def test_hugging_face_refusing_the_token_or_out_of_reach_is_said_on_the_page(
+    logged_in, services_at_upstream, settings
+):
+    ApiKey.objects.create(service="huggingface", key="hf_not_a_token_it_knows")
+    html = logged_in.get(reverse("browse_huggingface"), {"q": "flux"}).content.decode()
+    assert (
+        '<p class="error" role="alert">Your Hugging Face token was refused: check it in <a href="/settings/#api-keys">'
+        in html
+    )
+    assert 'value="flux"' in html
+    settings.HF_ENDPOINT = "http://127.0.0.1:9"  # nothing listens there
+    html = logged_in.get(reverse("browse_huggingface")).content.decode()
+    assert '<p class="error" role="alert">127.0.0.1:9 cannot be reached: no connection' in html
+
+
 def test_the_empty_downloads_page_points_to_browse(logged_in):
     assert '<a href="/browse/">browse Civitai</a>' in logged_in.get(reverse("downloads")).content.decode()
 
 
-def test_browsing_needs_a_login(client):
-    response = client.get(reverse("browse"))
+@pytest.mark.parametrize("page", ["browse", "browse_huggingface"])
+def test_browsing_needs_a_login(client, page):
+    response = client.get(reverse(page))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]

@@ -181,6 +181,11 @@ def explain(error: HttpError, *, has_key: bool) -> str:
         return "That branch, tag or commit does not exist in this Hugging Face repository."
     if code == "EntryNotFound" or error.status == 404:
         return "That file does not exist in this Hugging Face repository at that revision."
+    return explain_refusal(error, has_key=has_key)
+
+
+def explain_refusal(error: HttpError, *, has_key: bool) -> str:
+    """What the hub's refusal says, whatever was asked of it."""
     if error.status == 401:
         return (
             "Your Hugging Face token was refused: check it in Settings."

@@ -25,6 +25,8 @@ PAGES = (
     "/downloads/",
     "/browse/",
     "/browse/?q=no+such+model",
+    "/browse/huggingface/",
+    "/browse/huggingface/?q=no+such+repo",
     "/duplicates/",
     "/trash/",
     "/settings/",

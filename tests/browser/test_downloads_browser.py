@@ -374,3 +374,21 @@ def test_browse_civitai_search_and_open_a_models_download(logged_in_page, fake_u
     page.get_by_label("Search Civitai").fill("")
     expect(page.locator(".civitai-card")).to_have_count(1)
     expect(page.locator(".civitai-card")).to_contain_text("Crisp Upscaler")
+
+
+def test_browse_hugging_face_search_and_open_a_repositorys_files(logged_in_page, fake_upstream):
+    page = logged_in_page
+    page.get_by_role("link", name="Browse", exact=True).click()
+    page.get_by_role("link", name="Hugging Face", exact=True).click()
+    expect(page.get_by_role("heading", name="Browse Hugging Face")).to_be_visible()
+    expect(page.locator(".repo-card")).to_have_count(3)
+    page.locator(".repo-card").first.focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator(".repo-card").nth(1)).to_be_focused()
+    page.get_by_label("File format").select_option("GGUF")
+    expect(page.locator(".repo-card")).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"format=gguf"))
+    page.locator(".repo-card", has_text="flux-gguf").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog.get_by_role("heading", name="demo-org/flux-gguf")).to_be_visible()
+    expect(dialog).to_contain_text("flux1-dev-Q4_K_S.gguf")

@@ -129,9 +129,30 @@ def build_demo_catalogue(up: FakeUpstream, *, size: int = 200_000) -> FakeUpstre
         ),
         "README.md": up.add_file("hf-readme", "README.md", b"# Demo models\n"),
     }
-    up.add_hf_repo(HfRepo("demo-org/demo-models", "a" * 40, hf_files, revisions=("main", "v1.0")))
+    up.add_hf_repo(
+        HfRepo(
+            "demo-org/demo-models", "a" * 40, hf_files, revisions=("main", "v1.0"),
+            downloads=12_345, likes=321, pipeline_tag="text-to-image", tags=("diffusers", "safetensors"),
+        )
+    )  # fmt: skip
+    gguf = {
+        "flux1-dev-Q4_K_S.gguf": up.add_file("hf-gguf", "flux1-dev-Q4_K_S.gguf", model_bytes("gguf", size))
+    }
+    up.add_hf_repo(
+        HfRepo(
+            "demo-org/flux-gguf",
+            "c" * 40,
+            gguf,
+            downloads=98_765,
+            likes=1_234,
+            pipeline_tag="text-to-image",
+            tags=("gguf",),
+        )
+    )
     gated = {
         "model.safetensors": up.add_file("hf-gated", "model.safetensors", model_bytes("gated", size // 2))
     }
-    up.add_hf_repo(HfRepo("gated-org/gated-model", "b" * 40, gated, gated=True))
+    up.add_hf_repo(
+        HfRepo("gated-org/gated-model", "b" * 40, gated, gated=True, downloads=2_500_000, likes=4_500)
+    )
     return up

@@ -87,6 +87,11 @@ class HfRepo:
     files: dict[str, StoredFile]  # path in repo -> file
     revisions: tuple[str, ...] = ("main",)
     gated: bool = False
+    # What the hub's list of models gives of it.
+    downloads: int = 0
+    likes: int = 0
+    pipeline_tag: str = ""
+    tags: tuple[str, ...] = ("safetensors",)
 
 
 @dataclass
@@ -414,6 +419,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the Hugging Face hub ------------------------------------------------------------------------
     def _hf(self, path: str, params: dict[str, str]) -> None:
+        if path == "/api/models":
+            return self._hf_models(params)
         if m := re.fullmatch(r"/api/models/(.+?/.+?)/tree/([^/]+)(?:/(.*))?", path):
             return self._hf_tree(urllib.parse.unquote(m[1]), m[2], m[3] or "", params)
         if m := re.fullmatch(r"/(.+?/.+?)/(resolve|blob)/([^/]+)/(.+)", path):
@@ -483,6 +490,37 @@ class _Handler(BaseHTTPRequestHandler):
             location = f"{up.storage_url}/files/{stored.key}?{signed}"
             return self._send(307, b"", {"Location": location, "Cache-Control": "no-store, max-age=0"})
         self._json(404, {"error": "File not found"})
+
+    def _hf_models(self, params: dict[str, str]) -> None:
+        """The hub's list of models: a search of their ids, a task, a tag, in an order, with pages by a
+        cursor in the `Link: rel="next"` header; a token the hub does not know is refused (401)."""
+        up = self.server.upstream
+        if (token := self._bearer()) and token not in up.hf_tokens:
+            return self._json(401, {"error": "Invalid credentials in Authorization header"})
+        search = params.get("search", "").lower()
+        repos = [
+            r for r in up.repos.values()
+            if search in r.repo.lower() and params.get("pipeline_tag", r.pipeline_tag) == r.pipeline_tag
+            and params.get("filter", "") in ("", *r.tags)
+        ]  # fmt: skip
+        order = params.get("sort", "")
+        if order in ("downloads", "likes"):
+            repos.sort(key=lambda r: getattr(r, order), reverse=params.get("direction") == "-1")
+        limit, start = int(params.get("limit", "1000")), int(params.get("cursor", "0"))
+        headers = {}
+        if start + limit < len(repos):
+            query = urllib.parse.urlencode({**params, "cursor": start + limit})
+            headers["Link"] = f'<{up.hf_url}/api/models?{query}>; rel="next"'
+        items = [
+            {
+                "_id": hashlib.sha1(r.repo.encode()).hexdigest()[:24], "id": r.repo, "modelId": r.repo,
+                "likes": r.likes, "downloads": r.downloads, "private": False, "tags": list(r.tags),
+                "pipeline_tag": r.pipeline_tag or None, "library_name": "diffusers" if "diffusers" in r.tags else None,
+                "createdAt": "2024-08-01T12:00:00.000Z",
+            }
+            for r in repos[start : start + limit]
+        ]  # fmt: skip
+        self._json(200, items, headers)
 
     def _hf_error(self, status: int, code: str, message: str) -> None:
         self._json(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message})
