@@ -8,10 +8,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.conf import settings
+from django.db.models import Q
 
 from downloads_app.engine import HttpError
+from downloads_app.models import DownloadTask, Platform
 from downloads_app.sources import HttpClient, SourceError, huggingface
 from downloads_app.sources.civitai import FOLDER_OF_TYPE
+from mmsite.models import TaskStatus
 from models_app.civitai_api import IN_A_REQUEST, ask
 from models_app.models import ModelFile
 
@@ -136,6 +139,7 @@ class HuggingFaceHit:
     downloads: int
     likes: int
     url: str  # the repository's page, which the download dialog takes as a link: it lists its files
+    in_library: bool = False  # a file downloaded from it is in the library
 
     @property
     def owner(self) -> str:
@@ -180,6 +184,12 @@ def huggingface_models(
     next_url = response.links.get("next", {}).get("url", "")
     # Only the cursor is kept from the link: the next page is asked of the hub's address, not of a link.
     next_cursor = parse_qs(urlsplit(next_url).query).get("cursor", [""])[0]
+    repos = [
+        item
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].count("/") == 1
+    ]
+    had = _downloaded_into_library(base, [item["id"] for item in repos])
     hits = [
         HuggingFaceHit(
             repo=item["id"],
@@ -187,11 +197,28 @@ def huggingface_models(
             downloads=_count(item.get("downloads")),
             likes=_count(item.get("likes")),
             url=f"{base}/{item['id']}",
+            in_library=item["id"] in had,
         )
-        for item in (items if isinstance(items, list) else [])
-        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].count("/") == 1
+        for item in repos
     ]
     return HuggingFacePage(hits, next_cursor)
+
+
+def _downloaded_into_library(base: str, repos: list[str]) -> set[str]:
+    """The repositories a file of the library was downloaded from (the library knows a model by its
+    SHA256, and a finished download keeps the file's address and SHA256)."""
+    if not repos:
+        return set()
+    from_repos = Q()
+    for repo in repos:
+        from_repos |= Q(download_url__startswith=f"{base}/{repo}/resolve/")
+    addresses = DownloadTask.objects.filter(
+        from_repos,
+        platform=Platform.HUGGINGFACE,
+        status=TaskStatus.DONE,
+        sha256__in=ModelFile.objects.exclude(sha256="").values("sha256"),
+    ).values_list("download_url", flat=True)
+    return {address[len(base) + 1 :].split("/resolve/", 1)[0] for address in addresses}
 
 
 def _count(value: object) -> int:

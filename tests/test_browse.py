@@ -9,8 +9,9 @@ import pytest
 from django.urls import reverse
 
 from downloads_app import browse
-from downloads_app.models import ApiKey
+from downloads_app.models import ApiKey, DownloadTask
 from mmsite.templatetags.mm_format import compact_count
+from models_app.models import ModelFile
 from models_app.roots import get_roots
 from models_app.scanner import scan_folder
 from tests.model_files import write_model
@@ -156,6 +157,26 @@ def test_hugging_faces_most_downloaded_models_each_opening_its_files(logged_in, 
     # Both sources are a tab away; the Browse link of the top bar stays current.
     assert '<a href="/browse/">Civitai</a>' in html
     assert 'aria-current="page">Hugging Face</a>' in html and 'aria-current="page">Browse</a>' in html
+
+
+def test_a_repository_a_library_file_was_downloaded_from_is_marked(
+    logged_in, services_at_upstream, model_roots
+):
+    up = services_at_upstream
+    write_model(model_roots["checkpoints"] / "flux1-schnell-fp8.safetensors")
+    scan_folder(get_roots())
+    ModelFile.objects.update(sha256="ab" * 32)
+    done = {"platform": "huggingface", "source_url": f"{up.hf_url}/demo-org/demo-models", "status": "done",
+            "folder_type": "checkpoints", "filename": "flux1-schnell-fp8.safetensors", "sha256": "ab" * 32}  # fmt: skip
+    DownloadTask.objects.create(
+        **done, download_url=f"{up.hf_url}/demo-org/demo-models/resolve/main/flux1-schnell-fp8.safetensors"
+    )
+    DownloadTask.objects.create(  # a file since deleted from the library
+        **(done | {"sha256": "cd" * 32}), download_url=f"{up.hf_url}/demo-org/flux-gguf/resolve/main/f.gguf"
+    )
+    said = dict(repo_cards(logged_in.get(reverse("browse_huggingface")).content.decode()))
+    assert said["demo-org/demo-models"] == "demo-models demo-org Text to image In library ↓ 12.3k · ♥ 321"
+    assert "In library" not in said["demo-org/flux-gguf"] + said["gated-org/gated-model"]
 
 
 def test_hugging_face_searched_by_name_task_and_format_in_an_order(logged_in, services_at_upstream):
