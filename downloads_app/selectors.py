@@ -109,7 +109,8 @@ class NeededModel:
 
     @property
     def ticked(self) -> bool:
-        """Whether it is offered ticked for download: a link, and no file of its name in the library."""
+        """Whether it is offered ticked for download: a link, and no file of its name (or of a similar
+        one) in the library."""
         return bool(self.model.url) and self.elsewhere is None and self.similar is None
 
     @property
