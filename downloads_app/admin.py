@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from downloads_app import services
-from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
+from downloads_app.models import ApiKey, DownloadedFile, DownloadSettings, DownloadTask
 from mmsite.admin import WorkerTaskAdmin
 
 
@@ -53,6 +53,21 @@ class DownloadTaskAdmin(WorkerTaskAdmin):
     @admin.action(description="Cancel selected downloads (deletes their partial files)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[DownloadTask]) -> None:
         self._apply(request, queryset, services.download_cancel, "Cancelled")
+
+
+@admin.register(DownloadedFile)
+class DownloadedFileAdmin(admin.ModelAdmin):
+    """Where each downloaded file came from, as its model's dialog says: written by downloads only."""
+
+    list_display = ("title", "platform", "version_name", "downloaded_at", "sha256")
+    list_filter = ("platform",)
+    search_fields = ("title", "sha256", "page_url")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: DownloadedFile | None = None) -> bool:
+        return False
 
 
 @admin.register(ApiKey)

@@ -79,6 +79,29 @@ class DownloadTask(WorkerTask):
         return max(0, int((self.total_size - self.downloaded_size) / self.bps))
 
 
+class DownloadedFile(models.Model):
+    """Where a file came from, kept by its SHA256 when its download finishes: a rename, a move, a
+    rescan or clearing the finished downloads does not lose it."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    page_url = models.URLField(
+        max_length=2000, help_text="Its page: the Civitai model, the Hugging Face file, or the link given."
+    )
+    title = models.CharField(max_length=MAX_TITLE, blank=True)
+    version_name = models.CharField(max_length=MAX_VERSION_NAME, blank=True)
+    downloaded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.title or self.page_url} ({self.sha256[:10]})"
+
+    @property
+    def label(self) -> str:
+        """Civitai · Storybook · v1.0, Hugging Face · org/repo: where from, in a few words."""
+        version = self.version_name if self.platform == Platform.CIVITAI else ""
+        return " · ".join(filter(None, [self.get_platform_display(), self.title, version]))
+
+
 def check_key(value: str) -> None:
     """Both services issue keys as one word: a space means something else was pasted with it."""
     if re.search(r"\s", value):

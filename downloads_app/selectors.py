@@ -15,7 +15,7 @@ from django.db.models import Case, Q, Value, When
 
 from downloads_app import services
 from downloads_app.events import render_task_row
-from downloads_app.models import ApiKey, DownloadSettings, DownloadTask
+from downloads_app.models import ApiKey, DownloadedFile, DownloadSettings, DownloadTask
 from downloads_app.sources import Keys, RemoteVersion, Resolution, resolve
 from downloads_app.workflows import WorkflowModel
 from mmsite.models import TaskStatus
@@ -64,6 +64,11 @@ def older_version_to_replace(model_id: str, version: RemoteVersion) -> ModelFile
         .only("folder_type", "path_index", "relative_path")
         .first()
     )
+
+
+def downloaded_from(sha256: str) -> DownloadedFile | None:
+    """Where the file with that SHA256 was downloaded from, if it was downloaded here."""
+    return DownloadedFile.objects.filter(sha256=sha256).first() if sha256 else None
 
 
 def existing_sub_folders(folder_type: str, path_index: int, *, depth: int = 3, limit: int = 300) -> list[str]:

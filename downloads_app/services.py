@@ -9,16 +9,34 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from downloads_app.engine import HttpError
 from downloads_app.events import publish_deleted, publish_task
-from downloads_app.models import MAX_TITLE, MAX_VERSION_NAME, ApiKey, DownloadSettings, DownloadTask, Platform
-from downloads_app.sources import Endpoints, Keys, RemoteFile, RemoteVersion, Resolution, SourceError
+from downloads_app.models import (
+    MAX_TITLE,
+    MAX_VERSION_NAME,
+    ApiKey,
+    DownloadedFile,
+    DownloadSettings,
+    DownloadTask,
+    Platform,
+)
+from downloads_app.sources import (
+    Endpoints,
+    Keys,
+    RemoteFile,
+    RemoteVersion,
+    Resolution,
+    SourceError,
+    huggingface,
+)
 from mmsite.models import TaskStatus
 from mmsite.worker import process_owner_prefix, wake_workers
 from models_app.extensions import MODEL_EXTENSIONS
@@ -395,6 +413,36 @@ def download_links(wanted: list[Wanted], *, resolve: Callable[[str], Resolution]
 def why_unresolved(exc: SourceError | HttpError) -> str:
     """What the dialogs say of a link that could not be read: the service's refusal in words."""
     return f"The address answered HTTP {exc.status}." if isinstance(exc, HttpError) else str(exc)
+
+
+def remember_where_downloaded(task: DownloadTask) -> None:
+    """Keeps where the file `task` downloaded came from, by its SHA256, for the model's dialog."""
+    DownloadedFile.objects.update_or_create(
+        sha256=task.sha256,
+        defaults={
+            "platform": task.platform,
+            "page_url": download_page(task),
+            "title": task.title,
+            "version_name": task.version_name,
+            "downloaded_at": timezone.now(),
+        },
+    )
+
+
+def download_page(task: DownloadTask) -> str:
+    """The page of what `task` downloads, for a person: the Civitai model at its version, the file on
+    Hugging Face, else the link the user gave."""
+    if task.platform == Platform.HUGGINGFACE:
+        try:
+            repo, _, revision, path = huggingface.parse(task.download_url)
+        except SourceError:
+            return task.source_url
+        where = urlsplit(task.download_url)
+        return f"{where.scheme}://{where.netloc}/{repo}/blob/{quote(revision, safe='')}/{quote(path)}"
+    model_id, version_id = task.info.get("modelId"), task.info.get("id")
+    if task.platform == Platform.CIVITAI and type(model_id) is int and type(version_id) is int:
+        return f"{settings.MM_CIVITAI_URL.rstrip('/')}/models/{model_id}?modelVersionId={version_id}"
+    return task.source_url
 
 
 def _part_path(task: DownloadTask) -> Path | None:

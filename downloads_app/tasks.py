@@ -184,6 +184,7 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
         return _finish(task, ctx, TaskStatus.FAILED, str(exc))
     task.sha256 = result.sha256
     _remember_hash(result)
+    services.remember_where_downloaded(task)
     task.downloaded_size = task.total_size = result.size
     task.notice = " ".join(filter(None, [_save_sidecars(task, result), _replace_older(task)]))[:500]
     _add_to_library(task)  # before "done", so that the row's "In library" link leads to it

@@ -9,6 +9,7 @@ from django.http.multipartparser import MultiPartParser
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
+from downloads_app.selectors import downloaded_from
 from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, refuse_nul, text_field
 from models_app import selectors, services
 from models_app.info import info_task_data, stop_info
@@ -52,6 +53,7 @@ def model_summary(model: ModelFile) -> dict[str, Any]:
 
 def model_details(model: ModelFile) -> dict[str, Any]:
     newer = selectors.newer_version(model)
+    source = downloaded_from(model.sha256)
     return {
         **model_summary(model),
         "isFolder": model.is_dir,
@@ -66,6 +68,13 @@ def model_details(model: ModelFile) -> dict[str, Any]:
             "nsfwLevel": model.nsfw_level,
             # Civitai's newest version, when the library does not hold it (selectors.with_update).
             "newerVersion": dict(zip(("id", "name"), newer, strict=True)) if newer else None,
+        },
+        "downloadedFrom": source
+        and {
+            "platform": source.platform,
+            "url": source.page_url,
+            "title": source.title,
+            "downloadedAt": source.downloaded_at.isoformat(),
         },
         "metadata": model.metadata,
         "headerError": model.header_error,

@@ -13,11 +13,13 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from downloads_app import selectors, services
-from downloads_app.models import DownloadTask
+from downloads_app.models import DownloadedFile, DownloadTask
 from downloads_app.tasks import WorkerDownloadContext, download_task_run
 from mmsite.events import EVENTS_GROUP
 from mmsite.worker import Worker, process_owner_prefix
 from models_app.models import ModelFile, ScanTask
+from models_app.roots import get_roots
+from models_app.scanner import scan_folder
 from tests.upstream import Fault
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -549,3 +551,75 @@ def test_a_process_takes_the_share_of_the_speed_limit_that_its_running_downloads
     assert services.speed_limit() == 1_500_000  # the one waiting to retry takes no bytes meanwhile
     services.speed_limit_set(bytes_per_second=0)
     assert services.speed_limit() == 0
+
+
+async def test_where_a_file_was_downloaded_from_outlives_the_task_and_a_move(
+    services_at_upstream, model_roots, client, django_user_model
+):
+    up = services_at_upstream
+    link = f"{up.hf_url}/demo-org/demo-models/resolve/main/flux1-schnell-fp8.safetensors"
+    task = await sync_to_async(queue)(link, folder_type="checkpoints")
+    async with Running():
+        done = await wait_for(task.pk, {"done", "failed"})
+    assert done.status == "done", done.error
+    user = await sync_to_async(django_user_model.objects.create_user)("someone", password="x-long-passphrase")
+    await sync_to_async(client.force_login)(user)
+
+    def dialog_of(relative_path: str) -> str:
+        return client.get(
+            f"/model/checkpoints/0/{relative_path}", headers={"HX-Request": "true"}
+        ).content.decode()
+
+    page = f"{up.hf_url}/demo-org/demo-models/blob/main/flux1-schnell-fp8.safetensors"
+    said = f'<dt>Downloaded</dt><dd><a href="{page}" target="_blank" rel="noopener noreferrer" class="break">Hugging Face · demo-org/demo-models ↗</a>'
+    assert said in await sync_to_async(dialog_of)("flux1-schnell-fp8.safetensors")
+
+    # The finished download cleared, and the file moved by hand: the library still knows where it came from.
+    await sync_to_async(services.downloads_clear_finished)()
+    (model_roots["checkpoints"] / "flux").mkdir()
+    (model_roots["checkpoints"] / "flux1-schnell-fp8.safetensors").rename(
+        model_roots["checkpoints"] / "flux" / "schnell.safetensors"
+    )
+    await sync_to_async(scan_folder)(get_roots())
+    assert said in await sync_to_async(dialog_of)("flux/schnell.safetensors")
+    answer = await sync_to_async(client.get)("/model-manager/model/checkpoints/0/flux/schnell.safetensors")
+    source = answer.json()["data"]["downloadedFrom"]
+    assert (source["platform"], source["url"], source["title"]) == (
+        "huggingface",
+        page,
+        "demo-org/demo-models",
+    )
+
+
+def test_the_page_of_what_a_task_downloads(settings):
+    settings.MM_CIVITAI_URL = "https://civitai.com"
+    civitai = DownloadTask(
+        platform="civitai", source_url="https://civitai.com/api/download/models/42",
+        download_url="https://civitai.com/api/download/models/42?type=Model", info={"id": 42, "modelId": 7},
+    )  # fmt: skip
+    assert services.download_page(civitai) == "https://civitai.com/models/7?modelVersionId=42"
+    civitai.info = {}  # its info not kept: the link given
+    assert services.download_page(civitai) == "https://civitai.com/api/download/models/42"
+    hub = DownloadTask(
+        platform="huggingface", source_url="https://huggingface.co/org/repo",
+        download_url="https://huggingface.co/org/repo/resolve/v1.0/unet/model%20one.safetensors",
+    )  # fmt: skip
+    assert (
+        services.download_page(hub)
+        == "https://huggingface.co/org/repo/blob/v1.0/unet/model%20one.safetensors"
+    )
+    direct = DownloadTask(
+        platform="direct",
+        source_url="https://example.com/x.safetensors",
+        download_url="https://cdn.example.com/x",
+    )
+    assert services.download_page(direct) == "https://example.com/x.safetensors"
+
+
+def test_where_a_file_came_from_in_a_few_words():
+    civitai = DownloadedFile(platform="civitai", title="Storybook", version_name="v1.0")
+    assert civitai.label == "Civitai · Storybook · v1.0"
+    hub = DownloadedFile(
+        platform="huggingface", title="org/repo", version_name="main"
+    )  # a revision, not a version
+    assert hub.label == "Hugging Face · org/repo"

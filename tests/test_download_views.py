@@ -553,6 +553,7 @@ def test_the_admin_is_the_apps_own(admin_client):
     for listing in (
         "downloads_app/downloadtask",
         "downloads_app/apikey",
+        "downloads_app/downloadedfile",
         "models_app/scantask",
         "models_app/infotask",
     ):

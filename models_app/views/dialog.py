@@ -9,6 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from downloads_app import selectors as downloads
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.headers import training_tags
@@ -50,6 +51,7 @@ def detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
         "civitai_url": settings.MM_CIVITAI_URL.rstrip("/"),
         **_update_links(model),
         "other_versions": selectors.other_versions(model),
+        "downloaded_from": downloads.downloaded_from(model.sha256),
         "description_html": render_markdown(model.description),
         "training_tags": training_tags(model.metadata),
         "civitai_images": _civitai_images(model),
