@@ -11,10 +11,9 @@ from django.conf import settings
 from django.db.models import Q
 
 from downloads_app.engine import HttpError
-from downloads_app.models import DownloadTask, Platform
+from downloads_app.models import DownloadedFile, Platform
 from downloads_app.sources import HttpClient, SourceError, huggingface
 from downloads_app.sources.civitai import FOLDER_OF_TYPE
-from mmsite.models import TaskStatus
 from models_app.civitai_api import IN_A_REQUEST, ask
 from models_app.models import ModelFile
 
@@ -205,20 +204,19 @@ def huggingface_models(
 
 
 def _downloaded_into_library(base: str, repos: list[str]) -> set[str]:
-    """The repositories a file of the library was downloaded from (the library knows a model by its
-    SHA256, and a finished download keeps the file's address and SHA256)."""
+    """The repositories a file of the library was downloaded from (kept by its SHA256, as the model's
+    dialog says: `…/{repo}/blob/…`)."""
     if not repos:
         return set()
     from_repos = Q()
     for repo in repos:
-        from_repos |= Q(download_url__startswith=f"{base}/{repo}/resolve/")
-    addresses = DownloadTask.objects.filter(
+        from_repos |= Q(page_url__startswith=f"{base}/{repo}/blob/")
+    pages = DownloadedFile.objects.filter(
         from_repos,
         platform=Platform.HUGGINGFACE,
-        status=TaskStatus.DONE,
         sha256__in=ModelFile.objects.exclude(sha256="").values("sha256"),
-    ).values_list("download_url", flat=True)
-    return {address[len(base) + 1 :].split("/resolve/", 1)[0] for address in addresses}
+    ).values_list("page_url", flat=True)
+    return {page[len(base) + 1 :].split("/blob/", 1)[0] for page in pages}
 
 
 def _count(value: object) -> int:

@@ -7,9 +7,10 @@ import re
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from downloads_app import browse
-from downloads_app.models import ApiKey, DownloadTask
+from downloads_app.models import ApiKey, DownloadedFile
 from mmsite.templatetags.mm_format import compact_count
 from models_app.models import ModelFile
 from models_app.roots import get_roots
@@ -166,13 +167,14 @@ def test_a_repository_a_library_file_was_downloaded_from_is_marked(
     write_model(model_roots["checkpoints"] / "flux1-schnell-fp8.safetensors")
     scan_folder(get_roots())
     ModelFile.objects.update(sha256="ab" * 32)
-    done = {"platform": "huggingface", "source_url": f"{up.hf_url}/demo-org/demo-models", "status": "done",
-            "folder_type": "checkpoints", "filename": "flux1-schnell-fp8.safetensors", "sha256": "ab" * 32}  # fmt: skip
-    DownloadTask.objects.create(
-        **done, download_url=f"{up.hf_url}/demo-org/demo-models/resolve/main/flux1-schnell-fp8.safetensors"
+    came_from = {"platform": "huggingface", "downloaded_at": timezone.now()}
+    DownloadedFile.objects.create(
+        **came_from,
+        sha256="ab" * 32,
+        page_url=f"{up.hf_url}/demo-org/demo-models/blob/main/flux1-schnell-fp8.safetensors",
     )
-    DownloadTask.objects.create(  # a file since deleted from the library
-        **(done | {"sha256": "cd" * 32}), download_url=f"{up.hf_url}/demo-org/flux-gguf/resolve/main/f.gguf"
+    DownloadedFile.objects.create(  # a file since deleted from the library
+        **came_from, sha256="cd" * 32, page_url=f"{up.hf_url}/demo-org/flux-gguf/blob/main/f.gguf"
     )
     said = dict(repo_cards(logged_in.get(reverse("browse_huggingface")).content.decode()))
     assert said["demo-org/demo-models"] == "demo-models demo-org Text to image In library ↓ 12.3k · ♥ 321"
