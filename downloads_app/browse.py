@@ -19,6 +19,14 @@ from models_app.models import ModelFile
 
 PAGE_SIZE = 24
 SORTS = ("Most Downloaded", "Highest Rated", "Newest")
+# The window Civitai counts downloads and ratings over, for those orders.
+PERIODS = {
+    "AllTime": "All time",
+    "Year": "This year",
+    "Month": "This month",
+    "Week": "This week",
+    "Day": "Today",
+}
 # The base models most models are made for, as Civitai names them (it knows many more).
 BASE_MODELS = ("SD 1.5", "SDXL 1.0", "Pony", "Illustrious", "NoobAI", "Flux.1 D", "Flux.1 S", "SD 3.5")
 # Civitai's older image answers name the level in words; newer ones give the numbers its site filters by.
@@ -58,17 +66,20 @@ def civitai_models(
     model_type: str = "",
     base_model: str = "",
     sort: str = "",
+    period: str = "",
     safe_only: bool = False,
     cursor: str = "",
 ) -> CivitaiPage:
     """One page of Civitai's models that match; raises CivitaiUnavailable or LookupFailed, with
-    Civitai's reason, when it gives none. `safe_only` leaves out the models Civitai has no safe image
-    of, and shows only safe images of the others (its `nsfw=false`)."""
+    Civitai's reason, when it gives none. `safe_only` leaves out mature models and images (its
+    `nsfw=false`); otherwise they are asked for, since Civitai's documentation of today leaves them out
+    unless asked (and its older one kept them in)."""
     params = {"limit": str(PAGE_SIZE), "sort": sort if sort in SORTS else SORTS[0]}
     params |= {"query": query.strip()} if query.strip() else {}
     params |= {"types": model_type} if model_type in FOLDER_OF_TYPE else {}
     params |= {"baseModels": base_model} if base_model in BASE_MODELS else {}
-    params |= {"nsfw": "false"} if safe_only else {}
+    params |= {"period": period} if period in PERIODS else {}
+    params |= {"nsfw": "false" if safe_only else "true"}
     params |= {"cursor": cursor} if cursor else {}
     data = ask(f"/api/v1/models?{urlencode(params)}", lambda: False, patience=IN_A_REQUEST) or {}
     items = [

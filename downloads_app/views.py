@@ -148,20 +148,27 @@ def download_workflow_queue(request: HttpRequest) -> HttpResponse:
 @require_GET
 def browse_civitai(request: HttpRequest) -> HttpResponse:
     """Civitai's models, searched, of a type, in an order; a card opens the download dialog."""
-    query = {key: request.GET.get(key, "").strip() for key in ("q", "type", "base", "sort", "rating")}
+    keys = ("q", "type", "base", "sort", "period", "rating")
+    query = {key: request.GET.get(key, "").strip() for key in keys}
     try:
         page = browse.civitai_models(
             query=query["q"],
             model_type=query["type"],
             base_model=query["base"],
             sort=query["sort"],
+            period=query["period"],
             safe_only=query["rating"] == "safe",
             cursor=request.GET.get("cursor", ""),
         )
         error = ""
     except (CivitaiUnavailable, LookupFailed) as exc:
         page, error = browse.CivitaiPage([], ""), str(exc)
-    filters = {"types": FOLDER_OF_TYPE, "sorts": browse.SORTS, "base_models": browse.BASE_MODELS}
+    filters = {
+        "types": FOLDER_OF_TYPE,
+        "sorts": browse.SORTS,
+        "periods": browse.PERIODS,
+        "base_models": browse.BASE_MODELS,
+    }
     return _browse_page(request, "downloads_app/browse.html", page, query, error, filters)
 
 

@@ -93,7 +93,19 @@ def test_safe_only_leaves_out_what_civitai_marks_nsfw(logged_in, services_at_ups
     assert [name for name, _ in cards(html)] == ["Old Archive"]
     assert '<option value="safe" selected>Safe only</option>' in html  # kept in the filters, and the address
     asked = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/v1/models?")]
-    assert "nsfw=false" in asked[-1] and "nsfw" not in asked[0]
+    # Mature models are asked for unless the user says Safe only: Civitai leaves them out by default.
+    assert "nsfw=false" in asked[-1] and "nsfw=true" in asked[0]
+
+
+def test_downloads_and_ratings_counted_over_a_period(logged_in, services_at_upstream):
+    html = logged_in.get(reverse("browse"), {"sort": "Highest Rated", "period": "Week"}).content.decode()
+    assert '<option value="Week" selected>This week</option>' in html
+    assert len(cards(html)) == 7
+    asked = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/v1/models?")]
+    assert "period=Week" in asked[0] and "sort=Highest+Rated" in asked[0]
+    logged_in.get(reverse("browse"), {"period": "Fortnight"})  # not one of Civitai's: not sent
+    asked = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/v1/models?")]
+    assert "period" not in asked[-1]
 
 
 def test_more_pages_come_as_the_grid_is_scrolled(logged_in, services_at_upstream, monkeypatch):

@@ -330,11 +330,14 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(404, {"error": "Model not found"})
 
     def _civitai_models(self, params: dict[str, str]) -> None:
-        """Civitai's list of models: a search of their names, one type, newest or most downloaded first,
-        and pages by an opaque cursor (a query refuses `page`, as Civitai does)."""
+        """Civitai's list of models: a search of their names, one type, newest or most downloaded first
+        (over a period it checks but, knowing no dates, does not apply), mature models only with
+        `nsfw=true`, and pages by an opaque cursor (a query refuses `page`, as Civitai does)."""
         up = self.server.upstream
         if up.models_list_statuses and up.models_list_statuses.pop(0) == 429:
             return self._json(429, {"error": "Too many requests"}, {"Retry-After": "1"})
+        if params.get("period", "AllTime") not in ("AllTime", "Year", "Month", "Week", "Day"):
+            return self._json(400, {"error": f"Invalid enum value for period: {params['period']}"})
         query = params.get("query", "").lower()
         if query and "page" in params:
             return self._json(
@@ -343,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         models = [
             m for m in up.models.values()
             if query in m.name.lower() and params.get("types", m.type) == m.type
-            and (params.get("nsfw") != "false" or not m.nsfw)
+            and (params.get("nsfw") == "true" or not m.nsfw)  # mature models only when asked for
             and params.get("baseModels", "") in ("", *(v.base_model for v in m.versions))
         ]  # fmt: skip
         if params.get("sort") == "Newest":
