@@ -140,6 +140,8 @@ HF_TASKS = {
     "text-to-audio": "Text to audio",
 }
 HF_FORMATS = {"safetensors": "safetensors", "gguf": "GGUF"}
+# The fields each listed model comes with (the hub's `expand`, as its own JavaScript client asks).
+HF_FIELDS = ("pipeline_tag", "private", "gated", "downloads", "likes", "lastModified")
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,8 @@ class HuggingFaceHit:
     downloads: int
     likes: int
     url: str  # the repository's page, which the download dialog takes as a link: it lists its files
+    gated: bool = False  # its files need a token, and its terms accepted on its page
+    private: bool = False
     in_library: bool = False  # a file downloaded from it is in the library
 
     @property
@@ -182,10 +186,11 @@ def huggingface_models(
     params |= {"pipeline_tag": task} if task in HF_TASKS else {}
     params |= {"filter": file_format} if file_format in HF_FORMATS else {}
     params |= {"cursor": cursor} if cursor else {}
+    asked = [*params.items(), *(("expand", field) for field in HF_FIELDS)]
     base = endpoints().huggingface.rstrip("/")
     token = keys().huggingface
     try:
-        response = HttpClient().get(f"{base}/api/models", key=token, params=params)
+        response = HttpClient().get(f"{base}/api/models", key=token, params=asked)
         items = response.json()
     except HttpError as error:
         raise SourceError(huggingface.explain_refusal(error, has_key=bool(token))) from None
@@ -207,6 +212,8 @@ def huggingface_models(
             downloads=_count(item.get("downloads")),
             likes=_count(item.get("likes")),
             url=f"{base}/{item['id']}",
+            gated=item.get("gated") in ("auto", "manual"),
+            private=item.get("private") is True,
             in_library=item["id"] in had,
         )
         for item in repos

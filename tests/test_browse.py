@@ -157,7 +157,7 @@ def test_hugging_faces_most_downloaded_models_each_opening_its_files(logged_in, 
     html = logged_in.get(reverse("browse_huggingface")).content.decode()
     assert "<h1>Browse Hugging Face</h1>" in html
     assert repo_cards(html) == [
-        ("gated-org/gated-model", "gated-model gated-org ↓ 2.5M · ♥ 4.5k"),
+        ("gated-org/gated-model", "gated-model gated-org Gated ↓ 2.5M · ♥ 4.5k"),  # a token needed
         ("demo-org/flux-gguf", "flux-gguf demo-org Text to image ↓ 98.8k · ♥ 1.2k"),
         ("demo-org/demo-models", "demo-models demo-org Text to image ↓ 12.3k · ♥ 321"),
     ]
@@ -193,6 +193,13 @@ def test_a_repository_a_library_file_was_downloaded_from_is_marked(
     assert "In library" not in said["demo-org/flux-gguf"] + said["gated-org/gated-model"]
 
 
+def test_a_private_repository_the_token_lists_is_marked(logged_in, services_at_upstream):
+    services_at_upstream.repos["demo-org/flux-gguf"].private = True
+    said = dict(repo_cards(logged_in.get(reverse("browse_huggingface")).content.decode()))
+    assert said["demo-org/flux-gguf"] == "flux-gguf demo-org Text to image Private ↓ 98.8k · ♥ 1.2k"
+    assert "Private" not in said["demo-org/demo-models"]
+
+
 def test_hugging_face_searched_by_name_task_and_format_in_an_order(logged_in, services_at_upstream):
     def repos(**query: str) -> list[str]:
         html = logged_in.get(
@@ -209,6 +216,8 @@ def test_hugging_face_searched_by_name_task_and_format_in_an_order(logged_in, se
     asked = [r.path for r in services_at_upstream.requests if r.path.startswith("/api/models?")]
     assert "search=GGUF" in asked[0] and "sort=downloads" in asked[0] and "direction=-1" in asked[0]
     assert "sort=likes" in asked[1]
+    # Only the fields a card shows, as the hub's own JavaScript client asks for them.
+    assert "&expand=pipeline_tag&expand=private&expand=gated&expand=downloads&expand=likes" in asked[0]
     assert "pipeline_tag=text-to-image" in asked[2] and "filter=safetensors" in asked[2]
     html = logged_in.get(reverse("browse_huggingface"), {"q": "no such repo"}).content.decode()
     assert "<h2>Nothing found</h2>" in html and 'value="no such repo"' in html

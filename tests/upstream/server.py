@@ -92,6 +92,7 @@ class HfRepo:
     likes: int = 0
     pipeline_tag: str = ""
     tags: tuple[str, ...] = ("safetensors",)
+    private: bool = False  # listed all the same: the fake hub has one user, whose token lists them
 
 
 @dataclass
@@ -496,7 +497,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _hf_models(self, params: dict[str, str]) -> None:
         """The hub's list of models: a search of their ids, a task, a tag, in an order, with pages by a
-        cursor in the `Link: rel="next"` header; a token the hub does not know is refused (401)."""
+        cursor in the `Link: rel="next"` header; a token the hub does not know is refused (401). With
+        `expand` (repeated), each model has its id and only the fields named."""
         up = self.server.upstream
         if (token := self._bearer()) and token not in up.hf_tokens:
             return self._json(401, {"error": "Invalid credentials in Authorization header"})
@@ -510,19 +512,22 @@ class _Handler(BaseHTTPRequestHandler):
         if order in ("downloads", "likes"):
             repos.sort(key=lambda r: getattr(r, order), reverse=params.get("direction") == "-1")
         limit, start = int(params.get("limit", "1000")), int(params.get("cursor", "0"))
+        asked = [(k, v) for k, v in urllib.parse.parse_qsl(self.path.partition("?")[2]) if k != "cursor"]
         headers = {}
         if start + limit < len(repos):
-            query = urllib.parse.urlencode({**params, "cursor": start + limit})
+            query = urllib.parse.urlencode([*asked, ("cursor", str(start + limit))])
             headers["Link"] = f'<{up.hf_url}/api/models?{query}>; rel="next"'
-        items = [
-            {
+        expand = [v for k, v in asked if k == "expand"]
+        items = []
+        for r in repos[start : start + limit]:
+            item = {
                 "_id": hashlib.sha1(r.repo.encode()).hexdigest()[:24], "id": r.repo, "modelId": r.repo,
-                "likes": r.likes, "downloads": r.downloads, "private": False, "tags": list(r.tags),
+                "likes": r.likes, "downloads": r.downloads, "private": r.private, "tags": list(r.tags),
                 "pipeline_tag": r.pipeline_tag or None, "library_name": "diffusers" if "diffusers" in r.tags else None,
-                "createdAt": "2024-08-01T12:00:00.000Z",
-            }
-            for r in repos[start : start + limit]
-        ]  # fmt: skip
+                "createdAt": "2024-08-01T12:00:00.000Z", "lastModified": "2025-01-02T03:04:05.000Z",
+                "gated": "manual" if r.gated else False,
+            }  # fmt: skip
+            items.append({k: v for k, v in item.items() if k in ("_id", "id", *expand)} if expand else item)
         self._json(200, items, headers)
 
     def _hf_error(self, status: int, code: str, message: str) -> None:
