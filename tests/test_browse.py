@@ -250,7 +250,8 @@ def test_hugging_face_refusing_the_token_or_out_of_reach_is_said_on_the_page(
 
 
 def test_the_empty_downloads_page_points_to_browse(logged_in):
-    assert '<a href="/browse/">browse Civitai</a>' in logged_in.get(reverse("downloads")).content.decode()
+    html = logged_in.get(reverse("downloads")).content.decode()
+    assert 'browse <a href="/browse/">Civitai</a> or <a href="/browse/huggingface/">Hugging Face</a>.' in html
 
 
 @pytest.mark.parametrize("page", ["browse", "browse_huggingface"])
