@@ -4,6 +4,7 @@ Hugging Face's (the hub's `/api/models`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -153,6 +154,7 @@ class HuggingFaceHit:
     url: str  # the repository's page, which the download dialog takes as a link: it lists its files
     gated: bool = False  # its files need a token, and its terms accepted on its page
     private: bool = False
+    updated: datetime | None = None  # its last commit
     in_library: bool = False  # a file downloaded from it is in the library
 
     @property
@@ -214,6 +216,7 @@ def huggingface_models(
             url=f"{base}/{item['id']}",
             gated=item.get("gated") in ("auto", "manual"),
             private=item.get("private") is True,
+            updated=_when(item.get("lastModified")),
             in_library=item["id"] in had,
         )
         for item in repos
@@ -239,3 +242,11 @@ def _downloaded_into_library(base: str, repos: list[str]) -> set[str]:
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _when(value: object) -> datetime | None:
+    """An ISO 8601 time the hub gives (`2025-01-02T03:04:05.000Z`), or None for anything else."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None

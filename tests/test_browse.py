@@ -147,9 +147,22 @@ def test_civitai_asking_to_wait_is_waited_out_a_little_then_said(
 
 
 def repo_cards(html: str) -> list[tuple[str, str]]:
-    """Each Hugging Face card's repository and what it says."""
+    """Each Hugging Face card's repository and what it says, but for when it was updated (which moves
+    with the day the test runs)."""
     found = re.findall(r'<a class="card repo-card"[^>]* title="([^"]+)">(.*?)</a>', html, re.S)
-    return [(repo, " ".join(re.sub(r"<[^>]+>", " ", said).split())) for repo, said in found]
+    return [
+        (
+            repo,
+            " ".join(
+                re.sub(
+                    r"<[^>]+>",
+                    " ",
+                    re.sub(r'<div class="card-folder" title="[^"]*">Updated [^<]*</div>', "", said),
+                ).split()
+            ),
+        )
+        for repo, said in found
+    ]
 
 
 def test_hugging_faces_most_downloaded_models_each_opening_its_files(logged_in, services_at_upstream):
@@ -161,6 +174,13 @@ def test_hugging_faces_most_downloaded_models_each_opening_its_files(logged_in, 
         ("demo-org/flux-gguf", "flux-gguf demo-org Text to image ↓ 98.8k · ♥ 1.2k"),
         ("demo-org/demo-models", "demo-models demo-org Text to image ↓ 12.3k · ♥ 321"),
     ]
+    # When each was last changed, as the hub says, in as few words as a card has room for.
+    services_at_upstream.repos["demo-org/flux-gguf"].last_modified = (
+        (timezone.now() - timezone.timedelta(days=3, hours=5)).isoformat().replace("+00:00", "Z")
+    )
+    html = logged_in.get(reverse("browse_huggingface")).content.decode()
+    assert re.search(r'<div class="card-folder" title="[^"]+">Updated 3\xa0days ago</div>', html)  # one line
+    assert '<div class="card-folder" title="2025-01-02T03:04:05+00:00">Updated ' in html
     # A card is the repository's page, and opens the download dialog at its model files.
     assert f'href="{up.hf_url}/demo-org/flux-gguf"' in html
     chosen = logged_in.get(

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import template
 from django.urls import reverse
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
 
 register = template.Library()
 
@@ -31,6 +34,12 @@ def compact_count(count: int) -> str:
         if float(shown) < 1000 or suffix == "M":  # 999,950 is 1M, not 1000k
             break
     return f"{shown}{suffix}"
+
+
+@register.filter
+def short_ago(moment: datetime) -> str:
+    """3 days ago, 1 year ago: naturaltime's "1 year, 11 months ago" is longer than a card has room for."""
+    return f"{timesince(moment, depth=1)} ago"
 
 
 @register.filter

@@ -93,6 +93,7 @@ class HfRepo:
     pipeline_tag: str = ""
     tags: tuple[str, ...] = ("safetensors",)
     private: bool = False  # listed all the same: the fake hub has one user, whose token lists them
+    last_modified: str = "2025-01-02T03:04:05.000Z"
 
 
 @dataclass
@@ -524,7 +525,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "_id": hashlib.sha1(r.repo.encode()).hexdigest()[:24], "id": r.repo, "modelId": r.repo,
                 "likes": r.likes, "downloads": r.downloads, "private": r.private, "tags": list(r.tags),
                 "pipeline_tag": r.pipeline_tag or None, "library_name": "diffusers" if "diffusers" in r.tags else None,
-                "createdAt": "2024-08-01T12:00:00.000Z", "lastModified": "2025-01-02T03:04:05.000Z",
+                "createdAt": "2024-08-01T12:00:00.000Z", "lastModified": r.last_modified,
                 "gated": "manual" if r.gated else False,
             }  # fmt: skip
             items.append({k: v for k, v in item.items() if k in ("_id", "id", *expand)} if expand else item)
