@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -438,7 +438,7 @@ def download_page(task: DownloadTask) -> str:
         except SourceError:
             return task.source_url
         where = urlsplit(task.download_url)
-        return f"{where.scheme}://{where.netloc}/{repo}/blob/{quote(revision, safe='')}/{quote(path)}"
+        return huggingface.blob_url(f"{where.scheme}://{where.netloc}", repo, revision, path)
     model_id, version_id = task.info.get("modelId"), task.info.get("id")
     if task.platform == Platform.CIVITAI and type(model_id) is int and type(version_id) is int:
         return f"{settings.MM_CIVITAI_URL.rstrip('/')}/models/{model_id}?modelVersionId={version_id}"

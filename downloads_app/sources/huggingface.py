@@ -83,6 +83,11 @@ def resolve_url(base: str, repo: str, revision: str, path: str) -> str:
     return f"{base}/{repo}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
 
+def blob_url(base: str, repo: str, revision: str, path: str) -> str:
+    """The file's page, for a person."""
+    return f"{base}/{repo}/blob/{quote(revision, safe='')}/{quote(path)}"
+
+
 def resolve(url: str, *, endpoints: Endpoints, keys: Keys, client: HttpClient) -> Resolution:
     base = endpoints.huggingface.rstrip("/")
     repo, kind, revision, path = parse(url)
