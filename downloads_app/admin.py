@@ -59,7 +59,7 @@ class DownloadTaskAdmin(WorkerTaskAdmin):
 class DownloadedFileAdmin(admin.ModelAdmin):
     """Where each downloaded file came from, as its model's dialog says: written by downloads only."""
 
-    list_display = ("title", "platform", "version_name", "downloaded_at", "sha256")
+    list_display = ("title", "platform", "version_name", "downloaded_at", "sha256", "hub_checked_at")
     list_filter = ("platform",)
     search_fields = ("title", "sha256", "page_url")
 

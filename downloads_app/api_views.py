@@ -13,7 +13,7 @@ from downloads_app import selectors, services
 from downloads_app.engine import HttpError
 from downloads_app.events import task_data
 from downloads_app.models import DownloadTask
-from downloads_app.sources import RemoteVersion, SourceError
+from downloads_app.sources import RemoteFile, RemoteVersion, SourceError
 from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, models_in_workflow
 from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, text_field
 from models_app.api_views import model_address, model_at
@@ -77,16 +77,22 @@ def create(request: HttpRequest) -> HttpResponse:
     return api_ok(task_data(task), status=201)
 
 
-def _older_version(address: object) -> Callable[[RemoteVersion], ModelFile] | None:
-    """What `replaces` names, checked once the version is known: another version of its Civitai model."""
+def _older_version(address: object) -> Callable[[RemoteVersion, RemoteFile], ModelFile] | None:
+    """What `replaces` names, checked once the file is known: another version of its Civitai model, or
+    another file of its Hugging Face path."""
     if address is None:
         return None
     model = model_at(address, what="replaces")
 
-    def older(version: RemoteVersion) -> ModelFile:
-        if (found := selectors.older_version_to_replace(str(model.pk), version)) is None:
+    def older(version: RemoteVersion, remote: RemoteFile) -> ModelFile:
+        if (found := selectors.older_version_to_replace(str(model.pk), version, remote)) is None:
+            other = (
+                "another version of this Civitai model"
+                if version.info.get("modelId")
+                else "another file of this Hugging Face path"
+            )
             raise services.DownloadRequestError(
-                f"{model.relative_path} is not another version of this Civitai model: it cannot be replaced by it."
+                f"{model.relative_path} is not {other}: it cannot be replaced by it."
             )
         return found
 

@@ -117,6 +117,10 @@ class DownloadJob:
     # to the storage host a redirect points at.
     auth: dict[str, str] = field(default_factory=dict)
     state: ResumeState = field(default_factory=ResumeState)
+    # Given when the download replaces the file that has its name now (a newer file of the same path):
+    # moves that file away, just before the finished download takes the name. Without it, an existing
+    # file is never touched.
+    make_room: Callable[[], None] | None = None
 
     @property
     def part_path(self) -> Path:
@@ -277,7 +281,10 @@ class Engine:
         if job.final_path.exists():
             if (finished := self._finished_before(job)) is not None:
                 return finished
-            raise FileClash(f"{job.final_path.name} already exists in that folder; nothing was overwritten.")
+            if job.make_room is None:
+                raise FileClash(
+                    f"{job.final_path.name} already exists in that folder; nothing was overwritten."
+                )
         offset = part.stat().st_size if part.exists() else 0
         if offset and not job.state.validator:
             offset = self._restart(part, job)  # unknown bytes: never splice them with others
@@ -410,6 +417,8 @@ class Engine:
             )
         with part.open("rb+") as f:
             os.fsync(f.fileno())
+        if final.exists() and job.make_room is not None:
+            job.make_room()
         try:
             os.link(part, final)  # fails if the name exists: an existing file is never overwritten
         except FileExistsError:
@@ -432,6 +441,10 @@ class Engine:
         part, final = job.part_path, job.final_path
         linked = part.exists() and os.path.samefile(part, final)
         if not linked and not job.expected_sha256:
+            return None
+        if not linked and job.make_room is not None and final.stat().st_size != job.expected_size:
+            # The file this download replaces, gigabytes not worth reading (the hub's size is exact;
+            # Civitai's, in KB, is not, so it is not trusted elsewhere).
             return None
         size = final.stat().st_size
         sha256 = _hash_file(final, size).hexdigest()

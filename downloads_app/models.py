@@ -91,6 +91,12 @@ class DownloadedFile(models.Model):
     title = models.CharField(max_length=MAX_TITLE, blank=True)
     version_name = models.CharField(max_length=MAX_VERSION_NAME, blank=True)
     downloaded_at = models.DateTimeField()
+    # A file downloaded from a Hugging Face branch or tag may change there: Check for updates asks the
+    # hub what the same path holds now (hub_updates.py).
+    hub_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="The SHA256 of the file at that branch when last checked."
+    )
+    hub_checked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.title or self.page_url} ({self.sha256[:10]})"

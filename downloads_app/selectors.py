@@ -13,10 +13,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Case, Q, Value, When
 
-from downloads_app import services
+from downloads_app import hub_updates, services
 from downloads_app.events import render_task_row
-from downloads_app.models import ApiKey, DownloadedFile, DownloadSettings, DownloadTask
-from downloads_app.sources import Keys, RemoteVersion, Resolution, resolve
+from downloads_app.models import ApiKey, DownloadedFile, DownloadSettings, DownloadTask, Platform
+from downloads_app.sources import Keys, RemoteFile, RemoteVersion, Resolution, resolve
 from downloads_app.workflows import WorkflowModel
 from mmsite.models import TaskStatus
 from models_app.civitai_api import IN_A_REQUEST, CivitaiUnavailable, LookupFailed, RateLimited, ask
@@ -38,32 +38,44 @@ def unfinished_rows_fragment() -> str:
     return "".join(render_task_row(task) for task in unfinished[:200])
 
 
-def resolution_get(url: str, keys: Keys | None = None) -> Resolution:
+def resolution_get(url: str, keys: Keys | None = None, *, fresh: bool = False) -> Resolution:
     """Resolves a link, remembered for ten minutes per link and keys (picking a version or a folder
-    re-renders the form without asking the service again). Given the keys, it reads no database."""
+    re-renders the form without asking the service again); `fresh` asks the service all the same. Given
+    the keys, it reads no database."""
     keys = keys or services.keys()
     cache_key = (
         "resolution:" + hashlib.sha256(f"{url}|{keys.civitai}|{keys.huggingface}".encode()).hexdigest()
     )
-    found = cache.get(cache_key)
+    found = None if fresh else cache.get(cache_key)
     if found is None:
         found = resolve(url, endpoints=services.endpoints(), keys=keys)
         cache.set(cache_key, found, RESOLUTION_TTL)
     return found
 
 
-def older_version_to_replace(model_id: str, version: RemoteVersion) -> ModelFile | None:
-    """The library model `model_id` when the download of `version` can replace it: another version of
-    the same Civitai model (the one whose update the model dialog offered)."""
-    civitai_model_id = version.info.get("modelId")
-    if not (model_id.isdecimal() and version.id.isdecimal() and type(civitai_model_id) is int):
+def older_version_to_replace(model_id: str, version: RemoteVersion, remote: RemoteFile) -> ModelFile | None:
+    """The library model `model_id` when the download of `remote` can replace it (the model dialog
+    offered its update): another version of the same Civitai model, or another file of the same
+    Hugging Face path."""
+    if not model_id.isdecimal():
         return None
-    return (
-        ModelFile.objects.filter(pk=int(model_id), civitai_model_id=civitai_model_id)
-        .exclude(civitai_version_id=int(version.id))
-        .only("folder_type", "path_index", "relative_path")
-        .first()
+    models = ModelFile.objects.filter(pk=int(model_id)).only(
+        "folder_type", "path_index", "relative_path", "sha256", "civitai_model_id", "civitai_version_id"
     )
+    civitai_model_id = version.info.get("modelId")
+    if type(civitai_model_id) is int:
+        if not version.id.isdecimal():
+            return None
+        return (
+            models.filter(civitai_model_id=civitai_model_id)
+            .exclude(civitai_version_id=int(version.id))
+            .first()
+        )
+    model = models.first()
+    source = downloaded_from(model.sha256) if model is not None else None
+    if source is None or source.sha256 == remote.sha256 or source.platform != Platform.HUGGINGFACE:
+        return None
+    return model if hub_updates.same_path(source.page_url, remote.download_url) else None
 
 
 def downloaded_from(sha256: str) -> DownloadedFile | None:

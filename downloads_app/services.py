@@ -201,8 +201,22 @@ def checked_sub_folder(sub_folder: str) -> str:
     return sub_folder
 
 
-def check_destination(*, folder_type: str, path_index: int, sub_folder: str, filename: str) -> Destination:
-    """Refuses names and folders that would leave the model roots, clash or not be a model."""
+def is_in_place(model: ModelFile | None, final: Path) -> bool:
+    """Whether `model`, which a download replaces, is the file at the download's `final` path: a newer
+    file of the same Hugging Face path, which takes its name."""
+    if model is None:
+        return False
+    try:
+        return resolve_model_path(model.folder_type, model.path_index, model.relative_path) == final
+    except (UnknownRoot, PathOutsideRoot):
+        return False
+
+
+def check_destination(
+    *, folder_type: str, path_index: int, sub_folder: str, filename: str, replacing: ModelFile | None = None
+) -> Destination:
+    """Refuses names and folders that would leave the model roots, clash or not be a model. The name of
+    the model the download `replacing` replaces in place is not a clash."""
     try:
         root_to_write(folder_type, path_index)
     except UnknownRoot:
@@ -228,7 +242,7 @@ def check_destination(*, folder_type: str, path_index: int, sub_folder: str, fil
         final = destination.path
     except PathOutsideRoot:
         raise DownloadRequestError("The subfolder must stay inside the model folder.") from None
-    if final.exists():
+    if final.exists() and not is_in_place(replacing, final):
         raise DownloadRequestError(
             f"{destination.sub_folder + '/' if sub_folder else ''}{filename} already exists in that folder."
         )
@@ -291,7 +305,7 @@ def download_as_linked(
     path_index: int = 0,
     sub_folder: str = "",
     filename: str = "",
-    replaces: Callable[[RemoteVersion], ModelFile] | None = None,
+    replaces: Callable[[RemoteVersion, RemoteFile], ModelFile] | None = None,
 ) -> DownloadTask:
     """Queues what the link names without a dialog (the API, the command line, several links at once):
     its version (or `version_id`, else the newest) and that version's file (else its primary one),
@@ -302,13 +316,14 @@ def download_as_linked(
     folder_type = folder_type or resolution.folder_type_of(remote)
     if not folder_type:
         raise FolderTypeUnknown("Which folder type? The link does not say (checkpoints, loras, vae, …).")
+    older = replaces(version, remote) if replaces else None
     destination = check_destination(
         folder_type=folder_type,
         path_index=path_index,
         sub_folder=sub_folder,
         filename=filename or remote.save_as,
+        replacing=older,
     )
-    older = replaces(version) if replaces else None
     return download_create(
         resolution=resolution, version=version, remote=remote, destination=destination, replaces=older
     )

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections import deque
+from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from downloads_app.engine import (
     DownloadJob,
     DownloadResult,
     Engine,
+    FileClash,
     HttpError,
     ResumeState,
     SpeedLimit,
@@ -141,6 +143,7 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
         return _finish(task, ctx, TaskStatus.FAILED, f"The target lies outside its model folder: {exc}")
     except RootNotThere as exc:
         return _finish(task, ctx, TaskStatus.FAILED, f"{exc} Resume the download once it is.")
+    in_place = InPlaceReplacement.of(task, destination.path)
     job = DownloadJob(
         url=task.download_url,
         dest_dir=folder,
@@ -149,6 +152,7 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
         expected_size=task.total_size,
         auth=auth_for(task.platform, endpoints=services.endpoints(), keys=services.keys()),
         state=ResumeState(validator=task.validator, total=task.total_size),
+        make_room=in_place.make_room if in_place else None,
     )
     reporter = ProgressReporter(task, job, ctx)
     task.error, task.notice, task.started_at = "", "", task.started_at or timezone.now()
@@ -186,7 +190,8 @@ def download_task_run(task: DownloadTask, ctx: DownloadContext) -> None:
     _remember_hash(result)
     services.remember_where_downloaded(task)
     task.downloaded_size = task.total_size = result.size
-    task.notice = " ".join(filter(None, [_save_sidecars(task, result), _replace_older(task)]))[:500]
+    replaced = in_place.notice if in_place else _replace_older(task)
+    task.notice = " ".join(filter(None, [_save_sidecars(task, result), replaced]))[:500]
     _add_to_library(task)  # before "done", so that the row's "In library" link leads to it
     _finish(task, ctx, TaskStatus.DONE, "")
 
@@ -198,6 +203,31 @@ def _add_to_library(task: DownloadTask) -> None:
     except Exception:  # the download itself succeeded: a scan finds the file instead
         logger.exception("could not read the new model %s; scanning", relative_path)
         scan_start()
+
+
+class InPlaceReplacement:
+    """The library model a download replaces under its own name: a newer file of the same Hugging Face
+    path. Its file goes to the Trash just before the download takes the name; its sidecars (a preview,
+    a description) stay, for the new file."""
+
+    def __init__(self, older_pk: int, final: Path) -> None:
+        self.older_pk, self.final = older_pk, final
+        self.notice = ""  # what became of the older file, once the download is in
+
+    @classmethod
+    def of(cls, task: DownloadTask, final: Path) -> InPlaceReplacement | None:
+        older = ModelFile.objects.filter(pk=task.replaces).first() if task.replaces is not None else None
+        return cls(older.pk, final) if older is not None and services.is_in_place(older, final) else None
+
+    def make_room(self) -> None:
+        older = ModelFile.objects.filter(pk=self.older_pk).first()
+        if older is None or not services.is_in_place(older, self.final):  # renamed or deleted since
+            raise FileClash(f"{self.final.name} already exists in that folder; nothing was overwritten.")
+        try:
+            model_trash(model=older, sidecars=False)
+        except ModelEditError as exc:
+            raise FileClash(f"The older {self.final.name} could not go to the Trash: {exc}") from None
+        self.notice = f"The older file, {older.folder_type}/{older.relative_path}, is in the Trash."
 
 
 def _replace_older(task: DownloadTask) -> str:

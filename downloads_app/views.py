@@ -232,6 +232,12 @@ class Choice:
     replaces: str  # the id of the library model it replaces: the older version the dialog came from
     replace_older: bool
 
+    @property
+    def relative_path(self) -> str:
+        return (
+            f"{self.sub_folder.strip('/')}/{self.filename}" if self.sub_folder.strip("/") else self.filename
+        )
+
     @classmethod
     def from_request(cls, request: HttpRequest, resolution: Resolution) -> Choice:
         data = request.POST if request.method == "POST" else request.GET
@@ -278,13 +284,17 @@ def _choose_step(
     remote = resolution.file(version, choice.file)
     folders = folders_to_write()
     chosen = next((f for f in folders.get(choice.folder_type, []) if f.path_index == choice.path_index), None)
+    older = selectors.older_version_to_replace(choice.replaces, version, remote)
     context = {
         "resolution": resolution,
         "version": version,
         "description": sanitize_html(resolution.description_html_of(version)),
         "remote": remote,
         "already_have": models_with_sha256(remote.sha256),
-        "older": selectors.older_version_to_replace(choice.replaces, version),
+        "older": older,
+        "in_place": older is not None
+        and older.relative_path == choice.relative_path
+        and (older.folder_type, older.path_index) == (choice.folder_type, choice.path_index),
         "choice": choice,
         "folders": folders,
         # Said before the download rather than at its start: the worker would pause it, "disk full".
@@ -299,9 +309,9 @@ def _choose_step(
     return render(request, "downloads_app/new_dialog.html#choose_step", context)
 
 
-def _resolve_or_error(request: HttpRequest, url: str) -> Resolution | HttpResponse:
+def _resolve_or_error(request: HttpRequest, url: str, *, fresh: bool = False) -> Resolution | HttpResponse:
     try:
-        return selectors.resolution_get(url)
+        return selectors.resolution_get(url, fresh=fresh)
     except (SourceError, HttpError) as exc:
         error = services.why_unresolved(exc)
     return render(request, "downloads_app/new_dialog.html#url_step", {"url": url, "error": error})
@@ -311,7 +321,10 @@ def _resolve_or_error(request: HttpRequest, url: str) -> Resolution | HttpRespon
 def download_choose(request: HttpRequest) -> HttpResponse:
     """Step 2: resolve the link, then pick version, file, folder and name (re-rendered on each change)."""
     url = (request.POST.get("url") or request.GET.get("url") or "").strip()
-    resolution = _resolve_or_error(request, url)
+    # Opened afresh (a link pasted, a card, an update), the service is asked again: a file of the same
+    # link may have changed since; the form's own changes, which carry the version, ask nothing.
+    opened = "version" not in (request.POST if request.method == "POST" else request.GET)
+    resolution = _resolve_or_error(request, url, fresh=opened)
     if isinstance(resolution, HttpResponse):
         return resolution
     return _choose_step(request, resolution, Choice.from_request(request, resolution))
@@ -323,21 +336,25 @@ def download_create(request: HttpRequest) -> HttpResponse:
     if isinstance(resolution, HttpResponse):
         return resolution
     choice = Choice.from_request(request, resolution)
+    version = resolution.version(choice.version)
+    remote = resolution.file(version, choice.file)
+    older = (
+        selectors.older_version_to_replace(choice.replaces, version, remote) if choice.replace_older else None
+    )
     try:
         destination = services.check_destination(
             folder_type=choice.folder_type,
             path_index=choice.path_index,
             sub_folder=choice.sub_folder,
             filename=choice.filename,
+            replacing=older,
         )
     except services.DownloadRequestError as exc:
         return _choose_step(request, resolution, choice, str(exc))
-    version = resolution.version(choice.version)
-    older = selectors.older_version_to_replace(choice.replaces, version) if choice.replace_older else None
     task = services.download_create(
         resolution=resolution,
         version=version,
-        remote=resolution.file(version, choice.file),
+        remote=remote,
         destination=destination,
         save_preview=choice.save_preview,
         save_description=choice.save_description,

@@ -75,6 +75,11 @@ def model_details(model: ModelFile) -> dict[str, Any]:
             "url": source.page_url,
             "title": source.title,
             "downloadedAt": source.downloaded_at.isoformat(),
+            # The file the Hugging Face branch holds at its path now, when that is another one that
+            # the library does not hold (selectors.with_update).
+            "newerFile": {"sha256": source.hub_sha256, "checkedAt": source.hub_checked_at.isoformat()}
+            if getattr(model, "newer_on_hub", False) and source.hub_checked_at
+            else None,
         },
         "metadata": model.metadata,
         "headerError": model.header_error,

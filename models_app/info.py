@@ -1,6 +1,6 @@
 """Hashes and Civitai info as worker jobs: SHA256 for models that lack it, then `by-hash` lookups that
 write `<base>.civitai.info` (and the first image as preview when the model has none), or the check for
-newer versions of the models with Civitai info (updates.py)."""
+newer versions of the models with Civitai info and newer files of those from Hugging Face (updates.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from downloads_app import hub_updates
 from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
@@ -45,7 +46,7 @@ def render_info_progress(task: InfoTask | None, *, finished: bool = False) -> st
 def info_toast(task: InfoTask) -> str:
     if task.automatic and task.mode == InfoMode.UPDATES and task.status == TaskStatus.DONE:
         return toast_fragment(
-            f"New on Civitai: a newer version of {task.found} model{'s' if task.found != 1 else ''} "
+            f"Out now: a newer version of {task.found} model{'s' if task.found != 1 else ''} "
             "(Updates, in the side bar).",
             level="info",
         )
@@ -97,8 +98,11 @@ def models_for(task: InfoTask) -> list[ModelFile]:
         "metadata", "description", "notes", "search_text", "labels"
     )
     if task.mode == InfoMode.UPDATES:
+        from_the_hub = [downloaded.sha256 for downloaded in hub_updates.checkable()]
         # One Civitai model after the other: its files then share one answer (updates.check).
-        models = models.filter(civitai_model_id__isnull=False).order_by("civitai_model_id", "pk")
+        models = models.filter(Q(civitai_model_id__isnull=False) | Q(sha256__in=from_the_hub)).order_by(
+            "civitai_model_id", "pk"
+        )
     if task.model_ids:
         return list(models.filter(pk__in=task.model_ids))
     if task.mode == InfoMode.UPDATES:
@@ -190,6 +194,7 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
     report(force=True)
     errors = []
     asked: dict[int, CivitaiModel | None] = {}  # Civitai's answers, by Civitai model id
+    asked_the_hub: dict[str, bool] = {}  # the hub's, by SHA256
     # A check the worker makes every few hours counts only the updates that are new since the last one:
     # the ones it found before would make the same toast each time.
     newest_before = (
@@ -201,7 +206,10 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
                 raise Stop
             task.current = f"{model.folder_type}/{model.relative_path}"
             try:
-                if task.mode == InfoMode.UPDATES:
+                if task.mode == InfoMode.UPDATES and model.civitai_model_id is None:
+                    outcome, changed = updates.check_on_the_hub(model, asked_the_hub)
+                    task.found += outcome is updates.Outcome.UPDATE and (not task.automatic or changed)
+                elif task.mode == InfoMode.UPDATES:
                     outcome = updates.check(model, asked, should_stop)
                     newest = asked[model.civitai_model_id]  # type: ignore[index]
                     task.found += outcome is updates.Outcome.UPDATE and (

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from django.core.cache import cache
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Value
 
+from downloads_app.models import DownloadedFile, Platform
 from models_app.models import CivitaiModel, InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
 from models_app.roots import RootNotThere, clean_relative_path, get_roots, root_to_write
 
@@ -155,20 +156,42 @@ def _newer_version() -> QuerySet[CivitaiModel]:
     )
 
 
+def _changed_on_the_hub() -> QuerySet[DownloadedFile]:
+    """The files downloaded from a Hugging Face branch that holds another file at their path now, when
+    the library does not hold that one too (then their model has an update)."""
+    return (
+        DownloadedFile.objects.filter(platform=Platform.HUGGINGFACE)
+        .exclude(hub_sha256="")
+        .exclude(hub_sha256=F("sha256"))
+        .exclude(Exists(ModelFile.objects.filter(sha256=OuterRef("hub_sha256"))))
+    )
+
+
 def _with_an_update(models: QuerySet[ModelFile]) -> QuerySet[ModelFile]:
     # The models of the Civitai models asked about first, by the index: most rows have no Civitai info.
     asked = CivitaiModel.objects.values("model_id")
-    return models.filter(civitai_model_id__in=asked).filter(Exists(_newer_version()))
+    on_civitai = Q(civitai_model_id__in=asked) & Exists(_newer_version())
+    return models.filter(on_civitai | Q(sha256__in=_changed_on_the_hub().values("sha256")))
 
 
 def with_update(models: QuerySet[ModelFile]) -> QuerySet[ModelFile]:
     """The models with `newer_version_id` and `newer_version_name`: the version Civitai has out that the
-    library does not hold, or None."""
+    library does not hold, or None; and `newer_on_hub`: whether the Hugging Face branch the file came
+    from holds another file at its path now, which the library does not hold."""
     newer = _newer_version()
+    # Most libraries have no file the hub was asked about: one look then spares a subquery per card.
+    on_hub = (
+        Exists(_changed_on_the_hub().filter(sha256=OuterRef("sha256"))) if _hub_was_asked() else Value(False)
+    )
     return models.annotate(
         newer_version_id=Subquery(newer.values("version_id")[:1]),
         newer_version_name=Subquery(newer.values("version_name")[:1]),
+        newer_on_hub=on_hub,
     )
+
+
+def _hub_was_asked() -> bool:
+    return DownloadedFile.objects.exclude(hub_sha256="").exists()
 
 
 def newer_version(model: ModelFile) -> tuple[int, str] | None:
@@ -193,7 +216,7 @@ def _with_a_newer_version_here(models: QuerySet[ModelFile]) -> QuerySet[ModelFil
 
 
 def count_with_update() -> int:
-    if not CivitaiModel.objects.exists():  # nobody checked for updates yet
+    if not CivitaiModel.objects.exists() and not _hub_was_asked():  # nobody checked for updates yet
         return 0
     return _with_an_update(ModelFile.objects.all()).count()
 

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from downloads_app.models import DownloadedFile, Platform
 from mmsite.files import move_whole
 from mmsite.models import ACTIVE_STATUSES
 from mmsite.worker import wake_workers
@@ -105,11 +106,15 @@ AUTOMATIC_UPDATE_CHECKS_KEPT = timedelta(days=7)
 
 
 def updates_check_if_due() -> InfoTask | None:
-    """Asks Civitai for newer versions of the library's models, quietly, once the last check ended
-    MM_UPDATES_EVERY hours ago (or there was none): the Update badges appear without a press of Check
-    for updates. Returns the check it queued."""
+    """Asks Civitai for newer versions of the library's models (and Hugging Face for newer files),
+    quietly, once the last check ended MM_UPDATES_EVERY hours ago (or there was none): the Update badges
+    appear without a press of Check for updates. Returns the check it queued."""
     every = settings.MM_UPDATES_EVERY
-    if every <= 0 or not ModelFile.objects.filter(civitai_model_id__isnull=False).exists():
+    anything_to_ask = (
+        ModelFile.objects.filter(civitai_model_id__isnull=False).exists()
+        or DownloadedFile.objects.filter(platform=Platform.HUGGINGFACE).exists()
+    )
+    if every <= 0 or not anything_to_ask:
         return None
     checks = InfoTask.objects.filter(mode=InfoMode.UPDATES)
     if checks.filter(status__in=ACTIVE_STATUSES).exists():
@@ -209,10 +214,13 @@ def forget_kept_models(*, scan: ScanTask, index: int) -> int:
     return len(gone)
 
 
-def model_trash(*, model: ModelFile) -> TrashItem:
-    """Moves the model and all its sidecars to `<root>/.trash/` (a rename on the same disk)."""
+def model_trash(*, model: ModelFile, sidecars: bool = True) -> TrashItem:
+    """Moves the model and all its sidecars to `<root>/.trash/` (a rename on the same disk); without
+    `sidecars`, the model file alone (a newer file of its name takes its place and keeps them)."""
     root = get_roots().get(model.folder_type, model.path_index)
-    files = [f for f in files_of(model) if f.exists() or f.is_symlink()]
+    files = [
+        f for f in (files_of(model) if sidecars else [model_path(model)]) if f.exists() or f.is_symlink()
+    ]
     if not files:
         ModelFile.objects.filter(pk=model.pk).delete()
         raise ModelEditError("The model is no longer on disk; it was removed from the library.")

@@ -1,8 +1,11 @@
-"""Updates: whether Civitai has a newer version of a model than the one the library holds.
+"""Updates: whether Civitai has a newer version of a model than the one the library holds, or the
+Hugging Face branch a model was downloaded from another file at its path.
 
 A library model knows its Civitai model and version from its info sidecar. Civitai is asked once per
 Civitai model for its versions; the newest is kept in CivitaiModel, and selectors.with_update compares
 each library model with it, so a newer version downloaded since counts at once, without asking again.
+A model without Civitai info that was downloaded from a Hugging Face branch is asked of the hub
+(hub_updates.py), by its SHA256.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from downloads_app import hub_updates
+from downloads_app.models import DownloadedFile
 from models_app import civitai_api
 from models_app.civitai_api import LookupFailed, ShouldStop
 from models_app.models import CivitaiModel, LibraryVersion, ModelFile
@@ -65,3 +70,18 @@ def check(model: ModelFile, asked: dict[int, CivitaiModel | None], should_stop: 
         return Outcome.GONE
     # What the library page will show, by the same rule: not the newest, which the library lacks too.
     return Outcome.UPDATE if has_update(model) else Outcome.CURRENT
+
+
+def check_on_the_hub(model: ModelFile, asked: dict[str, bool]) -> tuple[Outcome, bool]:
+    """Whether `model`, downloaded from a Hugging Face branch, has an update there, and whether the hub
+    changed since the check before; `asked` keeps the hub's answers by SHA256 for the rest of the job
+    (a copy of the file asks nothing more)."""
+    if model.sha256 not in asked:
+        downloaded = DownloadedFile.objects.filter(sha256=model.sha256).first()
+        if downloaded is None:  # models_for gives only those it knows: forgotten since, in the admin
+            return Outcome.CURRENT, False
+        try:
+            asked[model.sha256] = hub_updates.check(downloaded)
+        except hub_updates.HubCheckFailed as exc:
+            raise LookupFailed(str(exc)) from None
+    return Outcome.UPDATE if has_update(model) else Outcome.CURRENT, asked[model.sha256]

@@ -100,9 +100,7 @@ async def test_a_check_tells_the_pages_only_of_updates_new_since_the_last_one(
     assert received[-1]["data"]["automatic"] is True and received[-1]["data"]["found"] == 1
     fragments = await received_fragments(library_page)
     assert any('href="/?updates=1">1 with an update</a>' in f for f in fragments)
-    assert any(
-        "New on Civitai: a newer version of 1 model (Updates, in the side bar)." in f for f in fragments
-    )
+    assert any("Out now: a newer version of 1 model (Updates, in the side bar)." in f for f in fragments)
 
     # A day later Civitai has nothing newer: the check says nothing, and the pages go on showing the first.
     await sync_to_async(InfoTask.objects.update)(finished_at=timezone.now() - timedelta(hours=25))

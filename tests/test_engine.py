@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 
@@ -293,6 +294,24 @@ def test_an_existing_different_file_is_never_overwritten(upstream, tmp_path):
     with pytest.raises(FileClash, match="already exists"):
         fast_engine().download(job)
     assert job.final_path.read_bytes() == b"my own model"
+
+
+def test_a_download_that_replaces_the_file_of_its_name_makes_room_only_once_it_is_complete(
+    upstream, tmp_path
+):
+    job, stored = civitai_job(upstream, tmp_path)
+    job.dest_dir.mkdir(parents=True)
+    job.final_path.write_bytes(b"the older file")
+    seen_when_asked = []
+
+    def make_room() -> None:
+        seen_when_asked.append((job.part_path.stat().st_size, job.final_path.read_bytes()))
+        job.final_path.rename(tmp_path / "trash")
+
+    result = fast_engine().download(replace(job, make_room=make_room))
+    assert seen_when_asked == [(stored.size, b"the older file")]  # asked once, with every byte in
+    assert result.sha256 == stored.sha256 and job.final_path.read_bytes() == stored.path.read_bytes()
+    assert (tmp_path / "trash").read_bytes() == b"the older file" and not job.part_path.exists()
 
 
 def test_hugging_face_announces_the_sha256_in_x_linked_etag(upstream, tmp_path):

@@ -9,7 +9,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from downloads_app import hub_updates
 from downloads_app import selectors as downloads
+from downloads_app.models import DownloadedFile
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.headers import training_tags
@@ -45,19 +47,38 @@ def detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
         absolute_path = services.model_path(model)
     except (PathOutsideRoot, UnknownRoot):  # its folder is no longer configured
         absolute_path = None
+    downloaded_from = downloads.downloaded_from(model.sha256)
     return {
         "model": model,
         "absolute_path": absolute_path,
         "civitai_url": settings.MM_CIVITAI_URL.rstrip("/"),
-        **_update_links(model),
+        **(_update_links(model) or _hub_update_links(model, downloaded_from)),
         "other_versions": selectors.other_versions(model),
-        "downloaded_from": downloads.downloaded_from(model.sha256),
+        "downloaded_from": downloaded_from,
+        "hub_branch": hub_updates.branch_of(downloaded_from) if downloaded_from else "",
         "description_html": render_markdown(model.description),
         "training_tags": training_tags(model.metadata),
         "civitai_images": _civitai_images(model),
         "folders": selectors.folders_to_write(),
         "error": error,
     }
+
+
+def _hub_update_links(model: ModelFile, downloaded_from: DownloadedFile | None) -> dict[str, str]:
+    """The new-download dialog's choices for the newer file on the Hugging Face branch the model came
+    from: that file, under the model's own name, replacing it."""
+    if downloaded_from is None or not getattr(model, "newer_on_hub", False):
+        return {}
+    choices = {
+        "url": downloaded_from.page_url,
+        "folder_type": model.folder_type,
+        "path_index": model.path_index,
+        "sub_folder": model.sub_folder,
+        "filename": model.relative_path.rpartition("/")[2],
+        "replaces": model.pk,
+        "replace_older": "on",
+    }
+    return {"update_download_query": urlencode(choices)}
 
 
 def _update_links(model: ModelFile) -> dict[str, str]:

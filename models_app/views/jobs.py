@@ -72,7 +72,11 @@ def info_start(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest(str(exc))
     response = render(request, "models_app/info_progress.html", {"info": task})
     if not model_ids:
-        what = "every model with Civitai info" if mode == InfoMode.UPDATES else "every model without it"
+        what = (
+            "every model with Civitai info or from Hugging Face"
+            if mode == InfoMode.UPDATES
+            else "every model without it"
+        )
     else:
         what = "this model" if len(model_ids) == 1 else f"{len(model_ids)} models"
     return with_toast(response, f"{task.get_mode_display()} for {what} queued.", level="info")
