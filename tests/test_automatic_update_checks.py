@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from downloads_app.models import DownloadedFile
 from models_app import services
 from models_app.models import InfoTask, ModelFile
 from models_app.roots import get_roots
@@ -28,6 +29,19 @@ def with_dreamxl_v1(model_roots) -> None:  # type: ignore[no-untyped-def]
     write_model(model_roots["checkpoints"] / "dream_v1.safetensors")
     (model_roots["checkpoints"] / "dream_v1.civitai.info").write_text(json.dumps(DREAMXL_V1))
     scan_folder(get_roots())
+
+
+def test_a_library_with_files_from_hugging_face_alone_is_checked_too(model_roots, settings):
+    settings.MM_UPDATES_EVERY = 24
+    assert services.updates_check_if_due() is None  # nothing downloaded, no Civitai info
+    DownloadedFile.objects.create(
+        sha256="ab" * 32,
+        platform="huggingface",
+        page_url="https://huggingface.co/org/repo/blob/main/style.safetensors",
+        downloaded_at=timezone.now(),
+    )
+    check = services.updates_check_if_due()
+    assert check is not None and (check.mode, check.automatic) == ("updates", True)
 
 
 def ended_check(hours_ago: float, **fields) -> InfoTask:  # type: ignore[no-untyped-def]
