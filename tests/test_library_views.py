@@ -548,10 +548,18 @@ def test_the_menus_are_read_once_per_library_version(logged_in, scanned):
     assert "GROUP BY" not in sql and "DISTINCT" not in sql and '"labels"' not in sql
 
 
-def test_duplicates_page_groups_copies_with_the_same_sha256(logged_in, scanned):
+def test_duplicates_page_groups_copies_with_the_same_sha256(logged_in, scanned, settings, tmp_path):
     ModelFile.objects.filter(name__in=["alpha_xl", "beta_xl"]).update(sha256="ab" * 32)
     html = logged_in.get(reverse("duplicates")).content.decode()
     assert "2 copies" in html and "alpha_xl.safetensors" in html and "beta_xl.safetensors" in html
+    assert "Checkpoints · beta_xl.safetensors" in html  # one checkpoints folder: no need to say which
+    settings.MM_MODEL_ROOTS += f";checkpoints={tmp_path}"
+    ModelFile.objects.filter(name="beta_xl").update(path_index=1)
+    html = logged_in.get(reverse("duplicates")).content.decode()
+    assert "Checkpoints (folder 2 of 2) · beta_xl.safetensors" in html
+    ModelFile.objects.filter(name="beta_xl").update(path_index=0)
+    settings.MM_MODEL_ROOTS = settings.MM_MODEL_ROOTS.rsplit(";", 1)[0]
+    html = logged_in.get(reverse("duplicates")).content.decode()
     assert f'href="{reverse("model_detail", args=["checkpoints", 0, "beta_xl.safetensors"])}"' in html
     assert "gamma_xl" not in html and html.count('class="dup-group"') == 1
     # Keep only this: the trash dialog of Select, with the other copy picked.

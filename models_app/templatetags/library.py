@@ -6,6 +6,9 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from models_app.models import ModelFile
+from models_app.roots import get_roots
+
 register = template.Library()
 
 TYPE_LABELS = {
@@ -34,6 +37,15 @@ TYPE_LABELS = {
 @register.filter
 def type_label(folder_type: str) -> str:
     return TYPE_LABELS.get(folder_type, folder_type.replace("_", " ").capitalize())
+
+
+@register.filter
+def type_and_folder(model: ModelFile) -> str:
+    """The model's type, and which of its type's folders holds it when there are several: "LoRAs",
+    or "LoRAs (folder 2 of 3)", counted as extra_model_paths.yaml lists them."""
+    folders = len(get_roots().folders.get(model.folder_type, []))
+    label = type_label(model.folder_type)
+    return f"{label} (folder {model.path_index + 1} of {folders})" if folders > 1 else label
 
 
 # After a separator, or between a lower-case letter or digit and a capital: juggernaut|XL_|v9|Rundiffusion;
