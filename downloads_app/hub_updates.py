@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from downloads_app import services
 from downloads_app.models import DownloadedFile, Platform
-from downloads_app.sources import SourceError, huggingface, resolve
+from downloads_app.sources import HttpClient, ServiceUnreachable, SourceError, huggingface
 from models_app.models import LibraryVersion
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -22,6 +22,10 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 
 class HubCheckFailed(Exception):
     """The hub could not say what the file's path holds now; the message says why, in words."""
+
+
+class HubUnreachable(Exception):
+    """The hub cannot be reached at all: every other file would wait out the same timeout."""
 
 
 def branch_of(downloaded: DownloadedFile) -> str:
@@ -55,7 +59,13 @@ def check(downloaded: DownloadedFile) -> bool:
     """Asks the hub what the file's path holds now and keeps its SHA256; True when that changed since
     the last check (at the first, since the download)."""
     try:
-        resolution = resolve(downloaded.page_url, endpoints=services.endpoints(), keys=services.keys())
+        # The hub's own reading of the link, whatever host it names: the file's path at its branch,
+        # asked of the hub configured now (a mirror set since the download included).
+        resolution = huggingface.resolve(
+            downloaded.page_url, endpoints=services.endpoints(), keys=services.keys(), client=HttpClient()
+        )
+    except ServiceUnreachable as exc:
+        raise HubUnreachable(str(exc)) from None
     except SourceError as exc:
         raise HubCheckFailed(str(exc)) from None
     sha256 = resolution.versions[0].files[0].sha256

@@ -239,7 +239,7 @@ def run_info_task(task: InfoTask, ctx: TaskContext) -> None:
                 errors.append(f"{task.current}: {_reason(exc)}")
             task.processed += 1
             report()
-    except CivitaiUnavailable as exc:
+    except (CivitaiUnavailable, hub_updates.HubUnreachable) as exc:
         task.status, task.current, task.finished_at = TaskStatus.FAILED, "", timezone.now()
         kept = "updates" if task.mode == InfoMode.UPDATES else "hashes and the info"
         task.error = f"{exc} The {kept} found so far are kept."

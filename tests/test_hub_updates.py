@@ -15,6 +15,7 @@ from downloads_app.models import DownloadedFile, DownloadTask
 from models_app import services
 from models_app.info import info_toast
 from models_app.models import InfoTask, TrashItem
+from tests.conftest import free_port
 from tests.model_files import safetensors_bytes
 from tests.test_download_tasks import Running, queue, wait_for
 from tests.test_updates import FormFields
@@ -207,3 +208,13 @@ async def test_the_download_dialog_asks_the_hub_again_when_opened_not_when_its_f
     assert "You already have this file" not in await sync_to_async(open_dialog)()
     await sync_to_async(open_dialog)(version="main", folder_type="checkpoints")  # the form changed
     assert resolves_asked(up) == [f"/{REPO}/resolve/main/style.safetensors"]
+
+
+async def test_a_hub_out_of_reach_ends_the_check_at_the_first_file_and_says_why(hub, settings, model_roots):
+    up, _repo = hub
+    await download(f"{up.hf_url}/{REPO}/resolve/main/style.safetensors")
+    await download(f"{up.hf_url}/{REPO}/resolve/main/pinned.safetensors")
+    settings.HF_ENDPOINT = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    done = await check_for_updates()
+    assert (done.status, done.total, done.processed) == ("failed", 2, 0)
+    assert "cannot be reached" in done.error and done.error.endswith("The updates found so far are kept.")

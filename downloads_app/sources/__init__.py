@@ -25,6 +25,10 @@ class SourceError(Exception):
     """A message for the user: the link is not understood, or the service said no."""
 
 
+class ServiceUnreachable(SourceError):
+    """The service could not be reached at all: no connection, no answer in time."""
+
+
 @dataclass(frozen=True)
 class Endpoints:
     civitai: str = "https://civitai.com"
@@ -143,7 +147,7 @@ class HttpClient:
         try:
             response = self.session.get(url, headers=headers, timeout=TIMEOUT, **kwargs)
         except requests.RequestException as exc:
-            raise SourceError(
+            raise ServiceUnreachable(
                 f"{urlsplit(url).netloc} cannot be reached: {describe_request_error(exc)}."
             ) from None
         if response.status_code >= 400:
