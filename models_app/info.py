@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -14,6 +15,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from downloads_app import hub_updates
+from downloads_app import services as downloads
+from downloads_app.sources import SourceError, platform_of, resolve
 from mmsite import events
 from mmsite.events import Throttle
 from mmsite.models import TaskStatus
@@ -26,6 +29,7 @@ from models_app.models import CivitaiModel, HashCache, InfoMode, InfoTask, Model
 from models_app.previews import PreviewError, fetch_image, save_preview, write_atomically
 from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots
 from models_app.scanner import scan_one_model
+from models_app.sidecars import mapping
 
 logger = logging.getLogger("mm.info")
 
@@ -143,6 +147,31 @@ def fetch_civitai_info(model: ModelFile, sha256: str, should_stop: ShouldStop) -
         return False
     _save_info(model, data)
     return True
+
+
+def civitai_link_set(*, model: ModelFile, url: str) -> None:
+    """Links the model to the Civitai version that `url` names, by hand: for a file Civitai does not
+    know by its hash (pruned, merged or saved again). Its info is written beside it as a lookup would
+    write it, without SHA256s that are not this file's: the file's own hash stays the truth."""
+    endpoints = downloads.endpoints()
+    if platform_of(url.strip(), endpoints) != "civitai":
+        raise services.ModelEditError(
+            "That is not a Civitai link: paste the page of the version you have (civitai.com/models/…)."
+        )
+    try:
+        resolution = resolve(url, endpoints=endpoints, keys=downloads.keys())
+    except SourceError as exc:
+        raise services.ModelEditError(str(exc)) from None
+    _save_info(model, _vouched_for(resolution.version().info, model.sha256))
+
+
+def _vouched_for(info: dict[str, Any], sha256: str) -> dict[str, Any]:
+    """The version's info, its files' hashes left out unless one of them is `sha256`: tools take the
+    hash an info file gives for the file beside it."""
+    files = [f for f in info.get("files") or [] if isinstance(f, dict)]
+    if sha256 and any(str(mapping(f.get("hashes")).get("SHA256", "")).lower() == sha256 for f in files):
+        return info
+    return {**info, "files": [{k: v for k, v in f.items() if k != "hashes"} for f in files]}
 
 
 def _save_info(model: ModelFile, data: dict) -> None:  # type: ignore[type-arg]

@@ -149,7 +149,7 @@ def _nsfw_level(value: object) -> int:
     return min(_int_or_none(value) or 0, MAX_NSFW_LEVEL)
 
 
-def _mapping(value: object) -> dict[str, Any]:
+def mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
@@ -169,7 +169,7 @@ def _primary_sha256(files: object) -> str:
     if not isinstance(files, list):
         return ""
     for f in sorted(files, key=lambda f: not (isinstance(f, dict) and f.get("primary"))):
-        if isinstance(f, dict) and isinstance(sha := _mapping(f.get("hashes")).get("SHA256"), str):
+        if isinstance(f, dict) and isinstance(sha := mapping(f.get("hashes")).get("SHA256"), str):
             return sha
     return ""
 
@@ -182,7 +182,7 @@ def _preview_nsfw_level(images: object) -> int:
 
 
 def _read_civitai_info(info: SidecarInfo, data: dict[str, Any]) -> None:
-    model = _mapping(data.get("model"))
+    model = mapping(data.get("model"))
     info.fill(
         base_model=data.get("baseModel"),
         trained_words=_words(data.get("trainedWords")),
@@ -196,7 +196,7 @@ def _read_civitai_info(info: SidecarInfo, data: dict[str, Any]) -> None:
 
 
 def _read_lora_manager(info: SidecarInfo, data: dict[str, Any]) -> None:
-    civitai = _mapping(data.get("civitai"))
+    civitai = mapping(data.get("civitai"))
     info.fill(
         base_model=data.get("base_model") or civitai.get("baseModel"),
         trained_words=_words(civitai.get("trainedWords")),
@@ -218,7 +218,7 @@ def _read_stability_matrix(info: SidecarInfo, data: dict[str, Any]) -> None:
         civitai_model_id=_int_or_none(data.get("ModelId")),
         civitai_version_id=_int_or_none(data.get("VersionId")),
         civitai_name=_joined_names(data.get("ModelName"), data.get("VersionName")),
-        sha256=_mapping(data.get("Hashes")).get("SHA256"),
+        sha256=mapping(data.get("Hashes")).get("SHA256"),
     )
 
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path(f"edit/<str:form>/{MODEL}", dialog.model_edit, name="model_edit"),
     path(f"description/{MODEL}", dialog.description_save, name="description_save"),
     path(f"preview/{MODEL}", dialog.preview_save, name="preview_save"),
+    path(f"civitai-link/{MODEL}", dialog.civitai_link_save, name="civitai_link_save"),
     path(f"move/{MODEL}", dialog.model_move, name="model_move"),
     path(f"delete/{MODEL}", dialog.model_delete, name="model_delete"),
     path("markdown-preview/", dialog.markdown_preview, name="markdown_preview"),

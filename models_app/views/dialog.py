@@ -15,6 +15,7 @@ from downloads_app.models import DownloadedFile
 from mmsite.toasts import with_toast
 from models_app import selectors, services
 from models_app.headers import training_tags
+from models_app.info import civitai_link_set
 from models_app.markdown import render_markdown
 from models_app.models import ModelFile
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError, fetch_image
@@ -108,12 +109,14 @@ def render_dialog(
     toast: str = "",
     partial: str = "dialog",
     typed_description: str | None = None,
+    typed_url: str = "",
     refresh_card: bool = False,
 ) -> HttpResponse:
     """The dialog, or one of its forms; a form shown again after an error keeps what was typed in it.
     `refresh_card`: the model's card behind the dialog is drawn again too (a new preview)."""
     context = detail_context(model, error=error)
     context["typed_description"] = model.description if typed_description is None else typed_description
+    context["typed_url"] = typed_url
     context["refresh_card"] = refresh_card
     response = render(request, f"models_app/model_detail.html#{partial}", context)
     if error:
@@ -125,10 +128,29 @@ def render_dialog(
 def model_edit(
     request: HttpRequest, folder_type: str, path_index: int, relative_path: str, form: str
 ) -> HttpResponse:
-    if form not in {"description", "move", "delete", "preview"}:
+    if form not in {"description", "move", "delete", "preview", "civitai"}:
         raise Http404("No such form.")
     return render_dialog(
         request, model_or_404(folder_type, path_index, relative_path), partial=f"{form}_form"
+    )
+
+
+@require_POST
+def civitai_link_save(
+    request: HttpRequest, folder_type: str, path_index: int, relative_path: str
+) -> HttpResponse:
+    model = model_or_404(folder_type, path_index, relative_path)
+    url = request.POST.get("url", "").strip()[:2000]
+    try:
+        civitai_link_set(model=model, url=url)
+    except services.ModelEditError as exc:
+        return render_dialog(request, model, error=str(exc), partial="civitai_form", typed_url=url)
+    except OSError as exc:  # a folder that cannot be written to, a model gone since the dialog opened
+        error = f"The info could not be saved beside the model: {exc.strerror or exc}."
+        return render_dialog(request, model, error=error, partial="civitai_form", typed_url=url)
+    linked = model_or_404(folder_type, path_index, relative_path)
+    return render_dialog(
+        request, linked, toast=f"Linked to {linked.civitai_name} on Civitai.", refresh_card=True
     )
 
 
