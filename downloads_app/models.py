@@ -47,6 +47,9 @@ class DownloadTask(WorkerTask):
         blank=True,
         help_text="The library model (an older version) to move to the Trash once this download is done.",
     )
+    replaces_path = models.CharField(
+        max_length=1100, blank=True, help_text="Where that model lay when the download was asked for."
+    )
     priority = models.PositiveIntegerField(
         default=0, help_text="Queued tasks start highest first, then oldest first (Download next)."
     )
@@ -63,6 +66,11 @@ class DownloadTask(WorkerTask):
     @property
     def relative_path(self) -> str:
         return f"{self.sub_folder}/{self.filename}" if self.sub_folder else self.filename
+
+    @property
+    def replaces_in_place(self) -> bool:
+        """Whether the file it replaces has its very name (a newer file of the same Hugging Face path)."""
+        return self.replaces_path == f"{self.folder_type}/{self.relative_path}"
 
     @property
     def percent(self) -> int:

@@ -287,6 +287,7 @@ def download_create(
             save_description=save_description,
             save_info=save_info and resolution.platform == Platform.CIVITAI,
             replaces=replaces.pk if replaces else None,
+            replaces_path=f"{replaces.folder_type}/{replaces.relative_path}" if replaces else "",
         )
     publish_task(task, "create_download_task")
     wake_workers()

@@ -125,6 +125,11 @@ async def test_a_file_changed_on_its_branch_is_an_update_that_replaces_it_keepin
     )
     assert "Download of style.safetensors queued." in queued.headers["HX-Trigger"]
     task = await sync_to_async(DownloadTask.objects.latest)("pk")
+    row = await sync_to_async(logged_in.get)(reverse("downloads"))
+    assert (
+        'Replaces the library\'s <span class="mono">loras/style.safetensors</span> once it is in: '
+        "the older file goes to the Trash, its sidecars stay."
+    ) in row.content.decode()
     async with Running():
         done = await wait_for(task.pk, {"done", "failed"})
     assert (done.status, done.notice) == (

@@ -65,3 +65,28 @@ def test_finished_downloads_say_where_their_files_came_from_after_the_upgrade(mi
         ),
         "b": ("civitai", "https://civitai.com/models/7?modelVersionId=42", "Storybook", "v1.0", earlier),
     }
+
+
+def test_a_waiting_download_that_replaces_a_model_says_which_after_the_upgrade(migrated_back):
+    library = ("models_app", "0013_info_task_automatic")
+    before = [("downloads_app", "0008_downloadedfile_hub_check"), library]
+    after = [("downloads_app", "0009_downloadtask_replaces_path"), library]
+    migrated_back.loader.build_graph()
+    migrated_back.migrate(before)
+    old = migrated_back.loader.project_state(before).apps
+    older = old.get_model("models_app", "ModelFile").objects.create(
+        folder_type="loras", path_index=0, relative_path="style/old.safetensors", sub_folder="style",
+        name="old", extension=".safetensors", size=1, mtime_ns=1, created_at=timezone.now(), modified_at=timezone.now(),
+    )  # fmt: skip
+    tasks = old.get_model("downloads_app", "DownloadTask")
+    common = {"folder_type": "loras", "filename": "new.safetensors", "platform": "civitai", "source_url": "https://x", "download_url": "https://x"}  # fmt: skip
+    waiting = tasks.objects.create(**common, status="queued", replaces=older.pk)
+    finished = tasks.objects.create(**common, status="done", replaces=older.pk)
+    gone = tasks.objects.create(**common, status="paused", replaces=older.pk + 1)
+
+    migrated_back.loader.build_graph()
+    migrated_back.migrate(after)
+
+    new = migrated_back.loader.project_state(after).apps.get_model("downloads_app", "DownloadTask")
+    paths = {task.pk: task.replaces_path for task in new.objects.all()}
+    assert paths == {waiting.pk: "loras/style/old.safetensors", finished.pk: "", gone.pk: ""}

@@ -150,12 +150,19 @@ def test_the_update_downloaded_from_the_dialog_puts_the_older_version_in_the_tra
             del form["replace_older"]  # the user unticks it
         queued = logged_in.post(reverse("download_create"), form, headers={"HX-Request": "true"})
         assert "Download queued" in queued.content.decode()
+        row = logged_in.get(reverse("downloads")).content.decode().split('class="task ')[1]
+        said = (
+            'Once it is in, the older version, <span class="mono">checkpoints/xl/dream_v1.safetensors</span>'
+        )
+        assert (said in row) is replace
         task = DownloadTask.objects.latest("pk")
         DownloadTask.objects.filter(pk=task.pk).update(status="running", owner="worker-1")
         task.refresh_from_db()
         download_task_run(task, WorkerDownloadContext(WorkerView(lambda: "")))
         task.refresh_from_db()
         assert task.status == "done", task.error
+        finished = logged_in.get(reverse("downloads")).content.decode().split('class="task ')[1]
+        assert "goes to the Trash" not in finished  # the notice says what became of it
         return task
 
     kept = download_the_update(replace=False)
