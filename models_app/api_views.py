@@ -15,7 +15,7 @@ from models_app import selectors, services
 from models_app.info import info_task_data, stop_info
 from models_app.models import InfoMode, InfoTask, ModelFile, ScanTask, TrashItem
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
-from models_app.roots import UnknownRoot, get_roots
+from models_app.roots import PathOutsideRoot, UnknownRoot, get_roots
 from models_app.tasks import announce_library_changed, scan_task_data, stop_scan
 
 
@@ -273,16 +273,24 @@ def trash(request: HttpRequest) -> HttpResponse:
 
 @api_view("PUT", "DELETE")
 def trash_item(request: HttpRequest, item_id: int) -> HttpResponse:
-    """`PUT {"status": "restore"}` puts the model back where it was (its `trashId` came with the DELETE
-    of the model); DELETE deletes it for good."""
+    """`PUT {"status": "restore"[, "name": "style-2.safetensors"]}` puts the model back where it was
+    (its `trashId` came with the DELETE of the model), renamed with its sidecars when a name is given;
+    DELETE deletes it for good."""
     item = get_object_or_404(TrashItem, pk=item_id)
     if request.method == "DELETE":
         services.trash_delete(item=item)
         return api_ok({"trashId": item_id})
     _restore_wanted(request)
+    name = json_body(request).get("name") or ""
+    if not isinstance(name, str):
+        raise ApiError("name must be a file name.")
     try:
-        restored = services.trash_restore(item=item)
-    except (services.ModelEditError, UnknownRoot) as exc:
+        restored = services.trash_restore(item=item, name=name)
+    except services.NameTaken as exc:
+        raise ApiError(
+            f'{exc} Or restore it under another name: "name": "{exc.free_name}".', status=409
+        ) from None
+    except (services.ModelEditError, UnknownRoot, PathOutsideRoot) as exc:
         raise ApiError(str(exc), status=409) from None
     announce_library_changed(restored.folder_type, restored.path_index, restored.relative_path)
     return api_ok(model_summary(restored))

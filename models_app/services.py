@@ -259,24 +259,56 @@ def models_trash(*, models: list[ModelFile]) -> tuple[list[TrashItem], list[str]
     return items, errors
 
 
-def trash_restore(*, item: TrashItem) -> ModelFile:
+class NameTaken(ModelEditError):
+    """A file of the trashed model's name is where it lay: it can go back under `free_name`."""
+
+    def __init__(self, clashes: list[str], free_name: str) -> None:
+        super().__init__(f"{', '.join(clashes)} already exist(s) there again; move them away first.")
+        self.clashes, self.free_name = clashes, free_name
+
+
+def trash_restore(*, item: TrashItem, name: str = "") -> ModelFile:
+    """Puts the model and its sidecars back where they were; under `name`, its sidecars renamed with it,
+    when another file has taken its own (NameTaken says so, with a free name)."""
     root = get_roots().get(item.folder_type, item.path_index)
     source = root / TRASH_DIR / item.trash_folder
-    destination = resolve_model_path(item.folder_type, item.path_index, item.relative_path).parent
-    clashes = [name for name in item.files if (destination / name).exists()]
+    is_dir = (source / item.name).is_dir()
+    extension = "" if is_dir else Path(item.name).suffix
+    old_base = model_base(item.name, is_dir=is_dir)
+    new_base = base_of_new_name(name, extension) if name else old_base
+    relative = f"{item.folder}/{new_base}{extension}" if item.folder else new_base + extension
+    destination = resolve_model_path(item.folder_type, item.path_index, relative).parent
+    moves = [(source / file, destination / _renamed(file, old_base, new_base)) for file in item.files]
+    _check_lengths(relative, moves)
+    clashes = [target.name for _, target in moves if target.exists()]
     if clashes:
-        raise ModelEditError(f"{', '.join(clashes)} already exist(s) there again; move them away first.")
+        free = _free_base(destination, [target.name for _, target in moves], new_base)
+        raise NameTaken(clashes, free + extension)
     try:
         destination.mkdir(parents=True, exist_ok=True)
-        _move_all([(source / name, destination / name) for name in item.files], move=os.rename)
+        _move_all(moves, move=os.rename)
     except OSError as exc:
         raise ModelEditError(f"Could not restore the files ({exc.strerror or exc}): nothing moved.") from None
     shutil.rmtree(source, ignore_errors=True)
     TrashItem.objects.filter(pk=item.pk).delete()
-    scan_one_model(get_roots(), item.folder_type, item.path_index, item.relative_path)
+    scan_one_model(get_roots(), item.folder_type, item.path_index, relative)
     return ModelFile.objects.get(
-        folder_type=item.folder_type, path_index=item.path_index, relative_path=item.relative_path
+        folder_type=item.folder_type, path_index=item.path_index, relative_path=relative
     )
+
+
+def _renamed(file_name: str, old_base: str, new_base: str) -> str:
+    """A model's file or sidecar name once the model is called `new_base` (sidecars start with its base)."""
+    return new_base + file_name[len(old_base) :] if file_name.startswith(old_base) else file_name
+
+
+def _free_base(folder: Path, names: list[str], taken_base: str) -> str:
+    """`style-2`, `style-3`…: the first base under which none of the model's files would clash."""
+    for number in range(2, 1000):
+        base = f"{taken_base}-{number}"
+        if not any((folder / _renamed(name, taken_base, base)).exists() for name in names):
+            return base
+    return f"{taken_base}-{timezone.now():%Y%m%d-%H%M%S}"
 
 
 def trash_restore_all() -> tuple[int, list[str]]:
@@ -371,12 +403,9 @@ def move_plan(
     *, model: ModelFile, folder_type: str, path_index: int, sub_folder: str, name: str
 ) -> MovePlan | None:
     """How model_move would move the model (None: it is there already), or the reason it cannot."""
-    name = name.strip()
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ModelEditError("The name may not be empty, contain / or \\, or start with a dot.")
     source = model_path(model)
     extension = "" if model.is_dir else source.suffix
-    new_base = name[: -len(extension)] if extension and name.lower().endswith(extension.lower()) else name
+    new_base = base_of_new_name(name, extension)
     sub_folder = sub_folder.strip().strip("/")
     with _said_of_the_place(folder_type, path_index):
         new_relative = clean_relative_path(
@@ -387,18 +416,27 @@ def move_plan(
     if target == source:
         return None
     old_base = model_base(source.name, is_dir=model.is_dir)
-    moves = [
-        (f, target.parent / (new_base + extension if f == source else new_base + f.name[len(old_base) :]))
-        for f in files_of(model)
-    ]
-    if len(new_relative) > MAX_RELATIVE_PATH:
-        raise ModelEditError(f"The new path is longer than {MAX_RELATIVE_PATH} characters.")
-    if any(len(os.fsencode(dst.name)) > NAME_MAX for _, dst in moves):
-        raise ModelEditError(f"The name is too long: with its sidecars' endings it passes {NAME_MAX} bytes.")
+    moves = [(f, target.parent / _renamed(f.name, old_base, new_base)) for f in files_of(model)]
+    _check_lengths(new_relative, moves)
     clashes = [dst.name for _, dst in moves if dst.exists()]
     if clashes:
         raise ModelEditError(f"{', '.join(clashes)} already exist(s) there: nothing was moved.")
     return MovePlan(folder_type, path_index, new_relative, moves)
+
+
+def base_of_new_name(name: str, extension: str) -> str:
+    """The base of a name the user typed for a model, with its extension or without."""
+    name = name.strip()
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ModelEditError("The name may not be empty, contain / or \\, or start with a dot.")
+    return name[: -len(extension)] if extension and name.lower().endswith(extension.lower()) else name
+
+
+def _check_lengths(relative_path: str, moves: list[tuple[Path, Path]]) -> None:
+    if len(relative_path) > MAX_RELATIVE_PATH:
+        raise ModelEditError(f"The new path is longer than {MAX_RELATIVE_PATH} characters.")
+    if any(len(os.fsencode(target.name)) > NAME_MAX for _, target in moves):
+        raise ModelEditError(f"The name is too long: with its sidecars' endings it passes {NAME_MAX} bytes.")
 
 
 def model_move(

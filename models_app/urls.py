@@ -31,6 +31,7 @@ urlpatterns = [
     path("trash/", trash.trash, name="trash"),
     path("trash/empty/", trash.trash_empty, name="trash_empty"),
     path("trash/restore-all/", trash.trash_restore_all, name="trash_restore_all"),
+    path("trash/<int:item_id>/", trash.trash_item, name="trash_item"),
     path("trash/<int:item_id>/<str:action>/", trash.trash_action, name="trash_action"),
 ]
 

@@ -300,13 +300,37 @@ def test_a_restore_that_fails_halfway_leaves_everything_in_the_trash(logged_in, 
     assert TrashItem.objects.filter(pk=item.pk).exists()
 
 
-def test_restore_puts_everything_back_and_refuses_a_clash(logged_in, scanned):
+def test_restore_puts_everything_back_and_offers_another_name_when_its_own_is_taken(logged_in, scanned):
     services.model_trash(model=ModelFile.objects.get(name="pepper"))
     item = TrashItem.objects.get()
-    (scanned["loras"] / "style" / "pepper.safetensors").write_bytes(b"a new file with that name")
-    clash = logged_in.post(reverse("trash_action", args=[item.pk, "restore"]))
-    assert "already exist" in clash["HX-Trigger"]
-    (scanned["loras"] / "style" / "pepper.safetensors").unlink()
+    style = scanned["loras"] / "style"
+    (style / "pepper.safetensors").write_bytes(b"a new file with that name")
+    (style / "pepper-2.png").write_bytes(b"someone else's preview")
+    clash = logged_in.post(reverse("trash_action", args=[item.pk, "restore"])).content.decode()
+    assert "Its name is taken there now (pepper.safetensors)." in clash
+    assert 'name="name" value="pepper-3.safetensors"' in clash  # pepper-2 would take pepper-2.png
+    assert "its 2 sidecar files renamed with it" in clash
+    assert sorted(p.name for p in style.iterdir()) == ["pepper-2.png", "pepper.safetensors"]
+
+    refused = logged_in.post(reverse("trash_action", args=[item.pk, "restore"]), {"name": "../escape"})
+    assert "The name may not be empty, contain / or \\, or start with a dot." in refused.content.decode()
+    assert 'value="../escape"' in refused.content.decode()
+    cancelled = logged_in.get(reverse("trash_item", args=[item.pk])).content.decode()
+    assert ">Restore</button>" in cancelled and "restore-as" not in cancelled
+
+    restored = logged_in.post(reverse("trash_action", args=[item.pk, "restore"]), {"name": "pepper old"})
+    assert "pepper old.safetensors is back in loras." in restored["HX-Trigger"]
+    assert sorted(p.name for p in style.iterdir()) == [
+        "pepper old.md", "pepper old.png", "pepper old.safetensors", "pepper-2.png", "pepper.safetensors",
+    ]  # fmt: skip
+    assert (style / "pepper old.md").read_text().endswith("Witch girl with a cat.\n")
+    assert ModelFile.objects.get(name="pepper old").preview == "pepper old.png"
+    assert not TrashItem.objects.exists()
+
+
+def test_restore_puts_everything_back(logged_in, scanned):
+    services.model_trash(model=ModelFile.objects.get(name="pepper"))
+    item = TrashItem.objects.get()
     response = logged_in.post(reverse("trash_action", args=[item.pk, "restore"]))
     assert "is back in loras" in response["HX-Trigger"]
     assert sorted(p.name for p in (scanned["loras"] / "style").iterdir()) == [
@@ -631,7 +655,10 @@ def test_api_lists_the_trash_restores_from_it_and_deletes_for_good(logged_in, sc
     (scanned["checkpoints"] / "alpha_xl.safetensors").write_bytes(b"a new file with that name")
     clash = TrashItem.objects.get(relative_path="alpha_xl.safetensors").pk
     refused = put(f"/model-manager/trash/{clash}", {"status": "restore"})
-    assert refused.status_code == 409 and "already exist" in refused.json()["error"]
+    assert refused.status_code == 409 and refused.json()["error"] == (
+        "alpha_xl.safetensors already exist(s) there again; move them away first. "
+        'Or restore it under another name: "name": "alpha_xl-2.safetensors".'
+    )
     assert put("/model-manager/trash", {"status": "restore"}).json()["data"] == {
         "restored": 1,
         "errors": ["alpha_xl.safetensors already exist(s) there again; move them away first."],
@@ -642,6 +669,14 @@ def test_api_lists_the_trash_restores_from_it_and_deletes_for_good(logged_in, sc
     assert trash_folder.is_dir()
     assert logged_in.delete(f"/model-manager/trash/{clash}").json()["data"] == {"trashId": clash}
     assert not trash_folder.exists() and not TrashItem.objects.exists()
+
+    logged_in.delete("/model-manager/model/checkpoints/0/beta_xl.safetensors")
+    (scanned["checkpoints"] / "beta_xl.safetensors").write_bytes(b"a new file with that name")
+    beta = TrashItem.objects.get().pk
+    assert put(f"/model-manager/trash/{beta}", {"status": "restore", "name": 7}).status_code == 400
+    renamed = put(f"/model-manager/trash/{beta}", {"status": "restore", "name": "beta_xl-old.safetensors"})
+    assert renamed.json()["data"]["fullname"] == "beta_xl-old.safetensors"
+    assert (scanned["checkpoints"] / "beta_xl-old.safetensors").exists()
     assert logged_in.get("/model-manager/trash").json() == {"success": True, "data": []}
 
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from mmsite.toasts import with_toast
 from models_app import services
 from models_app.models import TrashItem
-from models_app.roots import UnknownRoot
+from models_app.roots import PathOutsideRoot, UnknownRoot
 from models_app.tasks import announce_library_changed
 
 
@@ -22,13 +22,30 @@ def trash(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_GET
+def trash_item(request: HttpRequest, item_id: int) -> HttpResponse:
+    """One row, as the page shows it (Cancel of Restore as)."""
+    return render(request, "models_app/trash_item.html", {"item": get_object_or_404(TrashItem, pk=item_id)})
+
+
 @require_POST
 def trash_action(request: HttpRequest, item_id: int, action: str) -> HttpResponse:
     item = get_object_or_404(TrashItem, pk=item_id)
     if action == "restore":
+        name = request.POST.get("name", "")
         try:
-            restored = services.trash_restore(item=item)
-        except (services.ModelEditError, UnknownRoot) as exc:
+            restored = services.trash_restore(item=item, name=name)
+        except services.NameTaken as exc:
+            taken = f"Its name is taken there now ({', '.join(exc.clashes)})."
+            return render(
+                request,
+                "models_app/trash_item.html",
+                {"item": item, "restore_as": exc.free_name, "taken": taken},
+            )
+        except (services.ModelEditError, UnknownRoot, PathOutsideRoot) as exc:
+            if name:
+                context = {"item": item, "restore_as": name, "error": str(exc)}
+                return render(request, "models_app/trash_item.html", context)
             return with_toast(HttpResponse(status=204), str(exc), level="error")
         # The library pages open elsewhere show it back, as they show a download that came in.
         announce_library_changed(restored.folder_type, restored.path_index, restored.relative_path)

@@ -101,6 +101,32 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     expect(page.locator(".card", has_text="mystery")).to_have_count(0)
 
 
+def test_a_model_whose_name_is_taken_again_is_restored_under_another_name(logged_in_page, server):
+    page = logged_in_page
+    style = server.roots["loras"] / "style"
+    dialog = open_model(page, "pepper")
+    dialog.get_by_role("button", name="Delete…").click()
+    dialog.get_by_role("button", name="to the trash").click()
+    expect(dialog).to_contain_text("are in the trash.")
+    write_model(style / "pepper.safetensors")  # a newer pepper took its name
+    page.keyboard.press("Escape")
+
+    page.get_by_role("link", name="Trash").click()
+    row = page.locator("article", has_text="pepper.safetensors")
+    row.get_by_role("button", name="Restore").click()
+    expect(row).to_contain_text("Its name is taken there now (pepper.safetensors).")
+    name = row.get_by_label("Restore it as")
+    expect(name).to_be_focused()
+    expect(name).to_have_value("pepper-2.safetensors")
+    name.fill("pepper older")
+    page.keyboard.press("Enter")
+    expect(page.locator("#toasts")).to_contain_text("pepper older.safetensors is back in loras.")
+    expect(page.get_by_role("heading", name="The trash is empty")).to_be_visible()
+    assert sorted(p.name for p in style.iterdir()) == [
+        "pepper older.md", "pepper older.png", "pepper older.safetensors", "pepper.safetensors",
+    ]  # fmt: skip
+
+
 def test_forget_the_models_of_a_share_gone_for_good(logged_in_page, server, tmp_path):
     page = logged_in_page
     share = tmp_path / "share"
