@@ -30,8 +30,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 @admin.register(UserPreferences)
 class UserPreferencesAdmin(admin.ModelAdmin):
-    list_display = ("user", "show_nsfw")
-    list_filter = ("show_nsfw",)
+    list_display = ("user", "show_nsfw", "library_layout")
+    list_filter = ("show_nsfw", "library_layout")
 
 
 class WorkerTaskAdmin(admin.ModelAdmin):

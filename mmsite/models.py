@@ -45,7 +45,18 @@ class UserPreferences(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences"
     )
+
+    class LibraryLayout(models.TextChoices):
+        GRID = "grid", "Grid of cards"
+        LIST = "list", "List of rows"
+
     show_nsfw = models.BooleanField(default=False, help_text="Show NSFW previews instead of blurring them.")
+    library_layout = models.CharField(
+        max_length=8,
+        choices=LibraryLayout.choices,
+        default=LibraryLayout.GRID,
+        help_text="How the library shows models.",
+    )
 
     class Meta:
         verbose_name_plural = "user preferences"

@@ -16,9 +16,13 @@ def preferences_get(user: AbstractBaseUser | AnonymousUser) -> UserPreferences:
     return UserPreferences.objects.filter(user=user).first() or UserPreferences(user=user)  # type: ignore[misc]
 
 
-def preferences_set(*, user: AbstractBaseUser, show_nsfw: bool) -> UserPreferences:
+def preferences_set(
+    *, user: AbstractBaseUser, show_nsfw: bool | None = None, library_layout: str | None = None
+) -> UserPreferences:
+    """Saves what is given; the rest stays as the user left it."""
+    chosen = {"show_nsfw": show_nsfw, "library_layout": library_layout}
     preferences, _ = UserPreferences.objects.update_or_create(  # type: ignore[misc]
-        user=user, defaults={"show_nsfw": show_nsfw}
+        user=user, defaults={name: value for name, value in chosen.items() if value is not None}
     )
     return preferences
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path(f"thumbnail/{MODEL}", library.model_thumbnail, name="model_thumbnail"),
     path(f"sidecar/{MODEL}", library.model_sidecar, name="model_sidecar"),
     path("duplicates/", library.duplicates, name="duplicates"),
+    path("library/layout/", library.library_layout, name="library_layout"),
     path(f"edit/<str:form>/{MODEL}", dialog.model_edit, name="model_edit"),
     path(f"description/{MODEL}", dialog.description_save, name="description_save"),
     path(f"preview/{MODEL}", dialog.preview_save, name="preview_save"),

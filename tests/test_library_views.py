@@ -597,6 +597,33 @@ def test_nsfw_previews_are_blurred_unless_the_user_says_otherwise(logged_in, use
     assert '<body class=""' in same_user.get("/").content.decode()
 
 
+def test_the_library_shows_a_list_of_rows_once_the_user_chooses_it_in_every_browser(logged_in, user, scanned):
+    def grid_of(client: Client) -> tuple[str, str]:
+        html = client.get("/").content.decode()
+        (grid,) = re.findall(r'<div id="grid" class="([^"]*)"', html)
+        (pressed,) = re.findall(r'data-layout="(\w+)"[^>]*aria-pressed="true"', html)
+        return grid, pressed
+
+    assert grid_of(logged_in) == ("grid", "grid")
+    assert '<span class="card-date" title="Modified">' in logged_in.get("/").content.decode()
+    assert logged_in.post(reverse("library_layout"), {"layout": "table"}).status_code == 400
+    assert logged_in.get(reverse("library_layout")).status_code == 405
+    assert logged_in.post(reverse("library_layout"), {"layout": "list"}).status_code == 204
+    assert grid_of(logged_in) == ("grid list", "list")
+    same_user = Client()
+    same_user.force_login(user)
+    assert grid_of(same_user) == ("grid list", "list")
+    # A search as you type draws the cards again, with the switch as it stands.
+    cards = same_user.get("/?q=pepper", headers={"HX-Request": "true", "HX-Target": "grid"}).content.decode()
+    assert re.search(r'data-layout="list"[^>]*aria-pressed="true"', cards)
+    other = Client()
+    other.force_login(get_user_model().objects.create_user("other", password="x" * 20))
+    assert grid_of(other) == ("grid", "grid")
+    anonymous = Client(enforce_csrf_checks=True)
+    assert anonymous.post(reverse("library_layout"), {"layout": "grid"}).status_code in (302, 403)
+    assert grid_of(same_user) == ("grid list", "list")
+
+
 def test_the_model_page_still_opens_when_its_folder_is_no_longer_configured(logged_in, scanned, settings):
     settings.MM_MODEL_ROOTS = f"checkpoints={scanned['checkpoints']}"
     response = logged_in.get(reverse("model_detail", args=["loras", 0, "poses.safetensors"]))

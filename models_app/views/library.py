@@ -6,13 +6,22 @@ from __future__ import annotations
 import mimetypes
 from urllib.parse import urlencode
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseBase,
+)
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 
+from mmsite.models import UserPreferences
+from mmsite.preferences import preferences_set
 from models_app import selectors
 from models_app.models import ModelFile
 from models_app.roots import get_roots
@@ -81,6 +90,16 @@ def _library(
         params = urlencode(query.params())
         push_url(response, reverse("library") + (f"?{params}" if params else ""))
     return response
+
+
+@require_POST
+def library_layout(request: HttpRequest) -> HttpResponse:
+    """Grid or List, kept with the account; the page has switched already (app.js)."""
+    layout = request.POST.get("layout", "")
+    if layout not in UserPreferences.LibraryLayout.values:
+        return HttpResponseBadRequest("The layout is grid or list.")
+    preferences_set(user=request.user, library_layout=layout)  # type: ignore[arg-type]
+    return HttpResponse(status=204)
 
 
 @require_GET

@@ -257,6 +257,20 @@
     if (dialog) dialog.showModal();
   });
 
+  // Grid or List: the grid switches here at once (the button's own request keeps the choice with the
+  // account), and the shortcut goes to the other button, so that "v" always switches.
+  document.addEventListener("click", function (e) {
+    const chosen = e.target.closest && e.target.closest("[data-layout]");
+    const grid = document.getElementById("grid");
+    if (!chosen || !grid) return;
+    grid.classList.toggle("list", chosen.dataset.layout === "list");
+    document.querySelectorAll("[data-layout]").forEach(function (button) {
+      const pressed = button === chosen;
+      button.setAttribute("aria-pressed", String(pressed));
+      if (pressed) button.removeAttribute("aria-keyshortcuts"); else button.setAttribute("aria-keyshortcuts", "v");
+    });
+  });
+
   // Arrow keys move between cards as in a file manager: Tab would walk through every card in turn.
   // Up and down keep the column; the number of columns is how many cards share the first card's row.
   document.addEventListener("keydown", function (e) {

@@ -76,7 +76,7 @@ def test_question_mark_lists_the_keyboard_shortcuts_and_n_starts_a_download(logg
     expect(shortcuts).to_be_hidden()
     # Opened again, from its button in the top bar, it still lists them all.
     page.get_by_role("button", name="Keyboard shortcuts").click()
-    expect(shortcuts.get_by_role("row")).to_have_count(10)
+    expect(shortcuts.get_by_role("row")).to_have_count(11)
     page.keyboard.press("Escape")
 
     page.goto(server.url + "/downloads/")
@@ -278,6 +278,39 @@ def test_arrow_keys_move_between_cards_and_down_keeps_the_column(logged_in_page)
     assert focused() == cards.nth(1).get_attribute("id")
     page.keyboard.press("Enter")
     expect(page.locator("dialog[open]")).to_contain_text(cards.nth(1).inner_text().splitlines()[0])
+
+
+def test_list_lays_the_cards_out_one_row_a_model_and_v_switches_back(logged_in_page):
+    page = logged_in_page
+    cards = page.locator("#grid > .card")
+    expect(cards.nth(4)).to_be_visible()
+    grid_box = cards.first.bounding_box()
+    page.get_by_role("button", name="List").click()
+    expect(page.locator("#grid")).to_have_class("grid list")
+    try:
+        expect(page.get_by_role("button", name="List")).to_have_attribute("aria-pressed", "true")
+        rows = [cards.nth(i).bounding_box() for i in range(5)]
+        assert len({row["x"] for row in rows}) == 1 and rows[1]["y"] > rows[0]["y"]  # one column
+        assert rows[0]["height"] < grid_box["height"] / 3 and rows[0]["width"] > grid_box["width"] * 3
+        expect(cards.first.locator(".card-date")).to_be_visible()  # a row has room for the date
+        cards.first.focus()
+        page.keyboard.press("ArrowDown")
+        expect(cards.nth(1)).to_be_focused()
+
+        page.reload()  # kept with the account
+        expect(page.locator("#grid")).to_have_class("grid list")
+        page.locator("body").press("v")
+        expect(page.locator("#grid")).to_have_class("grid")
+        expect(page.get_by_role("button", name="Grid")).to_have_attribute("aria-pressed", "true")
+        expect(cards.first.locator(".card-date")).to_be_hidden()
+        page.locator("body").press("v")
+        expect(page.locator("#grid")).to_have_class("grid list")
+    finally:  # the other tests of this server see cards
+        page.get_by_role("button", name="Grid").click()
+        expect(page.locator("#grid")).to_have_class("grid")
+        page.wait_for_load_state("networkidle")
+    page.reload()
+    expect(page.locator("#grid")).to_have_class("grid")
 
 
 def test_a_preview_that_is_not_an_image_shows_the_placeholder_not_a_broken_image(logged_in_page, server):
