@@ -101,32 +101,6 @@ def test_edit_upload_fetch_delete_and_restore(logged_in_page, server, fake_upstr
     expect(page.locator(".card", has_text="mystery")).to_have_count(0)
 
 
-def test_a_model_whose_name_is_taken_again_is_restored_under_another_name(logged_in_page, server):
-    page = logged_in_page
-    style = server.roots["loras"] / "style"
-    dialog = open_model(page, "pepper")
-    dialog.get_by_role("button", name="Delete…").click()
-    dialog.get_by_role("button", name="to the trash").click()
-    expect(dialog).to_contain_text("are in the trash.")
-    write_model(style / "pepper.safetensors")  # a newer pepper took its name
-    page.keyboard.press("Escape")
-
-    page.get_by_role("link", name="Trash").click()
-    row = page.locator("article", has_text="pepper.safetensors")
-    row.get_by_role("button", name="Restore").click()
-    expect(row).to_contain_text("Its name is taken there now (pepper.safetensors).")
-    name = row.get_by_label("Restore it as")
-    expect(name).to_be_focused()
-    expect(name).to_have_value("pepper-2.safetensors")
-    name.fill("pepper older")
-    page.keyboard.press("Enter")
-    expect(page.locator("#toasts")).to_contain_text("pepper older.safetensors is back in loras.")
-    expect(page.get_by_role("heading", name="The trash is empty")).to_be_visible()
-    assert sorted(p.name for p in style.iterdir()) == [
-        "pepper older.md", "pepper older.png", "pepper older.safetensors", "pepper.safetensors",
-    ]  # fmt: skip
-
-
 def test_forget_the_models_of_a_share_gone_for_good(logged_in_page, server, tmp_path):
     page = logged_in_page
     share = tmp_path / "share"
@@ -392,3 +366,34 @@ def test_check_for_updates_then_download_the_newer_version_beside_the_older_one(
     page.locator(".types a", has_text="Older versions").click()
     expect(page.locator("#grid .card")).to_have_count(1)
     expect(page.locator("#grid .card")).to_contain_text("dreamxl_old")
+
+
+def test_a_model_whose_name_is_taken_again_is_restored_under_another_name(logged_in_page, server):
+    page = logged_in_page
+    loras = server.roots["loras"]
+    write_model(loras / "keeper.safetensors")
+    (loras / "keeper.md").write_text("My notes")
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator(".card", has_text="keeper")).to_have_count(1, timeout=15_000)
+    dialog = open_model(page, "keeper")
+    dialog.get_by_role("button", name="Delete…").click()
+    dialog.get_by_role("button", name="to the trash").click()
+    expect(dialog).to_contain_text("are in the trash.")
+    write_model(loras / "keeper.safetensors")  # a newer keeper took its name
+    page.keyboard.press("Escape")
+
+    page.get_by_role("link", name="Trash").click()
+    row = page.locator("article", has_text="keeper.safetensors")
+    row.get_by_role("button", name="Restore").click()
+    expect(row).to_contain_text("Its name is taken there now (keeper.safetensors).")
+    name = row.get_by_label("Restore it as")
+    expect(name).to_be_focused()
+    expect(name).to_have_value("keeper-2.safetensors")
+    name.fill("keeper older")
+    page.keyboard.press("Enter")
+    expect(page.locator("#toasts")).to_contain_text("keeper older.safetensors is back in loras.")
+    expect(row).to_have_count(0)
+    assert sorted(p.name for p in loras.glob("keeper*")) == [
+        "keeper older.md", "keeper older.safetensors", "keeper.safetensors",
+    ]  # fmt: skip
+    assert (loras / "keeper older.md").read_text() == "My notes"
