@@ -14,31 +14,15 @@ from downloads_app import selectors as downloads
 from downloads_app.models import DownloadedFile
 from mmsite.toasts import with_toast
 from models_app import selectors, services
+from models_app.examples import examples_of
 from models_app.headers import training_tags
 from models_app.info import civitai_link_set
 from models_app.markdown import render_markdown
 from models_app.models import ModelFile
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError, fetch_image
 from models_app.roots import PathOutsideRoot, UnknownRoot
-from models_app.sidecars import read_json
-from models_app.views.common import chosen_folder, model_or_404, sidecar_path
+from models_app.views.common import chosen_folder, model_or_404
 from models_app.views.jobs import move_queued
-
-
-def _civitai_images(model: ModelFile) -> list[str]:
-    """Image URLs of the model's .civitai.info, offered as previews (and the only URLs fetched for one)."""
-    name = next((n for n in model.sidecars if n.endswith(".civitai.info")), "")
-    if not name:
-        return []
-    try:
-        images = read_json(sidecar_path(model, name)).get("images")
-    except (OSError, Http404):
-        return []
-    return [
-        i["url"]
-        for i in (images if isinstance(images, list) else [])
-        if isinstance(i, dict) and isinstance(i.get("url"), str) and i.get("type", "image") == "image"
-    ][:8]
 
 
 def detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
@@ -59,7 +43,7 @@ def detail_context(model: ModelFile, *, error: str = "") -> dict[str, object]:
         "hub_branch": hub_updates.branch_of(downloaded_from) if downloaded_from else "",
         "description_html": render_markdown(model.description),
         "training_tags": training_tags(model.metadata),
-        "civitai_images": _civitai_images(model),
+        "examples": examples_of(model),
         "folders": selectors.folders_to_write(),
         "error": error,
     }
@@ -186,7 +170,7 @@ def preview_save(request: HttpRequest, folder_type: str, path_index: int, relati
                     f"The image is {upload.size / 1048576:.0f} MB; previews may be 20 MB at most."
                 )
             data = upload.read()
-        elif image_url and image_url in _civitai_images(model):
+        elif image_url and image_url in (image.url for image in examples_of(model)):
             data = fetch_image(image_url)
         else:
             raise PreviewError("Choose an image file, or one of the Civitai images.")

@@ -271,6 +271,15 @@
     });
   });
 
+  // Example images: the one picked (a click, or the arrow keys in their row) shows its prompt and settings.
+  document.addEventListener("change", function (e) {
+    const picked = e.target.closest && e.target.closest(".example-thumbs input[type=radio]");
+    if (!picked) return;
+    picked.closest(".examples").querySelectorAll(".example").forEach(function (example) {
+      example.hidden = example.id !== picked.value;
+    });
+  });
+
   // Arrow keys move between cards as in a file manager: Tab would walk through every card in turn.
   // Up and down keep the column; the number of columns is how many cards share the first card's row.
   document.addEventListener("keydown", function (e) {

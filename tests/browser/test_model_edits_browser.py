@@ -397,3 +397,43 @@ def test_a_model_whose_name_is_taken_again_is_restored_under_another_name(logged
         "keeper older.md", "keeper older.safetensors", "keeper.safetensors",
     ]  # fmt: skip
     assert (loras / "keeper older.md").read_text() == "My notes"
+
+
+def test_example_images_show_how_each_was_made_and_one_becomes_the_preview(
+    logged_in_page, server, fake_upstream
+):
+    page = logged_in_page
+    loras = server.roots["loras"]
+    write_model(loras / "whimsy.safetensors")
+    prompts = ["a fox reading a book", "a girl with a lantern", "a castle of candy"]
+    images = [
+        {"url": f"{fake_upstream.civitai_url}/images/whimsy{i}.png", "nsfwLevel": 1, "width": 64, "height": 80,
+         "meta": {"prompt": prompt, "sampler": "Euler", "steps": 20 + i}}
+        for i, prompt in enumerate(prompts)
+    ]  # fmt: skip
+    (loras / "whimsy.civitai.info").write_text(json.dumps({"id": 1, "modelId": 2, "images": images}))
+    page.get_by_role("button", name="Scan", exact=True).click()
+    expect(page.locator("#toasts")).to_contain_text("Scan finished", timeout=15_000)
+    page.get_by_role("searchbox", name="Search models").fill("whimsy")  # past the first page of cards
+    expect(page.locator(".card")).to_have_count(1)
+
+    dialog = open_model(page, "whimsy")
+    examples = dialog.locator(".examples")
+    examples.get_by_text("Example images").click()
+    shown = examples.locator(".example:visible")
+    expect(shown).to_have_count(1)
+    expect(shown).to_contain_text("a fox reading a book")
+    expect(shown).to_contain_text("Steps20")
+    examples.locator(".example-thumb").nth(1).click()
+    expect(examples.get_by_role("radio", name="Example 2")).to_be_focused()
+    expect(shown).to_contain_text("a girl with a lantern")
+    page.keyboard.press("ArrowRight")  # a radio group: the arrow keys go on to the next image
+    expect(shown).to_contain_text("a castle of candy")
+    expect(shown).to_have_count(1)
+    shown.get_by_role("button", name="Copy").click()
+    expect(page.locator("#toasts")).to_contain_text("Copied “a castle of candy”.")
+
+    shown.get_by_role("button", name="Use as preview").click()
+    expect(page.locator("#toasts")).to_contain_text("Preview saved.")
+    assert (loras / "whimsy.webp").exists()
+    expect(page.locator(".card", has_text="whimsy").locator("img")).to_have_count(1)
