@@ -6,12 +6,12 @@ import hashlib
 import re
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
 from django.core.cache import cache
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Value
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, StringAgg, Subquery, Sum, Value
 
 from downloads_app.models import DownloadedFile, Platform
 from models_app.models import CivitaiModel, InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
@@ -109,7 +109,8 @@ class LibraryPage:
     models: list[ModelFile]
     has_next: bool
     query: LibraryQuery
-    total: int | None = None
+    total: int | None = None  # on the first page: how many models the filters match, and their size
+    total_size: int | None = None
 
 
 HASH_PREFIX = re.compile(r"[0-9a-f]{10,64}")  # AutoV2 is the first 10 hex digits of the SHA256
@@ -272,8 +273,11 @@ def library_page(query: LibraryQuery) -> LibraryPage:
     models = with_update(filtered_models(query).order_by(*SORTS[query.sort][1]).only(*card_fields))
     start, size = (query.page - 1) * PAGE_SIZE, query.pages * PAGE_SIZE
     rows = list(models[start : start + size + 1])
-    total = filtered_models(query).count() if query.page == 1 else None
-    return LibraryPage(models=rows[:size], has_next=len(rows) > size, query=query, total=total)
+    page = LibraryPage(models=rows[:size], has_next=len(rows) > size, query=query)
+    if query.page == 1:
+        found = filtered_models(query).aggregate(total=Count("pk"), total_size=Sum("size"))
+        page = replace(page, total=found["total"], total_size=found["total_size"] or 0)
+    return page
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
+from django.template.defaultfilters import filesizeformat
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -183,6 +184,18 @@ def test_sort_by_when_added_both_ways(logged_in, scanned):
 def test_sort_by_size(logged_in, scanned):
     names = card_names(logged_in.get("/?sort=-size"))
     assert names[0] == "pepper"  # the real kohya header makes it the largest
+
+
+def test_the_count_of_models_says_how_much_room_they_take_with_the_filters_of_now(logged_in, scanned):
+    def summary(url: str) -> str:
+        html = logged_in.get(url, headers={"HX-Request": "true", "HX-Target": "grid"}).content.decode()
+        return re.search(r'<div class="grid-summary"><span class="muted">([^<]*)</span>', html)[1]
+
+    on_disk = {p.stem: p.stat().st_size for p in scanned["checkpoints"].glob("*.safetensors")}
+    assert summary("/?type=checkpoints") == f"3 models · {filesizeformat(sum(on_disk.values()))}"
+    assert summary("/?q=alpha") == f"1 model · {filesizeformat(on_disk['alpha_xl'])}"
+    pepper = (scanned["loras"] / "style" / "pepper.safetensors").stat().st_size
+    assert summary("/?q=pepper") == f"1 model · {filesizeformat(pepper)}" and "KB" in summary("/?q=pepper")
 
 
 def test_infinite_scroll_pages(logged_in, model_roots):

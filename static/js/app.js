@@ -297,7 +297,16 @@
   // Select mode: a click, Enter or Space on a card picks it instead of opening it, and the bar below the
   // grid acts on the picked models. The picks are kept here, by card id, as the grid is drawn again.
   let selectMode = false;
-  const picked = new Set();
+  const picked = new Map();  // card id → the model's size in bytes
+  // As Django's filesizeformat writes it on the cards: "66 bytes", "14.0 KB", "1.9 GB", a no-break space
+  // before the unit.
+  function sizeText(bytes) {
+    if (bytes < 1024) return bytes + (bytes === 1 ? "\u00a0byte" : "\u00a0bytes");
+    const units = ["KB", "MB", "GB", "TB", "PB"];
+    let value = bytes / 1024, unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
+    return value.toFixed(1) + "\u00a0" + units[unit];
+  }
   function showPicks() {
     const toggle = document.getElementById("select-toggle");
     const bar = document.getElementById("selection-bar");
@@ -314,13 +323,15 @@
     });
     bar.hidden = !selectMode;
     bar.querySelectorAll("input[name=ids]").forEach(function (input) { input.remove(); });
-    picked.forEach(function (id) {
+    let bytes = 0;
+    picked.forEach(function (size, id) {
+      bytes += size;
       const input = document.createElement("input");
       input.type = "hidden"; input.name = "ids"; input.value = id.replace("card-", "");
       bar.appendChild(input);
     });
     document.getElementById("selection-count").textContent =
-      picked.size ? picked.size + " picked" : "None picked: click the models to act on";
+      picked.size ? picked.size + " picked · " + sizeText(bytes) : "None picked: click the models to act on";
     bar.querySelectorAll("button[hx-post]").forEach(function (b) { b.disabled = !picked.size; });
   }
   function setSelectMode(on) {
@@ -329,7 +340,7 @@
     showPicks();
   }
   function togglePick(card) {
-    if (picked.has(card.id)) picked.delete(card.id); else picked.add(card.id);
+    if (picked.has(card.id)) picked.delete(card.id); else picked.set(card.id, Number(card.dataset.size) || 0);
     showPicks();
   }
   document.addEventListener("click", function (e) {
@@ -337,7 +348,7 @@
     if (e.target.closest("#select-toggle")) { setSelectMode(!selectMode); return; }
     if (e.target.closest("[data-ends-selection]")) { setSelectMode(false); return; }
     if (e.target.closest("[data-picks-all-shown]")) {
-      document.querySelectorAll("#grid > .card").forEach(function (card) { picked.add(card.id); });
+      document.querySelectorAll("#grid > .card").forEach(function (card) { picked.set(card.id, Number(card.dataset.size) || 0); });
       showPicks();
       return;
     }

@@ -108,8 +108,11 @@ def test_every_page_is_accessible(logged_in_page, server, two_digit_counts_and_a
     # Select mode, one card picked, the bar below the grid.
     page.goto(server.url + "/")
     page.get_by_role("button", name="Select").click()
-    page.locator("#grid > .card").first.click()
-    expect(page.get_by_role("form", name="Picked models")).to_contain_text("1 picked")
+    pepper = page.locator("#grid > .card", has_text="pepper")  # 14.0 KB
+    pepper.click()
+    size = pepper.locator(".size").inner_text()  # Django's filesizeformat
+    assert size.endswith("\xa0KB")
+    expect(page.get_by_role("form", name="Picked models")).to_contain_text(f"1 picked · {size}")
     assert_accessible(page)
     # The model dialog's forms. Each dialog is named by its title, for a screen reader to announce.
     page.goto(server.url + "/model/loras/0/style/pepper.safetensors")

@@ -205,7 +205,12 @@ def test_select_mode_picks_models_and_moves_them_to_the_trash_together(logged_in
     expect(page.get_by_role("checkbox", name=re.compile("pick_one"))).to_be_checked()
     page.keyboard.press("ArrowRight")
     page.keyboard.press(" ")  # the keyboard picks too
-    expect(bar).to_contain_text("2 picked")
+    both = sum(
+        (server.roots["checkpoints"] / f"{name}.safetensors").stat().st_size
+        for name in ("pick_one", "pick_two")
+    )
+    expect(bar).to_contain_text(f"2 picked · {both}\xa0bytes")
+    expect(page.locator(".grid-summary")).to_contain_text(f"2 models · {both}\xa0bytes")
 
     # Both into one subfolder.
     bar.get_by_role("button", name="Move…").click()
