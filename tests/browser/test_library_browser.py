@@ -223,7 +223,7 @@ def test_a_scan_shows_live_progress_and_new_models_appear(logged_in_page, server
     expect(page.locator("#toasts")).to_contain_text("Scan finished: 405 models, 400 new.", timeout=30_000)
     assert page.evaluate("window.sawProgress")
     expect(page.locator("#scan-progress progress")).to_have_count(0)
-    expect(page.locator(".grid-summary .muted")).to_have_text("405 models")
+    expect(page.locator(".grid-summary .muted")).to_have_text(re.compile(r"^405 models · [\d.]+\xa0KB$"))
     expect(type_link(page, "Checkpoints")).to_contain_text("403")
 
 
