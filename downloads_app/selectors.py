@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.db.models import Case, Q, Value, When
 
 from downloads_app import hub_updates, services
-from downloads_app.events import render_task_row
+from downloads_app.events import render_summary, render_task_row
 from downloads_app.models import ApiKey, DownloadedFile, DownloadSettings, DownloadTask, Platform
 from downloads_app.sources import Keys, RemoteFile, RemoteVersion, Resolution, resolve
 from downloads_app.workflows import WorkflowModel
@@ -35,7 +35,7 @@ def tasks() -> list[DownloadTask]:
 def unfinished_rows_fragment() -> str:
     """The rows that may have changed while a page's socket was away."""
     unfinished = DownloadTask.objects.exclude(status__in=[TaskStatus.DONE, TaskStatus.CANCELLED])
-    return "".join(render_task_row(task) for task in unfinished[:200])
+    return "".join(render_task_row(task) for task in unfinished[:200]) + render_summary(oob=True)
 
 
 def resolution_get(url: str, keys: Keys | None = None, *, fresh: bool = False) -> Resolution:

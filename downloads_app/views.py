@@ -19,6 +19,7 @@ from downloads_app.engine import HttpError
 from downloads_app.models import ApiKey, DownloadTask
 from downloads_app.sources import Resolution, SourceError
 from downloads_app.sources.civitai import FOLDER_OF_TYPE
+from downloads_app.summary import downloads_summary
 from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, WorkflowModel, models_in_workflow
 from mmsite.preferences import preferences_set
 from mmsite.toasts import with_toast
@@ -30,7 +31,11 @@ from models_app.selectors import folders_to_write, model_folders, models_with_sh
 
 @require_GET
 def downloads(request: HttpRequest) -> HttpResponse:
-    context = {"tasks": selectors.tasks(), "speed_limit": selectors.speed_limit()}
+    context = {
+        "tasks": selectors.tasks(),
+        "speed_limit": selectors.speed_limit(),
+        "summary": downloads_summary(),
+    }
     return render(request, "downloads_app/downloads.html", context)
 
 

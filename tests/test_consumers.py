@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -98,6 +99,8 @@ async def test_scan_events_reach_the_events_socket_and_fragments_the_ui_socket(u
     first = await library_page.receive_from()
     assert first.startswith('<div id="scan-progress"')  # the current state, sent on connect
     assert '<div id="info-progress"' in first
+    state = await downloads_page.receive_from()  # no download: the line that sums them up, empty
+    assert re.fullmatch(r'\s*<p id="downloads-summary" [^>]*hx-swap-oob="true"></p>\s*', state)
 
     task, _ = await sync_to_async(scan_start)(mode="full")
     received = await with_a_worker_until(events, "complete_scan_task")
@@ -163,6 +166,7 @@ async def test_a_reconnecting_page_gets_every_unfinished_download_at_once(user, 
     assert '<progress max="100" value="30"' in state
     assert "old.safetensors" not in state
     assert "scan-progress" not in state
+    assert re.search(r'<p id="downloads-summary" [^>]*>\s*1 running\s*— 700\xa0bytes to go\s*</p>', state)
     await ui.disconnect()
     # A page with no live part (Settings) gets no state, and an unknown topic is ignored.
     quiet = WebsocketCommunicator(application, "/ws/ui/?live=nonsense", headers=headers)
@@ -198,3 +202,22 @@ async def test_a_page_that_connects_a_moment_after_a_civitai_job_ended_still_hea
         finished_at=timezone.now() - timedelta(minutes=2)
     )
     assert "done:" not in await first_state()
+
+
+async def test_each_download_event_brings_the_line_that_sums_them_up(user):
+    from downloads_app.events import publish_task
+    from downloads_app.models import DownloadTask
+
+    task = await sync_to_async(DownloadTask.objects.create)(
+        platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",
+        folder_type="loras", filename="a.safetensors", status="running", downloaded_size=10, total_size=110, bps=50,
+    )  # fmt: skip
+    headers = await sync_to_async(session_headers)(user)
+    ui = WebsocketCommunicator(application, "/ws/ui/?live=downloads", headers=headers)
+    assert (await ui.connect())[0]
+    await ui.receive_from()  # the state on connect
+    await sync_to_async(publish_task)(task, "update_download_task")
+    fragment = await ui.receive_from()
+    assert f'id="download-task-{task.pk}"' in fragment
+    assert re.search(r"1 running\s*— 100\xa0bytes to go at 50\xa0bytes/s, about 2 s", fragment)
+    await ui.disconnect()

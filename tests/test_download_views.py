@@ -393,6 +393,32 @@ def test_task_buttons_pause_resume_cancel_and_remove(logged_in, db):
     assert logged_in.post(url("pause")).status_code == 404
 
 
+def test_the_line_under_the_title_sums_up_the_unfinished_downloads(logged_in, db):
+    def line() -> str:
+        html = logged_in.get(reverse("downloads")).content.decode()
+        return " ".join(
+            re.search(r'<p id="downloads-summary"[^>]*>(.*?)</p>', html, re.S)[1].split()
+        )  # \xa0 too
+
+    common = {"platform": "direct", "source_url": "https://x.test/a", "download_url": "https://x.test/a", "folder_type": "loras"}  # fmt: skip
+    assert line() == ""
+    DownloadTask.objects.create(
+        **common, filename="a", status="running", downloaded_size=40, total_size=100, bps=10
+    )
+    DownloadTask.objects.create(**common, filename="b", status="queued", total_size=200)
+    DownloadTask.objects.create(**common, filename="c", status="queued")  # its size is not known yet
+    DownloadTask.objects.create(**common, filename="d", status="paused", downloaded_size=10, total_size=50)
+    DownloadTask.objects.create(**common, filename="e", status="done", downloaded_size=5, total_size=5)
+    DownloadTask.objects.create(**common, filename="f", status="failed", total_size=999)
+    assert line() == (
+        "1 running · 2 queued · 1 paused — 260 bytes to go at 10 bytes/s, about 26 s (40 bytes more paused)"
+    )
+    DownloadTask.objects.exclude(status__in=["done", "failed"]).update(status="paused", bps=0)
+    assert line() == "4 paused — 300 bytes to go once resumed"
+    DownloadTask.objects.update(status="done")
+    assert line() == ""
+
+
 def test_clear_finished_takes_done_and_cancelled_downloads_off_the_list(logged_in, db):
     def task(name: str, status: str) -> DownloadTask:
         return DownloadTask.objects.create(platform="direct", source_url="https://x.test/a", download_url="https://x.test/a",

@@ -93,12 +93,15 @@ def test_pause_all_and_resume_all_hold_and_finish_every_download(logged_in_page,
         expect(row.locator(".badge.status")).to_have_text("Paused", timeout=10_000)
     expect(page).to_have_title("Downloads · Model Manager")
     expect(page.locator("#toasts")).to_contain_text("2 downloads paused.")
+    summary = page.locator("#downloads-summary")  # the line under the title, kept up by the socket
+    expect(summary).to_have_text(re.compile(r"^2 paused — [\d.]+\sMB to go once resumed$"))
     expect(page.get_by_role("button", name="Pause all")).to_be_hidden()
 
     page.get_by_role("button", name="Resume all").click()
     expect(page.locator("#toasts")).to_contain_text("2 downloads resumed.")
     for row in rows.all():
         expect(row.locator(".badge.status")).to_have_text("Done", timeout=30_000)
+    expect(summary).to_be_hidden()  # nothing left to sum up
     expect(page.get_by_role("button", name="Resume all")).to_be_hidden()
     expect(page).to_have_title("Downloads · Model Manager")
     for folder_type, name, key in (
