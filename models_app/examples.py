@@ -48,17 +48,15 @@ class ExampleImage:
 def examples_of(model: ModelFile) -> list[ExampleImage]:
     """From the model's .civitai.info (Civitai Helper, and Fetch info here), else from the Civitai part
     of its .metadata.json (Lora-Manager)."""
+    try:
+        folder = resolve_model_path(model.folder_type, model.path_index, model.relative_path).parent
+    except (PathOutsideRoot, UnknownRoot):  # its folder is no longer configured
+        return []
     for suffix, version_in in ((".civitai.info", None), (".metadata.json", "civitai")):
         name = next((n for n in model.sidecars if n.endswith(suffix)), "")
-        if not name:
-            continue
-        folder = model.relative_path.rpartition("/")[0]
         try:
-            path = resolve_model_path(
-                model.folder_type, model.path_index, f"{folder}/{name}" if folder else name
-            )
-            data = read_json(path)
-        except (OSError, PathOutsideRoot, UnknownRoot):
+            data = read_json(folder / name) if name else {}
+        except OSError:
             continue
         if found := example_images(mapping(data.get(version_in)) if version_in else data):
             return found

@@ -340,15 +340,16 @@
     showPicks();
   }
   function togglePick(card) {
-    if (picked.has(card.id)) picked.delete(card.id); else picked.set(card.id, Number(card.dataset.size) || 0);
+    if (picked.has(card.id)) picked.delete(card.id); else pick(card);
     showPicks();
   }
+  function pick(card) { picked.set(card.id, Number(card.dataset.size) || 0); }
   document.addEventListener("click", function (e) {
     if (!e.target.closest) return;
     if (e.target.closest("#select-toggle")) { setSelectMode(!selectMode); return; }
     if (e.target.closest("[data-ends-selection]")) { setSelectMode(false); return; }
     if (e.target.closest("[data-picks-all-shown]")) {
-      document.querySelectorAll("#grid > .card").forEach(function (card) { picked.set(card.id, Number(card.dataset.size) || 0); });
+      document.querySelectorAll("#grid > .card").forEach(pick);
       showPicks();
       return;
     }
