@@ -24,6 +24,7 @@ from downloads_app.workflows import MAX_WORKFLOW_BYTES, WorkflowError, WorkflowM
 from mmsite.preferences import preferences_set
 from mmsite.toasts import with_toast
 from models_app.civitai_api import CivitaiUnavailable, LookupFailed
+from models_app.examples import example_images
 from models_app.markdown import sanitize_html
 from models_app.roots import get_roots, roots_sources
 from models_app.selectors import folders_to_write, model_folders, models_with_sha256
@@ -294,6 +295,7 @@ def _choose_step(
         "resolution": resolution,
         "version": version,
         "description": sanitize_html(resolution.description_html_of(version)),
+        "examples": example_images(version.info),
         "remote": remote,
         "already_have": models_with_sha256(remote.sha256),
         "older": older,

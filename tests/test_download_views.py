@@ -80,6 +80,16 @@ def test_step_two_offers_versions_files_and_the_suggested_folder(logged_in, serv
     assert "<b>Bold</b>" in html and "<script>" not in html and "alert(" not in html
 
 
+def test_the_versions_example_images_are_shown_before_downloading_it(logged_in, services_at_upstream):
+    up = services_at_upstream
+    html = choose(logged_in, f"{up.civitai_url}/models/1231067").content.decode()
+    assert "Example images <span" in html
+    assert f'<img src="{up.civitai_url}/images/storybook.png" alt="" loading="lazy"' in html
+    assert "Use as preview" not in html  # nothing in the library yet to give a preview to
+    hub = choose(logged_in, f"{up.hf_url}/demo-org/demo-models").content.decode()
+    assert "Example images" not in hub
+
+
 def test_a_file_already_in_the_library_is_pointed_out_before_downloading_it_again(
     logged_in, services_at_upstream, model_roots
 ):
