@@ -15,7 +15,15 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Strin
 
 from downloads_app.models import DownloadedFile, Platform
 from models_app.models import CivitaiModel, InfoTask, LibraryVersion, ModelFile, MoveTask, ScanTask
-from models_app.roots import RootNotThere, clean_relative_path, get_roots, root_to_write
+from models_app.roots import (
+    PathOutsideRoot,
+    RootNotThere,
+    UnknownRoot,
+    clean_relative_path,
+    get_roots,
+    resolve_model_path,
+    root_to_write,
+)
 
 PAGE_SIZE = 60
 # A refresh draws again as many cards as the page showed, so that the user keeps their place; this many
@@ -242,8 +250,23 @@ def common_labels(folder_type: str, limit: int = 150) -> list[str]:
     return sorted((label for label, _ in counts.most_common(limit)), key=str.lower)
 
 
-def duplicates() -> list[list[ModelFile]]:
-    """Models with the same SHA256 and size, across types and roots: each group biggest first.
+@dataclass(frozen=True)
+class DuplicateGroup:
+    models: list[ModelFile]
+    files: int  # the distinct files on disk among them: copies that are hard links are one file
+
+    @property
+    def first(self) -> ModelFile:
+        return self.models[0]
+
+    @property
+    def freed_by_keeping_one(self) -> int:
+        return max(0, self.files - 1) * self.first.size
+
+
+def duplicates() -> list[DuplicateGroup]:
+    """Models with the same SHA256 and size, across types and roots: the group whose copies free the
+    most first.
 
     The size is compared too because a hash may come from a sidecar rather than from the file: a
     .civitai.info copied beside the wrong model must not offer a different model for deletion.
@@ -261,8 +284,21 @@ def duplicates() -> list[list[ModelFile]]:
     ):
         groups.setdefault((model.sha256, model.size), []).append(model)
     return sorted(
-        (group for group in groups.values() if len(group) > 1), key=lambda group: -group[0].size * len(group)
+        (DuplicateGroup(group, _files_on_disk(group)) for group in groups.values() if len(group) > 1),
+        key=lambda group: (-group.freed_by_keeping_one, -group.first.size * len(group.models)),
     )
+
+
+def _files_on_disk(models: list[ModelFile]) -> int:
+    """How many files the models are: deleting one of several hard links to a file frees nothing."""
+    files = set()
+    for model in models:
+        try:
+            found = resolve_model_path(model.folder_type, model.path_index, model.relative_path).stat()
+        except (OSError, PathOutsideRoot, UnknownRoot):  # gone since the scan, or its folder unset
+            continue
+        files.add((found.st_dev, found.st_ino))
+    return len(files)
 
 
 def library_page(query: LibraryQuery) -> LibraryPage:

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -635,6 +636,28 @@ def test_the_library_shows_a_list_of_rows_once_the_user_chooses_it_in_every_brow
     anonymous = Client(enforce_csrf_checks=True)
     assert anonymous.post(reverse("library_layout"), {"layout": "grid"}).status_code in (302, 403)
     assert grid_of(same_user) == ("grid list", "list")
+
+
+def test_duplicates_says_what_keeping_one_copy_of_each_frees_and_that_hard_links_free_nothing(
+    logged_in, scanned
+):
+    def summary() -> str:
+        html = logged_in.get(reverse("duplicates")).content.decode()
+        return re.sub(r"[ \n]+", " ", re.search(r'<p class="dup-summary">(.*?)</p>', html, re.S)[1])
+
+    checkpoints = scanned["checkpoints"]
+    for name in ("copy_a", "copy_b"):
+        shutil.copy(checkpoints / "alpha_xl.safetensors", checkpoints / f"{name}.safetensors")
+    os.link(checkpoints / "beta_xl.safetensors", checkpoints / "beta_link.safetensors")
+    scan_folder(get_roots())
+    for group, names in (("a" * 64, ["alpha_xl", "copy_a", "copy_b"]), ("b" * 64, ["beta_xl", "beta_link"])):
+        ModelFile.objects.filter(name__in=names).update(sha256=group)
+    two_copies = filesizeformat(2 * (checkpoints / "alpha_xl.safetensors").stat().st_size)
+    assert summary() == f"2 models with copies · keeping one of each frees <strong>{two_copies}</strong>"
+    ModelFile.objects.filter(name__in=["copy_a", "copy_b"]).update(sha256="")
+    assert summary() == "1 model with copies · keeping one of each frees <strong>0\xa0bytes</strong>"
+    assert "2 copies of" in (page := logged_in.get(reverse("duplicates")).content.decode())
+    assert "(one file, hard-linked: deleting a copy frees nothing)" in page
 
 
 def test_the_model_page_still_opens_when_its_folder_is_no_longer_configured(logged_in, scanned, settings):

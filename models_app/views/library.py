@@ -151,4 +151,6 @@ def model_sidecar(
 
 @require_GET
 def duplicates(request: HttpRequest) -> HttpResponse:
-    return render(request, "models_app/duplicates.html", {"groups": selectors.duplicates()})
+    groups = selectors.duplicates()
+    freed = sum(group.freed_by_keeping_one for group in groups)
+    return render(request, "models_app/duplicates.html", {"groups": groups, "freed": freed})
