@@ -12,6 +12,7 @@ from django.urls import reverse
 from downloads_app.selectors import downloaded_from
 from mmsite.api import ApiError, api_ok, api_view, json_body, number_field, refuse_nul, text_field
 from models_app import selectors, services
+from models_app.examples import examples_of
 from models_app.info import info_task_data, stop_info
 from models_app.models import InfoMode, InfoTask, ModelFile, ScanTask, TrashItem
 from models_app.previews import MAX_PREVIEW_BYTES, PreviewError
@@ -68,6 +69,18 @@ def model_details(model: ModelFile) -> dict[str, Any]:
             "nsfwLevel": model.nsfw_level,
             # Civitai's newest version, when the library does not hold it (selectors.with_update).
             "newerVersion": dict(zip(("id", "name"), newer, strict=True)) if newer else None,
+            # Its version's images with what they were made with, from the info saved beside it.
+            "examples": [
+                {
+                    "url": image.url,
+                    "nsfwLevel": image.nsfw_level,
+                    "prompt": image.prompt,
+                    "negativePrompt": image.negative_prompt,
+                    "settings": dict(image.settings),
+                    "resources": image.resources,
+                }
+                for image in examples_of(model)
+            ],
         },
         "downloadedFrom": source
         and {

@@ -124,3 +124,14 @@ def test_use_as_preview_saves_that_example_beside_the_model(logged_in, scanned, 
     assert "Preview saved." in response["HX-Trigger"]
     assert (scanned["loras"] / "poses.webp").exists()
     assert ModelFile.objects.get(name="poses").preview == "poses.webp"
+
+
+def test_the_api_gives_a_models_examples_with_their_settings(logged_in, scanned):
+    civitai = logged_in.get("/model-manager/model/loras/0/poses.safetensors").json()["data"]["civitai"]
+    (example,) = civitai["examples"]
+    assert example["url"].startswith("https://image.civitai.com/")
+    assert example["prompt"].startswith("aesthetic_pos3, dynamic_pos3")
+    assert example["settings"]["Sampler"] == "Euler" and example["settings"]["Steps"] == "26"
+    assert example["resources"] == ["aeshteticv5.safetensors (LoRA, 1)"]
+    pepper = logged_in.get("/model-manager/model/loras/0/style/pepper.safetensors").json()["data"]["civitai"]
+    assert pepper["examples"] == []
