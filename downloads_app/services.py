@@ -47,6 +47,7 @@ from models_app.roots import (
     UnknownRoot,
     clean_relative_path,
     get_roots,
+    model_path,
     resolve_model_path,
     root_to_write,
 )
@@ -207,7 +208,7 @@ def is_in_place(model: ModelFile | None, final: Path) -> bool:
     if model is None:
         return False
     try:
-        return resolve_model_path(model.folder_type, model.path_index, model.relative_path) == final
+        return model_path(model) == final
     except (UnknownRoot, PathOutsideRoot):
         return False
 

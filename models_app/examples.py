@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models_app.models import ModelFile
-from models_app.roots import PathOutsideRoot, UnknownRoot, resolve_model_path
+from models_app.roots import PathOutsideRoot, UnknownRoot, model_path
 from models_app.sidecars import mapping, read_json
 
 MAX_EXAMPLES = 12
@@ -49,7 +49,7 @@ def examples_of(model: ModelFile) -> list[ExampleImage]:
     """From the model's .civitai.info (Civitai Helper, and Fetch info here), else from the Civitai part
     of its .metadata.json (Lora-Manager)."""
     try:
-        folder = resolve_model_path(model.folder_type, model.path_index, model.relative_path).parent
+        folder = model_path(model).parent
     except (PathOutsideRoot, UnknownRoot):  # its folder is no longer configured
         return []
     for suffix, version_in in ((".civitai.info", None), (".metadata.json", "civitai")):

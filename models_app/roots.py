@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 import yaml
 from django.conf import settings
@@ -280,3 +281,14 @@ def resolve_model_path(folder_type: str, path_index: int, relative_path: str) ->
             return candidate
         step = step.parent
     raise PathOutsideRoot(f"{relative_path!r} is outside the {folder_type} folder.")
+
+
+class PlacedModel(Protocol):
+    folder_type: str
+    path_index: int
+    relative_path: str
+
+
+def model_path(model: PlacedModel) -> Path:
+    """Where a library model's file is, checked as resolve_model_path checks it."""
+    return resolve_model_path(model.folder_type, model.path_index, model.relative_path)

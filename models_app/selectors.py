@@ -21,7 +21,7 @@ from models_app.roots import (
     UnknownRoot,
     clean_relative_path,
     get_roots,
-    resolve_model_path,
+    model_path,
     root_to_write,
 )
 
@@ -294,7 +294,7 @@ def _files_on_disk(models: list[ModelFile]) -> int:
     files = set()
     for model in models:
         try:
-            found = resolve_model_path(model.folder_type, model.path_index, model.relative_path).stat()
+            found = model_path(model).stat()
         except (OSError, PathOutsideRoot, UnknownRoot):  # gone since the scan, or its folder unset
             continue
         files.add((found.st_dev, found.st_ino))

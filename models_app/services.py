@@ -36,6 +36,7 @@ from models_app.roots import (
     UnknownRoot,
     clean_relative_path,
     get_roots,
+    model_path,
     resolve_model_path,
     root_to_write,
 )
@@ -141,10 +142,6 @@ class ModelEditError(ValueError):
 
 
 TRASH_DIR = ".trash"
-
-
-def model_path(model: ModelFile) -> Path:
-    return resolve_model_path(model.folder_type, model.path_index, model.relative_path)
 
 
 def files_of(model: ModelFile) -> list[Path]:
